@@ -1,0 +1,30 @@
+//! Handlers, one module per resource, and the one place errors become HTTP.
+
+pub mod health;
+pub mod problem;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+
+pub use problem::ApiError;
+
+/// The response type every handler returns.
+pub type HttpResponse = Response<Full<Bytes>>;
+
+/// A JSON response from bytes already serialised.
+pub fn json_bytes(status: StatusCode, body: impl Into<Bytes>) -> HttpResponse {
+    let mut resp = Response::new(Full::new(body.into()));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// A JSON response from a serialisable value.
+pub fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> HttpResponse {
+    match serde_json::to_vec(value) {
+        Ok(bytes) => json_bytes(status, bytes),
+        Err(e) => ApiError::Internal(format!("cannot serialise response: {e}")).into_response("", ""),
+    }
+}

@@ -1,0 +1,174 @@
+//! RFC 9457 problem details: every error the API returns is built here.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Response, StatusCode};
+use http_body_util::Full;
+use serde::Serialize;
+
+use super::HttpResponse;
+use crate::backends::{Backend, BackendError};
+
+/// Media type of error bodies.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Everything that can go wrong while answering a request, and whose fault it is.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    /// The client asked for something that is not there.
+    #[error("{0}")]
+    NotFound(String),
+    /// The route exists, the method does not.
+    #[error("method {method} is not allowed here; allowed: {allow}")]
+    MethodNotAllowed { method: Method, allow: String },
+    /// A parameter is malformed or out of range.
+    #[error("{detail}")]
+    BadRequest { param: String, detail: String },
+    /// A backend the answer needs is down or too slow.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// The gateway is shutting down or otherwise not taking this request.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug: never the client's fault.
+    #[error("{0}")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    instance: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    request_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backend: Option<Backend>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    invalid_params: Vec<InvalidParam<'a>>,
+}
+
+#[derive(Serialize)]
+struct InvalidParam<'a> {
+    name: &'a str,
+    reason: &'a str,
+}
+
+impl ApiError {
+    /// A bad parameter, named.
+    pub fn bad_param(param: impl Into<String>, detail: impl Into<String>) -> Self {
+        ApiError::BadRequest { param: param.into(), detail: detail.into() }
+    }
+
+    /// The HTTP status this error maps to.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Backend(BackendError::Timeout { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Backend(BackendError::Failed { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn slug(&self) -> &'static str {
+        match self {
+            ApiError::NotFound(_) => "not-found",
+            ApiError::MethodNotAllowed { .. } => "method-not-allowed",
+            ApiError::BadRequest { .. } => "invalid-parameter",
+            ApiError::Backend(BackendError::Timeout { .. }) => "backend-timeout",
+            ApiError::Backend(BackendError::Failed { .. }) => "backend-unavailable",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// The problem+json response; `instance` is the request path, `request_id`
+    /// lets the client quote the failing request to an operator.
+    pub fn into_response(self, instance: &str, request_id: &str) -> HttpResponse {
+        let status = self.status();
+        let (backend, invalid_params) = match &self {
+            ApiError::Backend(e) => (Some(e.backend()), Vec::new()),
+            ApiError::BadRequest { param, detail } => {
+                (None, vec![InvalidParam { name: param, reason: detail }])
+            }
+            _ => (None, Vec::new()),
+        };
+        let problem = Problem {
+            kind: format!("urn:order-gateway:problem:{}", self.slug()),
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            instance,
+            request_id,
+            backend,
+            invalid_params,
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_else(|_| b"{}".to_vec());
+        let mut resp = Response::new(Full::new(Bytes::from(body)));
+        *resp.status_mut() = status;
+        let headers = resp.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let ApiError::MethodNotAllowed { allow, .. } = &self {
+            if let Ok(v) = HeaderValue::from_str(allow) {
+                headers.insert(header::ALLOW, v);
+            }
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn body_json(resp: HttpResponse) -> serde_json::Value {
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn bad_request_names_the_parameter() {
+        let resp = ApiError::bad_param("limit", "limit must be between 1 and 100, got 0")
+            .into_response("/v1/orders", "r-1");
+        assert_eq!(resp.status(), 400);
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+        let v = body_json(resp).await;
+        assert_eq!(v["invalid_params"][0]["name"], "limit");
+        assert_eq!(v["request_id"], "r-1");
+        assert_eq!(v["instance"], "/v1/orders");
+        assert_eq!(v["status"], 400);
+    }
+
+    #[tokio::test]
+    async fn method_not_allowed_carries_allow() {
+        let resp = ApiError::MethodNotAllowed { method: Method::POST, allow: "GET, HEAD".into() }
+            .into_response("/healthz", "");
+        assert_eq!(resp.status(), 405);
+        assert_eq!(resp.headers()[header::ALLOW], "GET, HEAD");
+    }
+
+    #[tokio::test]
+    async fn backend_errors_name_the_backend_and_are_retryable() {
+        let err = BackendError::Timeout {
+            backend: Backend::Elasticsearch,
+            timeout: std::time::Duration::from_millis(200),
+        };
+        let resp = ApiError::from(err).into_response("/v1/orders/x", "");
+        assert_eq!(resp.status(), 503);
+        assert!(resp.headers().contains_key(header::RETRY_AFTER));
+        let v = body_json(resp).await;
+        assert_eq!(v["backend"], "elasticsearch");
+        assert_eq!(v["type"], "urn:order-gateway:problem:backend-timeout");
+    }
+}

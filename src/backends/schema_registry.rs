@@ -1,0 +1,53 @@
+//! The schema registry client (Confluent-compatible API).
+
+use std::time::Duration;
+
+use url::Url;
+
+use super::{timed, Backend, BackendError};
+use crate::config::SchemaRegistryConfig;
+
+/// Shared HTTP client for the registry.
+#[derive(Clone)]
+pub struct RegistryClient {
+    http: reqwest::Client,
+    base: Url,
+    timeout: Duration,
+    auth: Option<(String, String)>,
+}
+
+impl RegistryClient {
+    /// Builds the client; no request is made.
+    pub fn new(cfg: &SchemaRegistryConfig) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .build()
+            .map_err(|e| anyhow::anyhow!("schema registry client: {e}"))?;
+        let mut base = cfg.url.clone();
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        let auth = (!cfg.username.is_empty())
+            .then(|| (cfg.username.clone(), cfg.password.expose().to_string()));
+        Ok(RegistryClient { http, base, timeout: cfg.timeout, auth })
+    }
+
+    /// A GET request to `path` under the registry's base URL.
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        let url = self.base.join(path).expect("registry paths are relative and valid");
+        let req = self.http.get(url).header("accept", "application/vnd.schemaregistry.v1+json");
+        match &self.auth {
+            Some((u, p)) => req.basic_auth(u, Some(p)),
+            None => req,
+        }
+    }
+
+    /// `GET /subjects`: usable when it answers 200.
+    pub async fn ping(&self) -> Result<String, BackendError> {
+        let subjects: Vec<String> = timed(Backend::SchemaRegistry, "list_subjects", self.timeout, async {
+            self.get("subjects").send().await?.error_for_status()?.json::<Vec<String>>().await
+        })
+        .await?;
+        Ok(format!("{} subject(s)", subjects.len()))
+    }
+}

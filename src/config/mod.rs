@@ -1,0 +1,230 @@
+//! Configuration: typed, layered, validated before anything starts.
+//!
+//! The structs below are the reference; `config/default.toml` carries a comment
+//! on every key and is compiled in as the base layer, so a key that exists in
+//! code but not in the file (or the other way round) fails the unit tests.
+
+mod secret;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+pub use secret::Secret;
+
+/// The defaults, documented key by key.
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+/// Prefix of environment variables; `__` separates section and key.
+pub const ENV_PREFIX: &str = "ORDER_GATEWAY__";
+
+/// The whole configuration of the gateway.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub log: LogConfig,
+    pub readiness: ReadinessConfig,
+    pub elasticsearch: ElasticsearchConfig,
+    pub clickhouse: ClickHouseConfig,
+    pub kafka: KafkaConfig,
+    pub schema_registry: SchemaRegistryConfig,
+}
+
+/// The HTTP listener.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    pub max_connections: usize,
+}
+
+/// Log output.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// What `/readyz` demands.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadinessConfig {
+    #[serde(with = "humantime_serde")]
+    pub cache_for: Duration,
+    pub require_elasticsearch: bool,
+    pub require_clickhouse: bool,
+    pub require_kafka: bool,
+    pub require_schema_registry: bool,
+}
+
+/// The operational store.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ElasticsearchConfig {
+    pub url: Url,
+    pub read_alias: String,
+    pub write_alias: String,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub username: String,
+    pub password: Secret,
+}
+
+/// The analytical store.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClickHouseConfig {
+    pub url: Url,
+    pub database: String,
+    pub user: String,
+    pub password: Secret,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+/// The event bus.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub client_id: String,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+/// The Confluent-compatible schema registry.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaRegistryConfig {
+    pub url: Url,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub username: String,
+    pub password: Secret,
+}
+
+/// A configuration that could not be loaded; the message names the key, the
+/// value and where it came from.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Loads defaults, then `file` if given, then `ORDER_GATEWAY__*` variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist or is not a file",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        let config: Config = figment.extract().map_err(|e| ConfigError(describe(&figment, e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Rules serde cannot express.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, value: &dyn std::fmt::Display, why: &str| {
+            Err(ConfigError(format!("{key} = {value:?}: {why}", value = value.to_string())))
+        };
+        for (key, url) in [
+            ("elasticsearch.url", &self.elasticsearch.url),
+            ("clickhouse.url", &self.clickhouse.url),
+            ("schema_registry.url", &self.schema_registry.url),
+        ] {
+            if !matches!(url.scheme(), "http" | "https") {
+                return bad(key, url, "must be an http or https URL");
+            }
+        }
+        for (key, d) in [
+            ("server.header_read_timeout", self.server.header_read_timeout),
+            ("elasticsearch.timeout", self.elasticsearch.timeout),
+            ("clickhouse.timeout", self.clickhouse.timeout),
+            ("kafka.timeout", self.kafka.timeout),
+            ("schema_registry.timeout", self.schema_registry.timeout),
+        ] {
+            if d.is_zero() {
+                return bad(key, &humantime::format_duration(d), "must be greater than zero");
+            }
+        }
+        if self.server.max_connections == 0 {
+            return bad("server.max_connections", &0, "must be at least 1");
+        }
+        if self.kafka.brokers.trim().is_empty() {
+            return bad("kafka.brokers", &self.kafka.brokers, "must name at least one broker");
+        }
+        if self.elasticsearch.read_alias.is_empty() {
+            return bad("elasticsearch.read_alias", &"", "must not be empty");
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return bad("log.level", &self.log.level, "is not a valid level filter (e.g. \"info\" or \"info,order_gateway=debug\")");
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, secrets masked.
+    pub fn to_masked_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// One line per problem, naming the key, the value as given and where it came
+/// from (the file, or the environment variable as the user spelled it).
+fn describe(figment: &Figment, err: figment::Error) -> String {
+    err.into_iter()
+        .map(|e| {
+            if e.path.is_empty() {
+                return e.kind.to_string();
+            }
+            let key = e.path.join(".");
+            let value = figment
+                .find_value(&key)
+                .ok()
+                .map(|v| match v {
+                    figment::value::Value::String(_, s) => format!(" = {s:?}"),
+                    other => format!(" = {}", toml::Value::try_from(&other).map(|t| t.to_string()).unwrap_or_default()),
+                })
+                .unwrap_or_default();
+            let source = match &e.metadata {
+                Some(m) if m.name.contains("environment") => format!(
+                    " (from environment variable {ENV_PREFIX}{})",
+                    e.path.join("__").to_ascii_uppercase()
+                ),
+                Some(m) => match &m.source {
+                    Some(src) => format!(" (from {src})"),
+                    None => format!(" (from {})", m.name),
+                },
+                None => String::new(),
+            };
+            format!("{key}{value}{source}: {}", e.kind)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests;

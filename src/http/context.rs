@@ -1,0 +1,130 @@
+//! Per-request identity: the request id and the W3C trace context.
+
+use http::HeaderMap;
+
+/// Header carrying the request id, taken from the client or generated.
+pub const REQUEST_ID: &str = "x-request-id";
+/// W3C trace context header.
+pub const TRACEPARENT: &str = "traceparent";
+
+/// Identity of one request, logged on every line and passed to backends.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub request_id: String,
+    pub trace: TraceParent,
+}
+
+impl RequestContext {
+    /// Takes a well-formed request id and traceparent from the headers, or makes new ones.
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        let request_id = headers
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| valid_request_id(v))
+            .map(str::to_owned)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        let trace = headers
+            .get(TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(TraceParent::parse)
+            .unwrap_or_else(TraceParent::new_root);
+        RequestContext { request_id, trace }
+    }
+}
+
+/// A client-chosen id is kept when it is short and printable, so it can be
+/// logged and echoed without escaping; anything else is replaced.
+pub fn valid_request_id(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 128
+        && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/' | b'+' | b'='))
+}
+
+/// A parsed `traceparent` (version 00): the trace continues through the
+/// gateway, with the gateway's own span id on calls it makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceParent {
+    pub trace_id: String,
+    pub parent_id: String,
+    pub flags: u8,
+}
+
+impl TraceParent {
+    /// Parses `00-<32 hex>-<16 hex>-<2 hex>`; all-zero ids are invalid per the spec.
+    pub fn parse(v: &str) -> Option<Self> {
+        let mut parts = v.trim().split('-');
+        let (version, trace_id, parent_id, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        // Version ff is forbidden; future versions may append fields, version 00 may not.
+        if !hex(version, 2) || version == "ff" || (version == "00" && parts.next().is_some()) {
+            return None;
+        }
+        if !hex(trace_id, 32) || !hex(parent_id, 16) || !hex(flags, 2) {
+            return None;
+        }
+        if trace_id.bytes().all(|b| b == b'0') || parent_id.bytes().all(|b| b == b'0') {
+            return None;
+        }
+        Some(TraceParent {
+            trace_id: trace_id.to_string(),
+            parent_id: parent_id.to_string(),
+            flags: u8::from_str_radix(flags, 16).ok()?,
+        })
+    }
+
+    /// A new trace started at the gateway, sampled.
+    pub fn new_root() -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let span = uuid::Uuid::new_v4().simple().to_string();
+        TraceParent { trace_id: id, parent_id: span[..16].to_string(), flags: 1 }
+    }
+
+    /// The header value for a call the gateway makes on behalf of this request.
+    pub fn child_header(&self) -> String {
+        let span = uuid::Uuid::new_v4().simple().to_string();
+        format!("00-{}-{}-{:02x}", self.trace_id, &span[..16], self.flags)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_valid_traceparent() {
+        let t = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        assert_eq!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(t.flags, 1);
+        let child = t.child_header();
+        assert!(child.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(child.ends_with("-01"));
+        assert_eq!(TraceParent::parse(&child).unwrap().trace_id, t.trace_id);
+    }
+
+    #[test]
+    fn rejects_malformed_traceparent() {
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        ] {
+            assert!(TraceParent::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn request_id_kept_or_replaced() {
+        let mut h = HeaderMap::new();
+        h.insert(REQUEST_ID, "abc-123".parse().unwrap());
+        assert_eq!(RequestContext::from_headers(&h).request_id, "abc-123");
+        h.insert(REQUEST_ID, "has space".parse().unwrap());
+        let generated = RequestContext::from_headers(&h).request_id;
+        assert_eq!(generated.len(), 32);
+        assert!(!valid_request_id(&"x".repeat(129)));
+    }
+}

@@ -1,0 +1,90 @@
+//! Route table: path templates to routes, and which methods each accepts.
+
+use http::Method;
+
+/// Every route the gateway serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Healthz,
+    Readyz,
+    Metrics,
+}
+
+impl Route {
+    /// The path template: the `route` label of metrics and logs.
+    pub fn template(self) -> &'static str {
+        match self {
+            Route::Healthz => "/healthz",
+            Route::Readyz => "/readyz",
+            Route::Metrics => "/metrics",
+        }
+    }
+
+    /// Methods the route answers; HEAD goes wherever GET does.
+    pub fn methods(self) -> &'static [Method] {
+        match self {
+            Route::Healthz | Route::Readyz | Route::Metrics => &[Method::GET, Method::HEAD],
+        }
+    }
+
+    const ALL: [Route; 3] = [Route::Healthz, Route::Readyz, Route::Metrics];
+}
+
+/// What the router made of a request line.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Matched<'a> {
+    Found { route: Route, params: Vec<(&'a str, &'a str)> },
+    MethodNotAllowed { route: Route, allow: String },
+    NotFound,
+}
+
+/// The compiled route table.
+pub struct Router {
+    inner: matchit::Router<Route>,
+}
+
+impl Default for Router {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Router {
+    /// Compiles every route's template.
+    pub fn new() -> Self {
+        let mut inner = matchit::Router::new();
+        for r in Route::ALL {
+            inner.insert(r.template(), r).expect("route templates do not conflict");
+        }
+        Router { inner }
+    }
+
+    /// Matches a path and method.
+    pub fn route<'a>(&'a self, method: &Method, path: &'a str) -> Matched<'a> {
+        let Ok(m) = self.inner.at(path) else { return Matched::NotFound };
+        let route = *m.value;
+        if !route.methods().contains(method) {
+            let allow = route.methods().iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+            return Matched::MethodNotAllowed { route, allow };
+        }
+        let params = m.params.iter().collect();
+        Matched::Found { route, params }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_and_methods() {
+        let r = Router::new();
+        assert!(matches!(r.route(&Method::GET, "/healthz"), Matched::Found { route: Route::Healthz, .. }));
+        assert!(matches!(r.route(&Method::HEAD, "/readyz"), Matched::Found { route: Route::Readyz, .. }));
+        assert_eq!(r.route(&Method::GET, "/nope"), Matched::NotFound);
+        match r.route(&Method::POST, "/metrics") {
+            Matched::MethodNotAllowed { allow, .. } => assert_eq!(allow, "GET, HEAD"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! Logs and metrics. Metric names live in [`names`] and nowhere else.
+
+pub mod names;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::{fmt, prelude::*, EnvFilter};
+
+use crate::config::{LogConfig, LogFormat};
+
+/// Installs the global tracing subscriber. Logs go to stdout, one JSON object a
+/// line by default; they never carry request bodies, order contents or secrets.
+pub fn init_logging(cfg: &LogConfig) {
+    let filter = EnvFilter::try_new(&cfg.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(filter);
+    match cfg.format {
+        LogFormat::Json => registry
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false)
+                    .with_target(true),
+            )
+            .init(),
+        LogFormat::Text => registry.with(fmt::layer().with_target(false)).init(),
+    }
+}
+
+/// Installs the Prometheus recorder and returns the handle `/metrics` renders.
+pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Suffix("_seconds".to_string()),
+            names::LATENCY_BUCKETS,
+        )?
+        .install_recorder()?;
+    names::describe();
+    // Histograms are kept in per-thread buffers until upkeep folds them in.
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
+}

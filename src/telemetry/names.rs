@@ -1,0 +1,33 @@
+//! Every metric the gateway emits: its name, labels and help text, in one place.
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+
+/// Requests answered, by `route` (the route template, never the raw path),
+/// `method` and `status`.
+pub const HTTP_REQUESTS: &str = "http_requests_total";
+/// Time from request head to response head, by `route` and `method`.
+pub const HTTP_REQUEST_DURATION: &str = "http_request_duration_seconds";
+/// Connections currently open.
+pub const HTTP_CONNECTIONS_OPEN: &str = "http_connections_open";
+/// Backend health as seen by the last readiness probe (1 up, 0 down), by `backend`.
+pub const BACKEND_UP: &str = "backend_up";
+/// Duration of backend calls, by `backend` and `call`.
+pub const BACKEND_CALL_DURATION: &str = "backend_call_duration_seconds";
+/// Backend calls that failed, by `backend`, `call` and `reason` (timeout, error).
+pub const BACKEND_CALL_ERRORS: &str = "backend_call_errors_total";
+
+/// Histogram buckets for latencies: fine below a millisecond, where cache hits live.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
+];
+
+/// Registers help texts so `/metrics` explains itself.
+pub fn describe() {
+    describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by route template, method and status");
+    describe_histogram!(HTTP_REQUEST_DURATION, Unit::Seconds, "HTTP request latency by route template");
+    describe_gauge!(HTTP_CONNECTIONS_OPEN, "HTTP connections currently open");
+    describe_gauge!(BACKEND_UP, "1 when the last readiness probe reached the backend, else 0");
+    describe_histogram!(BACKEND_CALL_DURATION, Unit::Seconds, "Backend call latency by backend and call");
+    describe_counter!(BACKEND_CALL_ERRORS, "Failed backend calls by backend, call and reason");
+}

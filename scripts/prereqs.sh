@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Checks the tools the build and the native stack need; installs the missing
+# Debian packages when running as root. Rust itself must come from rustup.
+set -euo pipefail
+
+missing=()
+need() { command -v "$1" >/dev/null 2>&1 || missing+=("$2"); }
+need java openjdk-17-jdk-headless
+need javac openjdk-17-jdk-headless
+need mvn maven
+need npm npm
+need python3 python3
+need cc gcc
+need curl curl
+need setsid util-linux
+
+if (( ${#missing[@]} )); then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "[prereqs] installing: ${missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "[prereqs] missing tools; install these packages: ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+  else
+    echo "[prereqs] python3 cannot create virtual environments; install python3-venv" >&2
+    exit 1
+  fi
+fi
+
+java_major=$(java -version 2>&1 | awk -F'"' '/version/ {split($2, v, "."); print v[1]}')
+if (( java_major < 17 )); then
+  echo "[prereqs] Java 17 or newer is needed (found $java_major): Kafka 4 and Elasticsearch 8 require it" >&2
+  exit 1
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "[prereqs] cargo not found: install Rust with rustup (https://rustup.rs), then run again" >&2
+  exit 1
+fi

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# `make test`: build once, start the native stack, run every test, stop the stack.
+# Exits non-zero when anything fails; the stack is stopped in every case.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+started_here=()
+cleanup() {
+  local rc=$?
+  if (( ${#started_here[@]} )); then
+    echo "[test] stopping the stack" >&2
+    scripts/stack/stop "${started_here[@]}" || true
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+
+# Build before starting the stack: compilation and the JVMs would fight for two cores.
+echo "[test] building" >&2
+cargo build --locked --all-targets
+
+# Only what this run starts is stopped afterwards, so `make test` beside a
+# running `make dev` leaves the developer's stack alone.
+source scripts/stack/lib.sh
+for c in "${STACK_COMPONENTS[@]}"; do
+  if ! running_pid "$c" >/dev/null 2>&1; then started_here+=("$c"); fi
+done
+echo "[test] starting the stack" >&2
+scripts/stack/start
+eval "$(scripts/stack/env)"
+
+echo "[test] running the tests" >&2
+cargo test --locked --all-targets --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"

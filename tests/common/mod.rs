@@ -1,0 +1,155 @@
+//! Helpers shared by the integration tests: where the real stack listens, how
+//! to start the gateway binary against it, and how to stop and start one
+//! component of the native stack (scripts/stack) for fault tests.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Address of a backend, from the same variables the gateway reads
+/// (`eval "$(scripts/stack/env)"` sets them), else the stack's defaults.
+pub fn env_or(var: &str, default: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| default.to_string())
+}
+
+pub fn kafka_brokers() -> String {
+    env_or("ORDER_GATEWAY__KAFKA__BROKERS", "127.0.0.1:9092")
+}
+pub fn es_url() -> String {
+    env_or("ORDER_GATEWAY__ELASTICSEARCH__URL", "http://127.0.0.1:9200")
+}
+pub fn clickhouse_url() -> String {
+    env_or("ORDER_GATEWAY__CLICKHOUSE__URL", "http://127.0.0.1:8123")
+}
+pub fn registry_url() -> String {
+    env_or("ORDER_GATEWAY__SCHEMA_REGISTRY__URL", "http://127.0.0.1:8081/apis/ccompat/v7")
+}
+
+/// A name no other test run uses: tests never collide on topics, indices or tables.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `scripts/stack/<action> <component>` and fails the test if it fails.
+pub fn stack(action: &str, component: &str) {
+    let status = Command::new(repo_root().join("scripts/stack").join(action))
+        .arg(component)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run scripts/stack/{action}: {e}"));
+    assert!(status.success(), "scripts/stack/{action} {component} failed");
+}
+
+/// Sends a signal (STOP, CONT) to a component the stack started, by its pid file.
+pub fn stack_signal(component: &str, signal: &str) {
+    let pid_file = std::env::var("STACK_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join(".stack"))
+        .join("run")
+        .join(format!("{component}.pid"));
+    let pid = std::fs::read_to_string(&pid_file)
+        .unwrap_or_else(|e| panic!("{}: {e}", pid_file.display()));
+    let ok = Command::new("kill").args([&format!("-{signal}"), pid.trim()]).status().unwrap().success();
+    assert!(ok, "kill -{signal} {component}");
+}
+
+/// A free loopback port (bound then released; the gateway binds it right after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The gateway binary running `serve` against the real stack.
+pub struct Gateway {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub base: String,
+}
+
+impl Gateway {
+    /// Starts `order-gateway serve` with extra environment variables and waits for /healthz.
+    pub async fn start(extra_env: &[(&str, &str)]) -> Gateway {
+        let port = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_order-gateway"));
+        cmd.arg("serve")
+            .env("ORDER_GATEWAY__SERVER__LISTEN", addr.to_string())
+            .env("ORDER_GATEWAY__KAFKA__BROKERS", kafka_brokers())
+            .env("ORDER_GATEWAY__ELASTICSEARCH__URL", es_url())
+            .env("ORDER_GATEWAY__CLICKHOUSE__URL", clickhouse_url())
+            .env("ORDER_GATEWAY__SCHEMA_REGISTRY__URL", registry_url())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn order-gateway");
+        let gw = Gateway { child, addr, base: format!("http://{addr}") };
+        let client = client();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = client.get(gw.url("/healthz")).send().await {
+                if r.status() == 200 {
+                    return gw;
+                }
+            }
+            assert!(Instant::now() < deadline, "gateway did not answer /healthz within 20s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Sends SIGTERM, as an orchestrator would.
+    pub fn terminate(&self) {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill").args(["-TERM", &pid]).status().unwrap().success();
+        assert!(ok, "kill -TERM {pid}");
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "gateway did not exit within {within:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP client with a deadline, so a hung server fails the test instead of hanging it.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap()
+}
+
+/// Polls `check` until it returns true or `within` elapses.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

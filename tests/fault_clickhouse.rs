@@ -1,0 +1,72 @@
+//! Fault tests: stop, pause and resume the real ClickHouse of the local stack.
+//! It lives in its own test binary so no other test runs while ClickHouse is down.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+/// The tests here take turns: each one disturbs ClickHouse for everybody.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[tokio::test]
+async fn readiness_follows_clickhouse_down_and_back_without_restart() {
+    let _serial = SERIAL.lock().await;
+    let gw = Gateway::start(&[("ORDER_GATEWAY__READINESS__CACHE_FOR", "100ms")]).await;
+    let c = client();
+    let ready = |expect: u16| {
+        let c = c.clone();
+        let url = gw.url("/readyz");
+        async move {
+            match c.get(url).send().await {
+                Ok(r) => r.status().as_u16() == expect,
+                Err(_) => false,
+            }
+        }
+    };
+    eventually(Duration::from_secs(10), "readyz 200 before the fault", || ready(200)).await;
+
+    stack("stop", "clickhouse");
+    let result = std::panic::AssertUnwindSafe(async {
+        eventually(Duration::from_secs(10), "readyz 503 with ClickHouse stopped", || ready(503)).await;
+        let body: serde_json::Value = c.get(gw.url("/readyz")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(body["status"], "not_ready", "{body}");
+        assert_eq!(body["checks"]["clickhouse"]["status"], "down", "{body}");
+        assert_eq!(body["checks"]["elasticsearch"]["status"], "up", "{body}");
+        // Liveness is not readiness: the process is fine.
+        assert_eq!(c.get(gw.url("/healthz")).send().await.unwrap().status(), 200);
+    });
+    let outcome = futures_util::FutureExt::catch_unwind(result).await;
+    // Whatever happened, the stack is left as it was found.
+    stack("start", "clickhouse");
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    eventually(Duration::from_secs(20), "readyz 200 after ClickHouse restarted", || ready(200)).await;
+}
+
+#[tokio::test]
+async fn in_flight_request_completes_across_sigterm() {
+    // A readiness probe waiting on a paused ClickHouse (SIGSTOP: the socket
+    // accepts, nothing answers) is a real in-flight request of known length:
+    // it ends when the configured 2 s query deadline fires.
+    let _serial = SERIAL.lock().await;
+    let mut gw = Gateway::start(&[
+        ("ORDER_GATEWAY__CLICKHOUSE__TIMEOUT", "2s"),
+        ("ORDER_GATEWAY__READINESS__CACHE_FOR", "1ms"),
+    ])
+    .await;
+    stack_signal("clickhouse", "STOP");
+    let url = gw.url("/readyz");
+    let in_flight = tokio::spawn(async move { client().get(url).send().await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    gw.terminate();
+    let answered = in_flight.await.unwrap();
+    stack_signal("clickhouse", "CONT");
+    let resp = answered.expect("the in-flight request is answered, not cut");
+    assert_eq!(resp.status(), 503);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["checks"]["clickhouse"]["status"], "down", "{body}");
+    assert_eq!(gw.wait_exit(Duration::from_secs(10)).await, Some(0), "clean exit after draining");
+}

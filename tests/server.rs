@@ -1,0 +1,103 @@
+//! The gateway binary as a client sees it, against the real stack.
+
+mod common;
+
+
+use common::*;
+
+#[tokio::test]
+async fn healthz_and_readyz_with_every_backend_up() {
+    let gw = Gateway::start(&[]).await;
+    let c = client();
+    let r = c.get(gw.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().contains_key("x-request-id"));
+
+    let r = c.get(gw.url("/readyz")).send().await.unwrap();
+    let status = r.status();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ready", "{body}");
+    for b in ["elasticsearch", "clickhouse", "kafka", "schema_registry"] {
+        assert_eq!(body["checks"][b]["status"], "up", "{b}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_route_is_404_and_wrong_method_405_as_problem_json() {
+    let gw = Gateway::start(&[]).await;
+    let c = client();
+    let r = c.get(gw.url("/v0/nothing-here")).header("x-request-id", "it-404").send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    assert_eq!(r.headers()["x-request-id"], "it-404");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["status"], 404);
+    assert_eq!(body["instance"], "/v0/nothing-here");
+    assert_eq!(body["request_id"], "it-404");
+
+    let r = c.delete(gw.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET, HEAD");
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap().contains("DELETE"), "{body}");
+}
+
+#[tokio::test]
+async fn h2c_prior_knowledge_is_served_on_the_same_port() {
+    let gw = Gateway::start(&[]).await;
+    let c = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let r = c.get(gw.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template() {
+    let gw = Gateway::start(&[]).await;
+    let c = client();
+    c.get(gw.url("/healthz")).send().await.unwrap();
+    c.get(gw.url("/no/such/path/123")).send().await.unwrap();
+    let text = c.get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains(r#"http_requests_total{route="/healthz",method="GET",status="200"}"#), "{text}");
+    // Raw paths never become label values (unbounded series).
+    assert!(!text.contains("/no/such/path/123"), "{text}");
+    assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
+}
+
+#[tokio::test]
+async fn bad_config_value_is_refused_naming_key_and_value() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_order-gateway"))
+        .arg("serve")
+        .env("ORDER_GATEWAY__SERVER__LISTEN", "127.0.0.1:notaport")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("server.listen"), "{err}");
+    assert!(err.contains("127.0.0.1:notaport"), "{err}");
+    assert!(err.contains("ORDER_GATEWAY__SERVER__LISTEN"), "{err}");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_order-gateway"))
+        .arg("check-config")
+        .env("ORDER_GATEWAY__SERVER__SHUTDOWN_GRACE", "soon")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("server.shutdown_grace") && err.contains("soon"), "{err}");
+}
+
+#[tokio::test]
+async fn check_config_masks_secrets() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_order-gateway"))
+        .arg("check-config")
+        .env("ORDER_GATEWAY__CLICKHOUSE__PASSWORD", "s3cret-value")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("s3cret-value"), "{text}");
+    assert!(text.contains("[clickhouse]"), "{text}");
+}

@@ -107,7 +107,7 @@ http_ok() { curl -fsS --max-time 3 -o /dev/null "$1"; }
 maven_copy_deps() {
   local pom_dir="$1" out="$2"
   mkdir -p "$out"
-  mvn -B -q -f "$pom_dir/pom.xml" \
+  mvn -B -q -Dstyle.color=never -f "$pom_dir/pom.xml" \
     org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies \
     -DoutputDirectory="$out" -DincludeScope=runtime >&2
 }

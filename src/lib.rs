@@ -3,10 +3,19 @@
 //! A request travels `http` (accept, route, request ids, metrics) -> `api`
 //! (one handler per resource, errors as problem+json) -> `backends`
 //! (Elasticsearch, ClickHouse, Kafka, schema registry). Nothing reaches back up.
+//!
+//! An event travels `events` (decode) -> `model` (`OrderView::apply`) ->
+//! `ingest` (Elasticsearch and ClickHouse) or the cache. `setup` and `seed`
+//! are the pipeline's tools.
 
 pub mod api;
 pub mod app;
 pub mod backends;
 pub mod config;
+pub mod events;
 pub mod http;
+pub mod ingest;
+pub mod model;
+pub mod seed;
+pub mod setup;
 pub mod telemetry;

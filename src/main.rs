@@ -24,6 +24,12 @@ enum Command {
     Serve,
     /// Validate the configuration and print it, secrets masked.
     CheckConfig,
+    /// Create topics, register schemas, create Elasticsearch and ClickHouse objects (idempotent).
+    Setup(order_gateway::setup::SetupArgs),
+    /// Produce realistic order lifecycles to Kafka.
+    Seed(order_gateway::seed::SeedArgs),
+    /// Project the order topics into Elasticsearch and ClickHouse until SIGTERM.
+    Ingest,
     /// Exit 0 when the gateway at `server.listen` answers /healthz (for container health checks).
     Healthcheck,
 }
@@ -49,6 +55,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Setup(args) => run_tool(&config, |c| async move { order_gateway::setup::run(&c, &args).await }),
+        Command::Seed(args) => run_tool(&config, |c| async move { order_gateway::seed::run(&c, &args).await }),
+        Command::Ingest => run_tool(&config, |c| async move { order_gateway::ingest::run(&c).await }),
         Command::Serve => {
             let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
@@ -65,6 +74,29 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// Runs a pipeline command on a fresh runtime; errors go to stderr, exit 1.
+fn run_tool<F, Fut>(config: &Config, f: F) -> ExitCode
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    telemetry::init_logging(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("order-gateway: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(f(config.clone())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("order-gateway: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

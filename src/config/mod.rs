@@ -33,6 +33,10 @@ pub struct Config {
     pub clickhouse: ClickHouseConfig,
     pub kafka: KafkaConfig,
     pub schema_registry: SchemaRegistryConfig,
+    pub topics: TopicsConfig,
+    pub ingest: IngestConfig,
+    pub setup: SetupConfig,
+    pub cdc: CdcConfig,
 }
 
 /// The HTTP listener.
@@ -121,6 +125,69 @@ pub struct SchemaRegistryConfig {
     pub password: Secret,
 }
 
+/// Kafka topics and their formats.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicsConfig {
+    pub orders: String,
+    pub fulfillments: String,
+    pub dead_letter: String,
+    pub cdc: String,
+    pub partitions: i32,
+    pub replication_factor: i32,
+    pub orders_format: WireFormat,
+    pub fulfillments_format: WireFormat,
+}
+
+/// How the messages of a topic are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WireFormat {
+    Avro,
+    Json,
+}
+
+/// The `ingest` projector.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    pub group_id: String,
+    pub batch_size: usize,
+    #[serde(with = "humantime_serde")]
+    pub batch_linger: Duration,
+    #[serde(with = "humantime_serde")]
+    pub hot_window: Duration,
+    pub max_message_bytes: usize,
+}
+
+/// The `setup` command.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetupConfig {
+    #[serde(with = "humantime_serde")]
+    pub rollover_max_age: Duration,
+    pub rollover_max_docs: u64,
+    pub index_shards: u32,
+    pub index_replicas: u32,
+    pub clickhouse_database: String,
+}
+
+/// Column mapping of the legacy `orders` table (Debezium change events).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CdcConfig {
+    pub order_id: String,
+    pub order_number: String,
+    pub customer_id: String,
+    pub status: String,
+    pub currency: String,
+    pub total: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub version: String,
+    pub default_channel: crate::model::Channel,
+}
+
 /// A configuration that could not be loaded; the message names the key, the
 /// value and where it came from.
 #[derive(Debug, thiserror::Error)]
@@ -169,6 +236,28 @@ impl Config {
         ] {
             if d.is_zero() {
                 return bad(key, &humantime::format_duration(d), "must be greater than zero");
+            }
+        }
+        if self.topics.partitions < 1 {
+            return bad("topics.partitions", &self.topics.partitions, "must be at least 1");
+        }
+        if self.topics.replication_factor < 1 {
+            return bad("topics.replication_factor", &self.topics.replication_factor, "must be at least 1");
+        }
+        if self.ingest.batch_size == 0 {
+            return bad("ingest.batch_size", &0, "must be at least 1");
+        }
+        if self.ingest.hot_window.is_zero() {
+            return bad("ingest.hot_window", &"0s", "must be greater than zero");
+        }
+        for (key, name) in [
+            ("topics.orders", &self.topics.orders),
+            ("topics.fulfillments", &self.topics.fulfillments),
+            ("topics.dead_letter", &self.topics.dead_letter),
+            ("ingest.group_id", &self.ingest.group_id),
+        ] {
+            if name.is_empty() {
+                return bad(key, name, "must not be empty");
             }
         }
         if self.server.max_connections == 0 {

@@ -1,0 +1,136 @@
+use proptest::prelude::*;
+
+use super::*;
+use crate::model::*;
+
+fn order(version: u64, variant: u8) -> Order {
+    Order {
+        order_id: "o-1".into(),
+        order_number: "ON-1".into(),
+        customer_id: "c-1".into(),
+        channel: Channel::Web,
+        status: OrderStatus::ALL[(version as usize + variant as usize) % OrderStatus::ALL.len()],
+        currency: "EUR".into(),
+        subtotal: 1000,
+        tax: 190,
+        shipping: 0,
+        discount: i64::from(variant),
+        total: 1190 - i64::from(variant),
+        lines: vec![],
+        shipping_address: None,
+        email: None,
+        phone: None,
+        promised_delivery_at: None,
+        created_at: Timestamp(0),
+        updated_at: Timestamp(version as i64),
+        version,
+        deleted: false,
+    }
+}
+
+fn fulfillment(id: u8, version: u64, variant: u8) -> Fulfillment {
+    Fulfillment {
+        fulfillment_id: format!("f-{id}"),
+        order_id: "o-1".into(),
+        kind: FulfillmentType::Ship,
+        status: FulfillmentStatus::ALL[(version as usize) % FulfillmentStatus::ALL.len()],
+        carrier: Some("DHL".into()),
+        tracking_number: Some(format!("T{variant}")),
+        line_ids: vec![],
+        shipped_at: None,
+        delivered_at: None,
+        version,
+    }
+}
+
+/// Components of one order; `variant` makes equal versions with different
+/// content possible, the case a buggy producer creates.
+fn component() -> impl Strategy<Value = Component> {
+    prop_oneof![
+        (1u64..6, 0u8..2).prop_map(|(v, x)| Component::Order(order(v, x))),
+        (0u8..3, 1u64..6, 0u8..2).prop_map(|(id, v, x)| Component::Fulfillment(fulfillment(id, v, x))),
+    ]
+}
+
+fn fold(events: &[Component]) -> OrderView {
+    let mut v = OrderView::new("o-1");
+    for e in events {
+        v.apply(e.clone());
+    }
+    v
+}
+
+proptest! {
+    #[test]
+    fn apply_is_order_independent(events in prop::collection::vec(component(), 0..24), seed in any::<u64>()) {
+        let mut shuffled = events.clone();
+        // A deterministic shuffle from the seed (Fisher-Yates with an LCG).
+        let mut s = seed | 1;
+        for i in (1..shuffled.len()).rev() {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            shuffled.swap(i, (s >> 33) as usize % (i + 1));
+        }
+        prop_assert_eq!(fold(&events), fold(&shuffled));
+    }
+
+    #[test]
+    fn apply_is_idempotent(events in prop::collection::vec(component(), 0..16)) {
+        let once = fold(&events);
+        let mut twice = once.clone();
+        for e in &events {
+            prop_assert!(!twice.apply(e.clone()), "re-applying changed the view");
+        }
+        prop_assert_eq!(once, twice);
+    }
+
+    #[test]
+    fn merge_is_associative_and_commutative(
+        a in prop::collection::vec(component(), 0..8),
+        b in prop::collection::vec(component(), 0..8),
+        c in prop::collection::vec(component(), 0..8),
+    ) {
+        let (va, vb, vc) = (fold(&a), fold(&b), fold(&c));
+        let mut ab = va.clone(); ab.merge(vb.clone());
+        let mut ab_c = ab.clone(); ab_c.merge(vc.clone());
+        let mut bc = vb.clone(); bc.merge(vc.clone());
+        let mut a_bc = va.clone(); a_bc.merge(bc);
+        prop_assert_eq!(&ab_c, &a_bc);
+        let mut ba = vb.clone(); ba.merge(va.clone());
+        prop_assert_eq!(ab, ba);
+    }
+
+    #[test]
+    fn no_sequence_lowers_a_component_version(events in prop::collection::vec(component(), 0..32)) {
+        let mut v = OrderView::new("o-1");
+        for e in events {
+            let before = v.clone();
+            v.apply(e);
+            prop_assert!(v.dominates(&before), "a component went backwards");
+            let (ov_before, _) = before.versions();
+            prop_assert!(v.versions().0 >= ov_before);
+        }
+    }
+
+    #[test]
+    fn etag_changes_exactly_with_versions(a in prop::collection::vec(component(), 0..12), b in prop::collection::vec(component(), 0..12)) {
+        let (va, vb) = (fold(&a), fold(&b));
+        prop_assert_eq!(va.versions() == vb.versions(), va.etag() == vb.etag());
+    }
+}
+
+#[test]
+fn components_of_other_orders_are_ignored() {
+    let mut v = OrderView::new("o-2");
+    assert!(!v.apply(Component::Order(order(3, 0))));
+    assert_eq!(v, OrderView::new("o-2"));
+}
+
+#[test]
+fn json_shape_round_trips() {
+    let mut v = OrderView::from_component(Component::Order(order(2, 0)));
+    v.apply(Component::Fulfillment(fulfillment(1, 1, 0)));
+    let json = serde_json::to_string(&v).unwrap();
+    assert!(json.contains("\"type\":\"ship\""), "{json}");
+    let back: OrderView = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, v);
+}

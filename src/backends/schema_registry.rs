@@ -42,6 +42,31 @@ impl RegistryClient {
         }
     }
 
+    /// Registers an Avro schema under `subject` and returns its id; registering
+    /// an identical schema again returns the same id (the registry dedupes).
+    pub async fn register(&self, subject: &str, schema: &str) -> anyhow::Result<u32> {
+        let url = self.base.join(&format!("subjects/{subject}/versions"))?;
+        let mut req = self
+            .http
+            .post(url)
+            .header("content-type", "application/vnd.schemaregistry.v1+json")
+            .json(&serde_json::json!({ "schema": schema, "schemaType": "AVRO" }));
+        if let Some((u, p)) = &self.auth {
+            req = req.basic_auth(u, Some(p));
+        }
+        let resp = req.send().await.map_err(|e| anyhow::anyhow!("schema registry: registering {subject}: {e}"))?;
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            anyhow::bail!("schema registry: registering {subject}: {status} {body}");
+        }
+        let v: serde_json::Value = serde_json::from_str(&body)?;
+        v.get("id")
+            .and_then(|i| i.as_u64())
+            .and_then(|i| u32::try_from(i).ok())
+            .ok_or_else(|| anyhow::anyhow!("schema registry: registering {subject}: no id in {body}"))
+    }
+
     /// `GET /subjects`: usable when it answers 200.
     pub async fn ping(&self) -> Result<String, BackendError> {
         let subjects: Vec<String> = timed(Backend::SchemaRegistry, "list_subjects", self.timeout, async {

@@ -1,2 +1,91 @@
 //! Events on the wire: Avro (Confluent framing, schemas from the registry),
-//! JSON, and Debezium change events, decoded into [`crate::model::Event`].
+//! JSON with the same field names, and Debezium change events of the legacy
+//! `orders` table, all decoded into [`crate::model::Event`].
+
+pub mod avro;
+pub mod debezium;
+mod json;
+
+use crate::model::{Component, Event};
+
+pub use avro::{encode_avro, Decoder, SchemaIds};
+pub use json::{decode_json, encode_json};
+
+/// Which stream a message came from; decides the expected event shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Orders,
+    Fulfillments,
+}
+
+impl Stream {
+    /// The stream an event belongs on.
+    pub fn of(event: &Event) -> Stream {
+        match event.component {
+            Component::Order(_) => Stream::Orders,
+            Component::Fulfillment(_) => Stream::Fulfillments,
+        }
+    }
+}
+
+/// Why a message could not be used. The reason is a metric label and travels
+/// with the message to the dead-letter topic; the detail never holds PII.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DecodeError {
+    #[error("undecodable: {0}")]
+    Malformed(String),
+    #[error("unknown schema id {0}")]
+    UnknownSchema(u32),
+    #[error("schema registry unavailable: {0}")]
+    RegistryUnavailable(String),
+    #[error("invalid field {field}: {detail}")]
+    InvalidField { field: &'static str, detail: String },
+}
+
+impl DecodeError {
+    /// Bounded label for metrics and the dead-letter header.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DecodeError::Malformed(_) => "undecodable",
+            DecodeError::UnknownSchema(_) => "unknown_schema",
+            DecodeError::RegistryUnavailable(_) => "registry_unavailable",
+            DecodeError::InvalidField { .. } => "invalid_field",
+        }
+    }
+
+    /// Whether retrying later may succeed (the registry was down), as opposed
+    /// to a message that will never decode.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, DecodeError::RegistryUnavailable(_))
+    }
+}
+
+/// Checks what serde cannot: the snapshot's own rules.
+pub fn validate(event: &Event) -> Result<(), DecodeError> {
+    let bad = |field: &'static str, detail: String| Err(DecodeError::InvalidField { field, detail });
+    match &event.component {
+        Component::Order(o) => {
+            if o.order_id.is_empty() || o.order_id.len() > 128 {
+                return bad("order_id", format!("length {} outside 1..=128", o.order_id.len()));
+            }
+            if !crate::model::valid_currency(&o.currency) {
+                return bad("currency", format!("{:?} is not an ISO 4217 code", o.currency));
+            }
+            if o.version == 0 {
+                return bad("version", "must be at least 1".into());
+            }
+        }
+        Component::Fulfillment(f) => {
+            if f.order_id.is_empty() || f.order_id.len() > 128 {
+                return bad("order_id", format!("length {} outside 1..=128", f.order_id.len()));
+            }
+            if f.fulfillment_id.is_empty() {
+                return bad("fulfillment_id", "must not be empty".into());
+            }
+            if f.version == 0 {
+                return bad("version", "must be at least 1".into());
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,442 @@
+//! Avro in the Confluent wire format: a zero magic byte, the writer schema's
+//! registry id (4 bytes, big endian), then the Avro binary body. Writer
+//! schemas are fetched from the registry by id once and cached; the body is
+//! resolved against the gateway's own schemas (`schemas/avro`), so producers
+//! may add fields with defaults without breaking the gateway.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+
+use apache_avro::types::Value;
+use apache_avro::Schema;
+
+use super::{validate, DecodeError, Stream};
+use crate::backends::schema_registry::RegistryClient;
+use crate::model::*;
+
+/// The contract's schemas, as shipped in `schemas/avro`.
+pub const ORDER_EVENT_AVSC: &str = include_str!("../../../schemas/avro/OrderEvent.avsc");
+pub const FULFILLMENT_EVENT_AVSC: &str = include_str!("../../../schemas/avro/FulfillmentEvent.avsc");
+
+fn order_schema() -> &'static Schema {
+    static S: OnceLock<Schema> = OnceLock::new();
+    S.get_or_init(|| Schema::parse_str(ORDER_EVENT_AVSC).expect("OrderEvent.avsc is valid"))
+}
+
+fn fulfillment_schema() -> &'static Schema {
+    static S: OnceLock<Schema> = OnceLock::new();
+    S.get_or_init(|| Schema::parse_str(FULFILLMENT_EVENT_AVSC).expect("FulfillmentEvent.avsc is valid"))
+}
+
+fn reader_schema(stream: Stream) -> &'static Schema {
+    match stream {
+        Stream::Orders => order_schema(),
+        Stream::Fulfillments => fulfillment_schema(),
+    }
+}
+
+/// Registry ids of the two event schemas, for producers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaIds {
+    pub orders: u32,
+    pub fulfillments: u32,
+}
+
+impl SchemaIds {
+    /// Registers (or finds: registering an identical schema returns its id)
+    /// the event schemas under the given subjects.
+    pub async fn register(
+        registry: &RegistryClient,
+        orders_subject: &str,
+        fulfillments_subject: &str,
+    ) -> anyhow::Result<SchemaIds> {
+        Ok(SchemaIds {
+            orders: registry.register(orders_subject, ORDER_EVENT_AVSC).await?,
+            fulfillments: registry.register(fulfillments_subject, FULFILLMENT_EVENT_AVSC).await?,
+        })
+    }
+
+    /// The id for an event's stream.
+    pub fn for_event(&self, event: &Event) -> u32 {
+        match Stream::of(event) {
+            Stream::Orders => self.orders,
+            Stream::Fulfillments => self.fulfillments,
+        }
+    }
+}
+
+/// Encodes an event in the Confluent wire format under `schema_id`.
+pub fn encode_avro(event: &Event, schema_id: u32) -> Vec<u8> {
+    let stream = Stream::of(event);
+    let value = to_value(event);
+    let body = apache_avro::to_avro_datum(reader_schema(stream), value)
+        .expect("model values always match the shipped schema");
+    let mut out = Vec::with_capacity(5 + body.len());
+    out.push(0);
+    out.extend_from_slice(&schema_id.to_be_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Decodes Confluent-framed Avro, fetching unknown writer schemas from the registry.
+pub struct Decoder {
+    registry: RegistryClient,
+    schemas: RwLock<HashMap<u32, Arc<Schema>>>,
+}
+
+impl Decoder {
+    /// A decoder with an empty schema cache.
+    pub fn new(registry: RegistryClient) -> Self {
+        Decoder { registry, schemas: RwLock::new(HashMap::new()) }
+    }
+
+    /// Decodes one message of `stream`.
+    pub async fn decode(&self, stream: Stream, payload: &[u8]) -> Result<Event, DecodeError> {
+        let (id, body) = split_frame(payload)?;
+        let writer = self.writer_schema(id).await?;
+        decode_body(stream, &writer, body)
+    }
+
+    async fn writer_schema(&self, id: u32) -> Result<Arc<Schema>, DecodeError> {
+        if let Some(s) = self.schemas.read().expect("schema cache lock").get(&id) {
+            return Ok(s.clone());
+        }
+        let resp = self
+            .registry
+            .get(&format!("schemas/ids/{id}"))
+            .send()
+            .await
+            .map_err(|e| DecodeError::RegistryUnavailable(e.to_string()))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Err(DecodeError::UnknownSchema(id));
+        }
+        if !resp.status().is_success() {
+            return Err(DecodeError::RegistryUnavailable(format!("status {}", resp.status())));
+        }
+        let body: serde_json::Value =
+            resp.json().await.map_err(|e| DecodeError::RegistryUnavailable(e.to_string()))?;
+        let text = body.get("schema").and_then(|s| s.as_str()).ok_or(DecodeError::UnknownSchema(id))?;
+        let schema = Schema::parse_str(text)
+            .map_err(|e| DecodeError::Malformed(format!("schema {id} does not parse: {e}")))?;
+        let schema = Arc::new(schema);
+        self.schemas.write().expect("schema cache lock").insert(id, schema.clone());
+        Ok(schema)
+    }
+}
+
+/// Splits the Confluent frame into the schema id and the Avro body.
+pub fn split_frame(payload: &[u8]) -> Result<(u32, &[u8]), DecodeError> {
+    match payload {
+        [0, a, b, c, d, body @ ..] => Ok((u32::from_be_bytes([*a, *b, *c, *d]), body)),
+        [] => Err(DecodeError::Malformed("empty message".into())),
+        [m, ..] if *m != 0 => Err(DecodeError::Malformed(format!("magic byte {m}, expected 0"))),
+        _ => Err(DecodeError::Malformed("message shorter than the 5-byte frame".into())),
+    }
+}
+
+/// Decodes an Avro body written with `writer`, resolved to our schema for `stream`.
+pub fn decode_body(stream: Stream, writer: &Schema, body: &[u8]) -> Result<Event, DecodeError> {
+    let mut reader = body;
+    let value = apache_avro::from_avro_datum(writer, &mut reader, Some(reader_schema(stream)))
+        .map_err(|e| DecodeError::Malformed(format!("avro: {e}")))?;
+    if !reader.is_empty() {
+        return Err(DecodeError::Malformed(format!("{} bytes after the record", reader.len())));
+    }
+    let event = from_value(stream, value)?;
+    validate(&event)?;
+    Ok(event)
+}
+
+// ---- model -> Avro value -------------------------------------------------
+
+fn s(v: &str) -> Value {
+    Value::String(v.to_owned())
+}
+fn ts(t: Timestamp) -> Value {
+    Value::TimestampMillis(t.millis())
+}
+fn opt(v: Option<Value>) -> Value {
+    match v {
+        None => Value::Union(0, Box::new(Value::Null)),
+        Some(v) => Value::Union(1, Box::new(v)),
+    }
+}
+fn rec(fields: Vec<(&str, Value)>) -> Value {
+    Value::Record(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+}
+
+fn to_value(event: &Event) -> Value {
+    let e = &event.envelope;
+    let mut fields = vec![
+        ("event_id", s(&e.event_id)),
+        ("event_type", s(&e.event_type)),
+        ("source", s(&e.source)),
+        ("occurred_at", ts(e.occurred_at)),
+        ("schema_version", Value::Int(e.schema_version)),
+    ];
+    match &event.component {
+        Component::Order(o) => fields.push(("order", order_value(o))),
+        Component::Fulfillment(f) => fields.push(("fulfillment", fulfillment_value(f))),
+    }
+    rec(fields)
+}
+
+fn order_value(o: &Order) -> Value {
+    let lines = o
+        .lines
+        .iter()
+        .map(|l| {
+            rec(vec![
+                ("line_id", s(&l.line_id)),
+                ("sku", s(&l.sku)),
+                ("name", s(&l.name)),
+                ("quantity", Value::Int(l.quantity as i32)),
+                ("unit_price", Value::Long(l.unit_price)),
+                ("status", s(l.status.as_str())),
+            ])
+        })
+        .collect();
+    let address = o.shipping_address.as_ref().map(|a| {
+        rec(vec![
+            ("name", s(&a.name)),
+            ("line1", s(&a.line1)),
+            ("line2", opt(a.line2.as_deref().map(s))),
+            ("city", s(&a.city)),
+            ("region", opt(a.region.as_deref().map(s))),
+            ("postal_code", s(&a.postal_code)),
+            ("country", s(&a.country)),
+        ])
+    });
+    rec(vec![
+        ("order_id", s(&o.order_id)),
+        ("order_number", s(&o.order_number)),
+        ("customer_id", s(&o.customer_id)),
+        ("channel", s(o.channel.as_str())),
+        ("status", s(o.status.as_str())),
+        ("currency", s(&o.currency)),
+        ("subtotal", Value::Long(o.subtotal)),
+        ("tax", Value::Long(o.tax)),
+        ("shipping", Value::Long(o.shipping)),
+        ("discount", Value::Long(o.discount)),
+        ("total", Value::Long(o.total)),
+        ("lines", Value::Array(lines)),
+        ("shipping_address", opt(address)),
+        ("email", opt(o.email.as_deref().map(s))),
+        ("phone", opt(o.phone.as_deref().map(s))),
+        ("promised_delivery_at", opt(o.promised_delivery_at.map(ts))),
+        ("created_at", ts(o.created_at)),
+        ("updated_at", ts(o.updated_at)),
+        ("version", Value::Long(o.version as i64)),
+        ("deleted", Value::Boolean(o.deleted)),
+    ])
+}
+
+fn fulfillment_value(f: &Fulfillment) -> Value {
+    rec(vec![
+        ("fulfillment_id", s(&f.fulfillment_id)),
+        ("order_id", s(&f.order_id)),
+        ("type", s(f.kind.as_str())),
+        ("status", s(f.status.as_str())),
+        ("carrier", opt(f.carrier.as_deref().map(s))),
+        ("tracking_number", opt(f.tracking_number.as_deref().map(s))),
+        ("line_ids", Value::Array(f.line_ids.iter().map(|x| s(x)).collect())),
+        ("shipped_at", opt(f.shipped_at.map(ts))),
+        ("delivered_at", opt(f.delivered_at.map(ts))),
+        ("version", Value::Long(f.version as i64)),
+    ])
+}
+
+// ---- Avro value -> model -------------------------------------------------
+
+/// Field access over a decoded record, with errors that name the field.
+struct Rec(Vec<(String, Value)>);
+
+type R<T> = Result<T, DecodeError>;
+
+fn invalid(field: &'static str, detail: impl Into<String>) -> DecodeError {
+    DecodeError::InvalidField { field, detail: detail.into() }
+}
+
+fn unwrap_union(v: Value) -> Value {
+    match v {
+        Value::Union(_, inner) => *inner,
+        other => other,
+    }
+}
+
+impl Rec {
+    fn from(field: &'static str, v: Value) -> R<Rec> {
+        match unwrap_union(v) {
+            Value::Record(f) => Ok(Rec(f)),
+            other => Err(invalid(field, format!("expected a record, got {}", kind(&other)))),
+        }
+    }
+    fn take(&mut self, field: &'static str) -> R<Value> {
+        let i = self.0.iter().position(|(k, _)| k == field).ok_or_else(|| invalid(field, "missing"))?;
+        Ok(unwrap_union(std::mem::replace(&mut self.0[i].1, Value::Null)))
+    }
+    fn string(&mut self, field: &'static str) -> R<String> {
+        match self.take(field)? {
+            Value::String(s) => Ok(s),
+            other => Err(invalid(field, format!("expected a string, got {}", kind(&other)))),
+        }
+    }
+    fn opt_string(&mut self, field: &'static str) -> R<Option<String>> {
+        match self.take(field)? {
+            Value::Null => Ok(None),
+            Value::String(s) => Ok(Some(s)),
+            other => Err(invalid(field, format!("expected a string or null, got {}", kind(&other)))),
+        }
+    }
+    fn long(&mut self, field: &'static str) -> R<i64> {
+        match self.take(field)? {
+            Value::Long(n) => Ok(n),
+            Value::Int(n) => Ok(i64::from(n)),
+            other => Err(invalid(field, format!("expected a long, got {}", kind(&other)))),
+        }
+    }
+    fn version(&mut self, field: &'static str) -> R<u64> {
+        let n = self.long(field)?;
+        u64::try_from(n).map_err(|_| invalid(field, format!("{n} is negative")))
+    }
+    fn ts(&mut self, field: &'static str) -> R<Timestamp> {
+        match self.take(field)? {
+            Value::TimestampMillis(n) | Value::Long(n) => Ok(Timestamp(n)),
+            Value::TimestampMicros(n) => Ok(Timestamp(n / 1000)),
+            other => Err(invalid(field, format!("expected timestamp-millis, got {}", kind(&other)))),
+        }
+    }
+    fn opt_ts(&mut self, field: &'static str) -> R<Option<Timestamp>> {
+        match self.take(field)? {
+            Value::Null => Ok(None),
+            Value::TimestampMillis(n) | Value::Long(n) => Ok(Some(Timestamp(n))),
+            Value::TimestampMicros(n) => Ok(Some(Timestamp(n / 1000))),
+            other => Err(invalid(field, format!("expected timestamp-millis or null, got {}", kind(&other)))),
+        }
+    }
+    fn parse<T: std::str::FromStr<Err = String>>(&mut self, field: &'static str) -> R<T> {
+        let v = self.string(field)?;
+        v.parse().map_err(|e: String| invalid(field, e))
+    }
+    fn array(&mut self, field: &'static str) -> R<Vec<Value>> {
+        match self.take(field)? {
+            Value::Array(items) => Ok(items),
+            other => Err(invalid(field, format!("expected an array, got {}", kind(&other)))),
+        }
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Boolean(_) => "boolean",
+        Value::Int(_) => "int",
+        Value::Long(_) => "long",
+        Value::String(_) => "string",
+        Value::Record(_) => "record",
+        Value::Array(_) => "array",
+        _ => "another type",
+    }
+}
+
+fn from_value(stream: Stream, v: Value) -> R<Event> {
+    let mut r = Rec::from("event", v)?;
+    let envelope = Envelope {
+        event_id: r.string("event_id")?,
+        event_type: r.string("event_type")?,
+        source: r.string("source")?,
+        occurred_at: r.ts("occurred_at")?,
+        schema_version: r.long("schema_version")? as i32,
+    };
+    let component = match stream {
+        Stream::Orders => Component::Order(order_from(Rec::from("order", r.take("order")?)?)?),
+        Stream::Fulfillments => {
+            Component::Fulfillment(fulfillment_from(Rec::from("fulfillment", r.take("fulfillment")?)?)?)
+        }
+    };
+    Ok(Event { envelope, component })
+}
+
+fn order_from(mut r: Rec) -> R<Order> {
+    let lines = r
+        .array("lines")?
+        .into_iter()
+        .map(|v| {
+            let mut l = Rec::from("lines", v)?;
+            let quantity = l.long("quantity")?;
+            Ok(OrderLine {
+                line_id: l.string("line_id")?,
+                sku: l.string("sku")?,
+                name: l.string("name")?,
+                quantity: u32::try_from(quantity).map_err(|_| invalid("quantity", format!("{quantity} out of range")))?,
+                unit_price: l.long("unit_price")?,
+                status: l.parse("status")?,
+            })
+        })
+        .collect::<R<Vec<_>>>()?;
+    let shipping_address = match r.take("shipping_address")? {
+        Value::Null => None,
+        v => {
+            let mut a = Rec::from("shipping_address", v)?;
+            Some(Address {
+                name: a.string("name")?,
+                line1: a.string("line1")?,
+                line2: a.opt_string("line2")?,
+                city: a.string("city")?,
+                region: a.opt_string("region")?,
+                postal_code: a.string("postal_code")?,
+                country: a.string("country")?,
+            })
+        }
+    };
+    Ok(Order {
+        order_id: r.string("order_id")?,
+        order_number: r.string("order_number")?,
+        customer_id: r.string("customer_id")?,
+        channel: r.parse("channel")?,
+        status: r.parse("status")?,
+        currency: r.string("currency")?,
+        subtotal: r.long("subtotal")?,
+        tax: r.long("tax")?,
+        shipping: r.long("shipping")?,
+        discount: r.long("discount")?,
+        total: r.long("total")?,
+        lines,
+        shipping_address,
+        email: r.opt_string("email")?,
+        phone: r.opt_string("phone")?,
+        promised_delivery_at: r.opt_ts("promised_delivery_at")?,
+        created_at: r.ts("created_at")?,
+        updated_at: r.ts("updated_at")?,
+        version: r.version("version")?,
+        deleted: match r.take("deleted")? {
+            Value::Boolean(b) => b,
+            other => return Err(invalid("deleted", format!("expected a boolean, got {}", kind(&other)))),
+        },
+    })
+}
+
+fn fulfillment_from(mut r: Rec) -> R<Fulfillment> {
+    Ok(Fulfillment {
+        fulfillment_id: r.string("fulfillment_id")?,
+        order_id: r.string("order_id")?,
+        kind: r.parse("type")?,
+        status: r.parse("status")?,
+        carrier: r.opt_string("carrier")?,
+        tracking_number: r.opt_string("tracking_number")?,
+        line_ids: r
+            .array("line_ids")?
+            .into_iter()
+            .map(|v| match unwrap_union(v) {
+                Value::String(s) => Ok(s),
+                other => Err(invalid("line_ids", format!("expected strings, got {}", kind(&other)))),
+            })
+            .collect::<R<Vec<_>>>()?,
+        shipped_at: r.opt_ts("shipped_at")?,
+        delivered_at: r.opt_ts("delivered_at")?,
+        version: r.version("version")?,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,148 @@
+use super::*;
+use crate::model::*;
+
+pub(crate) fn sample_order(version: u64) -> Order {
+    Order {
+        order_id: "0b9f3c1e-2f4e-4b8e-9a57-3c1d2e4f5a6b".into(),
+        order_number: "ON-00001234".into(),
+        customer_id: "cust-42".into(),
+        channel: Channel::CallCenter,
+        status: OrderStatus::PartiallyShipped,
+        currency: "EUR".into(),
+        subtotal: 4998,
+        tax: 950,
+        shipping: 499,
+        discount: 500,
+        total: 5947,
+        lines: vec![OrderLine {
+            line_id: "l1".into(),
+            sku: "SKU-1".into(),
+            name: "Mug".into(),
+            quantity: 2,
+            unit_price: 2499,
+            status: LineStatus::Shipped,
+        }],
+        shipping_address: Some(Address {
+            name: "A. Person".into(),
+            line1: "Main St 1".into(),
+            line2: None,
+            city: "Berlin".into(),
+            region: Some("BE".into()),
+            postal_code: "10115".into(),
+            country: "DE".into(),
+        }),
+        email: Some("a@example.com".into()),
+        phone: None,
+        promised_delivery_at: Some(Timestamp(1_700_100_000_000)),
+        created_at: Timestamp(1_700_000_000_000),
+        updated_at: Timestamp(1_700_000_500_000),
+        version,
+        deleted: false,
+    }
+}
+
+fn order_event(version: u64) -> Event {
+    Event {
+        envelope: Envelope {
+            event_id: "e-1".into(),
+            event_type: "order.confirmed".into(),
+            source: "digital".into(),
+            occurred_at: Timestamp(1_700_000_500_000),
+            schema_version: 1,
+        },
+        component: Component::Order(sample_order(version)),
+    }
+}
+
+fn fulfillment_event() -> Event {
+    Event {
+        envelope: Envelope {
+            event_id: "e-2".into(),
+            event_type: "fulfillment.shipped".into(),
+            source: "fulfillment-order".into(),
+            occurred_at: Timestamp(1_700_000_600_000),
+            schema_version: 1,
+        },
+        component: Component::Fulfillment(Fulfillment {
+            fulfillment_id: "f-1".into(),
+            order_id: "0b9f3c1e-2f4e-4b8e-9a57-3c1d2e4f5a6b".into(),
+            kind: FulfillmentType::Ship,
+            status: FulfillmentStatus::Shipped,
+            carrier: Some("DHL".into()),
+            tracking_number: Some("JJD000390007".into()),
+            line_ids: vec!["l1".into()],
+            shipped_at: Some(Timestamp(1_700_000_600_000)),
+            delivered_at: None,
+            version: 2,
+        }),
+    }
+}
+
+#[test]
+fn avro_round_trip_through_the_wire_format() {
+    for event in [order_event(3), fulfillment_event()] {
+        let bytes = encode_avro(&event, 77);
+        let (id, body) = split_frame(&bytes).unwrap();
+        assert_eq!(id, 77);
+        let stream = Stream::of(&event);
+        let back = decode_body(stream, reader_schema(stream), body).unwrap();
+        assert_eq!(back, event);
+    }
+}
+
+#[test]
+fn json_round_trip() {
+    for event in [order_event(3), fulfillment_event()] {
+        let bytes = crate::events::encode_json(&event);
+        assert_eq!(crate::events::decode_json(Stream::of(&event), &bytes).unwrap(), event);
+    }
+}
+
+#[test]
+fn a_newer_writer_schema_with_an_extra_field_still_decodes() {
+    // A producer on a later contract adds a field with a default: the gateway
+    // resolves the body against its own schema and ignores the new field.
+    let mut writer: serde_json::Value = serde_json::from_str(ORDER_EVENT_AVSC).unwrap();
+    writer["fields"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"name": "trace_id", "type": "string", "default": ""}));
+    let writer = Schema::parse_str(&writer.to_string()).unwrap();
+    let mut value = to_value(&order_event(5));
+    if let Value::Record(f) = &mut value {
+        f.push(("trace_id".into(), Value::String("abc".into())));
+    }
+    let body = apache_avro::to_avro_datum(&writer, value).unwrap();
+    let back = decode_body(Stream::Orders, &writer, &body).unwrap();
+    assert_eq!(back, order_event(5));
+}
+
+#[test]
+fn broken_frames_and_bodies_are_malformed() {
+    assert_eq!(split_frame(&[]).unwrap_err().reason(), "undecodable");
+    assert_eq!(split_frame(&[1, 0, 0, 0, 1, 2]).unwrap_err().reason(), "undecodable");
+    assert_eq!(split_frame(&[0, 0, 0]).unwrap_err().reason(), "undecodable");
+    let err = decode_body(Stream::Orders, order_schema(), &[0xff, 0xff, 0xff]).unwrap_err();
+    assert_eq!(err.reason(), "undecodable");
+    // A fulfilment body on the orders stream does not resolve.
+    let bytes = encode_avro(&fulfillment_event(), 1);
+    let err = decode_body(Stream::Orders, fulfillment_schema(), &bytes[5..]).unwrap_err();
+    assert_eq!(err.reason(), "undecodable", "{err}");
+}
+
+#[test]
+fn invalid_values_name_the_field() {
+    let mut e = order_event(1);
+    if let Component::Order(o) = &mut e.component {
+        o.currency = "euro".into();
+    }
+    let bytes = encode_avro(&e, 1);
+    let err = decode_body(Stream::Orders, order_schema(), &bytes[5..]).unwrap_err();
+    assert!(matches!(err, DecodeError::InvalidField { field: "currency", .. }), "{err}");
+    let bad_status = String::from_utf8(crate::events::encode_json(&order_event(1)))
+        .unwrap()
+        .replace("\"partially_shipped\"", "\"lost\"");
+    let err = crate::events::decode_json(Stream::Orders, bad_status.as_bytes()).unwrap_err();
+    assert_eq!(err.reason(), "undecodable");
+    assert!(!err.to_string().contains("a@example.com"), "no PII in errors: {err}");
+}

@@ -158,6 +158,7 @@ pub struct IngestConfig {
     #[serde(with = "humantime_serde")]
     pub hot_window: Duration,
     pub max_message_bytes: usize,
+    pub metrics_listen: SocketAddr,
 }
 
 /// The `setup` command.

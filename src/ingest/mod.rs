@@ -1,8 +1,442 @@
-//! `order-gateway ingest`: Kafka to Elasticsearch and ClickHouse, at least once.
+//! `order-gateway ingest`: projects the order topics into Elasticsearch and
+//! ClickHouse, at least once.
+//!
+//! A batch travels: Kafka (consumer group) -> decode (`events`) -> group by
+//! order -> plan (`plan`, pure) -> Elasticsearch bulk with optimistic
+//! concurrency -> ClickHouse inserts -> dead letters -> offsets committed.
+//! Offsets are committed only after both stores and the dead-letter topic
+//! have the batch, so a crash at any point replays, never loses.
+//!
+//! Why merge-on-write with sequence numbers rather than external versioning:
+//! a document holds several independently versioned components (the order
+//! header and each fulfilment), so no single external version can order its
+//! writes. Each write reads the document (or takes it from a cache of our own
+//! last writes), merges with `OrderView::apply`, and writes back only if the
+//! document's `_seq_no` is unchanged; a conflict re-reads and re-merges.
 
-use crate::config::Config;
+pub mod plan;
+mod store;
 
-/// Runs `ingest` until SIGTERM.
-pub async fn run(_config: &Config) -> anyhow::Result<()> {
-    anyhow::bail!("ingest is being written")
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::FutureRecord;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::watch;
+
+use crate::backends::Backends;
+use crate::config::{Config, WireFormat};
+use crate::events::{self, Decoder, Stream};
+use crate::model::Timestamp;
+use crate::telemetry::{self, names};
+use plan::{Decoded, EsAction, MsgRef, Stored};
+
+/// A consumed message, owned.
+#[derive(Debug, Clone)]
+pub struct Msg {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Msg {
+    fn source(&self) -> MsgRef {
+        MsgRef { topic: self.topic.clone(), partition: self.partition, offset: self.offset }
+    }
+}
+
+/// A message ingest will not use, and why.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub msg: Msg,
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+/// Runs `ingest` until SIGTERM or SIGINT, then finishes the batch in hand.
+pub async fn run(config: &Config) -> anyhow::Result<()> {
+    let handle = telemetry::init_metrics()?;
+    names::describe_ingest();
+    telemetry::serve_metrics(config.ingest.metrics_listen, handle).await?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        tracing::info!("ingest: stop requested; finishing the current batch");
+        let _ = stop_tx.send(true);
+    });
+    Ingest::new(config)?.run(stop_rx).await
+}
+
+/// The projector's state.
+pub struct Ingest {
+    config: Config,
+    backends: Backends,
+    decoder: Decoder,
+    consumer: Arc<StreamConsumer>,
+    /// Our own last writes: order id -> document state. Saves a read per
+    /// order on the hot path; a stale entry only costs a conflict and a re-read.
+    written: moka::sync::Cache<String, Stored>,
+}
+
+impl Ingest {
+    /// Connects the consumer group and subscribes to the configured topics.
+    pub fn new(config: &Config) -> anyhow::Result<Self> {
+        let backends = Backends::from_config(config)?;
+        let consumer: StreamConsumer = crate::backends::kafka::base_config(&config.kafka)
+            .set("group.id", &config.ingest.group_id)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set("fetch.wait.max.ms", "50")
+            .set("session.timeout.ms", "10000")
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .create()
+            .map_err(|e| anyhow::anyhow!("kafka consumer for {}: {e}", config.kafka.brokers))?;
+        let mut topics = vec![config.topics.orders.as_str(), config.topics.fulfillments.as_str()];
+        if !config.topics.cdc.is_empty() {
+            topics.push(config.topics.cdc.as_str());
+        }
+        consumer.subscribe(&topics).map_err(|e| anyhow::anyhow!("kafka: subscribing to {topics:?}: {e}"))?;
+        tracing::info!(group = %config.ingest.group_id, ?topics, "ingest subscribed");
+        Ok(Ingest {
+            config: config.clone(),
+            decoder: Decoder::new(backends.schema_registry.clone()),
+            backends,
+            consumer: Arc::new(consumer),
+            written: moka::sync::Cache::new(200_000),
+        })
+    }
+
+    /// The consume, write, commit loop.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let mut last_lag = Instant::now();
+        loop {
+            let batch = self.collect(&mut stop).await?;
+            let stopping = *stop.borrow();
+            if !batch.is_empty() {
+                let started = Instant::now();
+                let n = batch.len();
+                self.process_until_done(&batch, &mut stop).await?;
+                self.commit(&batch)?;
+                metrics::histogram!(names::INGEST_BATCH_DURATION).record(started.elapsed().as_secs_f64());
+                metrics::histogram!(names::INGEST_BATCH_EVENTS).record(n as f64);
+                tracing::debug!(messages = n, ms = started.elapsed().as_millis() as u64, "batch committed");
+            }
+            if last_lag.elapsed() > Duration::from_secs(5) {
+                self.record_lag().await;
+                last_lag = Instant::now();
+            }
+            if stopping {
+                tracing::info!("ingest stopped; offsets committed");
+                return Ok(());
+            }
+        }
+    }
+
+    /// Waits for the first message, then takes more until the batch is full
+    /// or `batch_linger` has passed.
+    async fn collect(&self, stop: &mut watch::Receiver<bool>) -> anyhow::Result<Vec<Msg>> {
+        let max = self.config.ingest.batch_size;
+        let mut batch = Vec::new();
+        let first = tokio::select! {
+            m = self.consumer.recv() => m,
+            _ = stop.changed() => return Ok(batch),
+        };
+        batch.push(own(first.map_err(|e| anyhow::anyhow!("kafka: consuming: {e}"))?));
+        let deadline = tokio::time::Instant::now() + self.config.ingest.batch_linger;
+        while batch.len() < max {
+            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Ok(Ok(m)) => batch.push(own(m)),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "kafka: consume error");
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Processes a batch, retrying with backoff while a backend is down; only
+    /// a stop request ends the retries (uncommitted: the batch is replayed).
+    async fn process_until_done(&self, batch: &[Msg], stop: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            match self.process(batch).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    self.written.invalidate_all();
+                    tracing::warn!(error = %format!("{e:#}"), retry_in_ms = backoff.as_millis() as u64, "ingest batch failed; retrying");
+                    metrics::counter!(names::INGEST_RETRIES, "backend" => backend_of(&e)).increment(1);
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = stop.changed() => anyhow::bail!("stopped while a backend was failing: {e:#}"),
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    /// One attempt at a batch.
+    pub async fn process(&self, batch: &[Msg]) -> anyhow::Result<()> {
+        let mut dead = Vec::new();
+        let mut decoded = Vec::with_capacity(batch.len());
+        for msg in batch {
+            match self.decode(msg).await {
+                Ok(Some(event)) => decoded.push(Decoded { component: event.component, source: msg.source() }),
+                Ok(None) => count(&msg.topic, "skipped"),
+                Err(Verdict::Dead(reason, detail)) => dead.push(DeadLetter { msg: msg.clone(), reason, detail }),
+                Err(Verdict::Retry(e)) => return Err(e),
+            }
+        }
+        let by_msg: HashMap<(String, i32, i64), &Msg> =
+            batch.iter().map(|m| ((m.topic.clone(), m.partition, m.offset), m)).collect();
+        let find = |r: &MsgRef| by_msg.get(&(r.topic.clone(), r.partition, r.offset)).map(|m| (*m).clone());
+
+        let groups = plan::group(decoded);
+        let hot_since = Timestamp(Timestamp::now().millis() - self.config.ingest.hot_window.as_millis() as i64);
+        let mut pending: Vec<&String> = groups.keys().collect();
+        let mut plans: BTreeMap<String, plan::OrderPlan> = BTreeMap::new();
+        for attempt in 0..6 {
+            if pending.is_empty() {
+                break;
+            }
+            if attempt > 0 {
+                store::es_refresh(&self.backends.elasticsearch, &self.config.elasticsearch.read_alias).await?;
+            }
+            let stored = self.lookup(&pending).await?;
+            let missing: Vec<&str> = pending.iter().filter(|id| !stored.contains_key(**id)).map(|s| s.as_str()).collect();
+            let cold = store::ch_cold_info(&self.backends.clickhouse, &missing).await?;
+            let mut actions = Vec::new();
+            for id in &pending {
+                let p = plan::plan_order(id, &groups[*id], stored.get(*id), cold.get(*id).copied(), hot_since);
+                if let Some(a) = &p.es {
+                    actions.push(((*id).clone(), a.clone()));
+                } else {
+                    metrics::counter!(names::INGEST_ES_DOCS, "outcome" => if p.cold { "cold" } else { "unchanged" }).increment(1);
+                }
+                plans.insert((*id).clone(), p);
+            }
+            let out = store::es_bulk(&self.backends.elasticsearch, &self.config.elasticsearch.write_alias, &actions).await?;
+            for (id, action) in &actions {
+                if let Some((index, seq_no, primary_term)) = out.written.get(id) {
+                    if let EsAction::Update { view, .. } | EsAction::Create { view } = action {
+                        let outcome = if matches!(action, EsAction::Create { .. }) { "created" } else { "updated" };
+                        metrics::counter!(names::INGEST_ES_DOCS, "outcome" => outcome).increment(1);
+                        self.written.insert(
+                            id.clone(),
+                            Stored { index: index.clone(), seq_no: *seq_no, primary_term: *primary_term, view: view.clone() },
+                        );
+                    }
+                }
+            }
+            for id in &out.deleted {
+                metrics::counter!(names::INGEST_ES_DOCS, "outcome" => "deleted").increment(1);
+                self.written.invalidate(id);
+            }
+            for (id, why) in &out.rejected {
+                tracing::error!(reason = %why, "elasticsearch refused an order document; its messages go to the dead-letter topic");
+                plans.remove(id);
+                for d in &groups[id] {
+                    if let Some(m) = find(&d.source) {
+                        dead.push(DeadLetter { msg: m, reason: "rejected_by_elasticsearch", detail: why.clone() });
+                    }
+                }
+            }
+            for id in &out.conflicts {
+                metrics::counter!(names::INGEST_ES_DOCS, "outcome" => "conflict_retry").increment(1);
+                self.written.invalidate(id);
+            }
+            pending = groups.keys().filter(|id| out.conflicts.contains(id)).collect();
+        }
+        if !pending.is_empty() {
+            anyhow::bail!("elasticsearch: {} order(s) still conflicting after 6 attempts", pending.len());
+        }
+
+        let mut rows = Vec::new();
+        for p in plans.values() {
+            rows.extend(p.clickhouse.iter());
+            for r in &p.stale {
+                if let Some(m) = find(r) {
+                    dead.push(DeadLetter { msg: m, reason: "stale_version", detail: "version lower than stored".into() });
+                }
+            }
+        }
+        let counts = store::ch_insert(&self.backends.clickhouse, &rows).await?;
+        metrics::counter!(names::INGEST_CH_ROWS, "table" => "orders").increment(counts.orders);
+        metrics::counter!(names::INGEST_CH_ROWS, "table" => "order_lines").increment(counts.lines);
+        metrics::counter!(names::INGEST_CH_ROWS, "table" => "fulfillments").increment(counts.fulfillments);
+
+        self.dead_letter(&dead).await?;
+        for g in groups.values() {
+            for d in g {
+                count(&d.source.topic, "written");
+            }
+        }
+        Ok(())
+    }
+
+    /// Documents of `ids`: our own recent writes first, Elasticsearch for the rest.
+    async fn lookup(&self, ids: &[&String]) -> anyhow::Result<HashMap<String, Stored>> {
+        let mut found = HashMap::with_capacity(ids.len());
+        let mut ask = Vec::new();
+        for id in ids {
+            match self.written.get(*id) {
+                Some(s) => {
+                    found.insert((*id).clone(), s);
+                }
+                None => ask.push(id.as_str()),
+            }
+        }
+        let read = store::es_lookup(&self.backends.elasticsearch, &self.config.elasticsearch.read_alias, &ask).await?;
+        found.extend(read);
+        Ok(found)
+    }
+
+    async fn decode(&self, msg: &Msg) -> Result<Option<crate::model::Event>, Verdict> {
+        let t = &self.config.topics;
+        let Some(payload) = msg.payload.as_deref() else { return Ok(None) };
+        if payload.len() > self.config.ingest.max_message_bytes {
+            return Err(Verdict::Dead("oversized", format!("{} bytes, limit {}", payload.len(), self.config.ingest.max_message_bytes)));
+        }
+        let Some(key) = msg.key.as_deref() else {
+            return Err(Verdict::Dead("missing_key", "message has no key; the key must be the order id".into()));
+        };
+        let result = if msg.topic == t.cdc {
+            events::debezium::decode(payload, &self.config.cdc)
+        } else {
+            let (stream, format) = if msg.topic == t.orders {
+                (Stream::Orders, t.orders_format)
+            } else {
+                (Stream::Fulfillments, t.fulfillments_format)
+            };
+            match format {
+                WireFormat::Avro => self.decoder.decode(stream, payload).await.map(Some),
+                WireFormat::Json => events::decode_json(stream, payload).map(Some),
+            }
+        };
+        match result {
+            Ok(Some(event)) => {
+                if key != event.order_id().as_bytes() {
+                    return Err(Verdict::Dead("key_mismatch", "message key differs from the order id it carries".into()));
+                }
+                Ok(Some(event))
+            }
+            Ok(None) => Ok(None),
+            Err(e) if e.is_transient() => Err(Verdict::Retry(anyhow::anyhow!("schema registry: {e}"))),
+            Err(e) => Err(Verdict::Dead(e.reason(), e.to_string())),
+        }
+    }
+
+    /// Sends dead letters with their original key and bytes, the reason and
+    /// where they came from, and waits until Kafka has them.
+    async fn dead_letter(&self, dead: &[DeadLetter]) -> anyhow::Result<()> {
+        let producer = self.backends.kafka.producer();
+        let topic = &self.config.topics.dead_letter;
+        let sends = dead.iter().map(|d| {
+            let mut headers = OwnedHeaders::new();
+            for (k, v) in &d.msg.headers {
+                headers = headers.insert(Header { key: k, value: Some(v) });
+            }
+            let partition = d.msg.partition.to_string();
+            let offset = d.msg.offset.to_string();
+            headers = headers
+                .insert(Header { key: "dlq.reason", value: Some(d.reason) })
+                .insert(Header { key: "dlq.detail", value: Some(&d.detail) })
+                .insert(Header { key: "dlq.topic", value: Some(&d.msg.topic) })
+                .insert(Header { key: "dlq.partition", value: Some(&partition) })
+                .insert(Header { key: "dlq.offset", value: Some(&offset) });
+            let mut rec = FutureRecord::<[u8], [u8]>::to(topic).headers(headers);
+            if let Some(k) = d.msg.key.as_deref() {
+                rec = rec.key(k);
+            }
+            if let Some(p) = d.msg.payload.as_deref() {
+                rec = rec.payload(p);
+            }
+            producer.send(rec, Duration::from_secs(10))
+        });
+        for (d, r) in dead.iter().zip(futures_util::future::join_all(sends).await) {
+            r.map_err(|(e, _)| anyhow::anyhow!("kafka: dead-lettering to {topic}: {e}"))?;
+            tracing::warn!(reason = d.reason, detail = %d.detail, topic = %d.msg.topic, partition = d.msg.partition, offset = d.msg.offset, "message dead-lettered");
+            metrics::counter!(names::INGEST_DEAD_LETTERS, "reason" => d.reason).increment(1);
+            count(&d.msg.topic, "dead_lettered");
+        }
+        Ok(())
+    }
+
+    fn commit(&self, batch: &[Msg]) -> anyhow::Result<()> {
+        let mut next: HashMap<(&str, i32), i64> = HashMap::new();
+        for m in batch {
+            let e = next.entry((m.topic.as_str(), m.partition)).or_insert(0);
+            *e = (*e).max(m.offset + 1);
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), offset) in next {
+            tpl.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+        }
+        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Sync) {
+            // After a rebalance the partition's new owner replays from the last
+            // commit; the writes above are idempotent, so this loses nothing.
+            tracing::warn!(error = %e, "kafka: offset commit failed; messages will be replayed");
+        }
+        Ok(())
+    }
+
+    async fn record_lag(&self) {
+        let consumer = self.consumer.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let Ok(positions) = consumer.position() else { return };
+            for e in positions.elements() {
+                let Offset::Offset(pos) = e.offset() else { continue };
+                if let Ok((_, high)) = consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1)) {
+                    metrics::gauge!(names::INGEST_LAG, "topic" => e.topic().to_owned(), "partition" => e.partition().to_string())
+                        .set((high - pos).max(0) as f64);
+                }
+            }
+        })
+        .await;
+    }
+}
+
+enum Verdict {
+    Dead(&'static str, String),
+    Retry(anyhow::Error),
+}
+
+fn count(topic: &str, outcome: &'static str) {
+    metrics::counter!(names::INGEST_MESSAGES, "topic" => topic.to_owned(), "outcome" => outcome).increment(1);
+}
+
+fn backend_of(e: &anyhow::Error) -> &'static str {
+    let s = format!("{e:#}");
+    ["elasticsearch", "clickhouse", "kafka", "schema registry"]
+        .into_iter()
+        .find(|b| s.starts_with(b))
+        .unwrap_or("other")
+}
+
+fn own(m: rdkafka::message::BorrowedMessage<'_>) -> Msg {
+    let headers = m
+        .headers()
+        .map(|h| h.iter().map(|x| (x.key.to_owned(), x.value.map(<[u8]>::to_vec).unwrap_or_default())).collect())
+        .unwrap_or_default();
+    Msg {
+        topic: m.topic().to_owned(),
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().map(<[u8]>::to_vec),
+        payload: m.payload().map(<[u8]>::to_vec),
+        headers,
+    }
 }

@@ -47,3 +47,38 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
     });
     Ok(handle)
 }
+
+/// Serves `/metrics` (and `/healthz`) on `listen` for processes without the
+/// API server, such as `ingest`.
+pub async fn serve_metrics(listen: std::net::SocketAddr, handle: PrometheusHandle) -> anyhow::Result<()> {
+    use http_body_util::Full;
+    use hyper::{body::Incoming, service::service_fn, Request, Response};
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen} (ingest.metrics_listen): {e}"))?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let handle = handle.clone();
+                    async move {
+                        let (status, body) = match req.uri().path() {
+                            "/metrics" => (200, handle.render()),
+                            "/healthz" => (200, "{\"status\":\"ok\"}".to_string()),
+                            _ => (404, String::new()),
+                        };
+                        let mut resp = Response::new(Full::new(bytes::Bytes::from(body)));
+                        *resp.status_mut() = http::StatusCode::from_u16(status).unwrap_or_default();
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Ok(())
+}

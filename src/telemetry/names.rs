@@ -31,3 +31,32 @@ pub fn describe() {
     describe_histogram!(BACKEND_CALL_DURATION, Unit::Seconds, "Backend call latency by backend and call");
     describe_counter!(BACKEND_CALL_ERRORS, "Failed backend calls by backend, call and reason");
 }
+
+/// Messages ingest handled, by `topic` and `outcome` (written, duplicate, dead_lettered, skipped).
+pub const INGEST_MESSAGES: &str = "ingest_messages_total";
+/// Messages sent to the dead-letter topic, by `reason`.
+pub const INGEST_DEAD_LETTERS: &str = "ingest_dead_letters_total";
+/// Time to write one batch to both stores and commit it.
+pub const INGEST_BATCH_DURATION: &str = "ingest_batch_duration_seconds";
+/// Events per batch.
+pub const INGEST_BATCH_EVENTS: &str = "ingest_batch_events";
+/// Orders written to Elasticsearch per outcome (indexed, created, deleted, unchanged, conflict_retry, cold).
+pub const INGEST_ES_DOCS: &str = "ingest_elasticsearch_docs_total";
+/// Rows inserted into ClickHouse, by `table`.
+pub const INGEST_CH_ROWS: &str = "ingest_clickhouse_rows_total";
+/// Consumer lag in messages (high watermark minus committed position), by `topic` and `partition`.
+pub const INGEST_LAG: &str = "ingest_consumer_lag_messages";
+/// Retries of a batch after a backend failure, by `backend`.
+pub const INGEST_RETRIES: &str = "ingest_batch_retries_total";
+
+/// Registers help texts of the ingest metrics.
+pub fn describe_ingest() {
+    describe_counter!(INGEST_MESSAGES, "Messages handled by ingest, by topic and outcome");
+    describe_counter!(INGEST_DEAD_LETTERS, "Messages sent to the dead-letter topic, by reason");
+    describe_histogram!(INGEST_BATCH_DURATION, Unit::Seconds, "Time to write and commit one batch");
+    describe_histogram!(INGEST_BATCH_EVENTS, "Events per ingest batch");
+    describe_counter!(INGEST_ES_DOCS, "Order documents handled in Elasticsearch, by outcome");
+    describe_counter!(INGEST_CH_ROWS, "Rows inserted into ClickHouse, by table");
+    describe_gauge!(INGEST_LAG, "Consumer lag in messages (high watermark minus committed offset)");
+    describe_counter!(INGEST_RETRIES, "Batch retries after a backend failure, by backend");
+}

@@ -1,0 +1,304 @@
+//! Pure planning of one batch: which components go where, which messages are
+//! stale, and what each Elasticsearch document becomes. No I/O here.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::model::{Component, OrderView, Timestamp};
+
+/// Where a message came from, to commit past it or dead-letter it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MsgRef {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// A decoded component and the message that carried it.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    pub component: Component,
+    pub source: MsgRef,
+}
+
+/// A document's current state in Elasticsearch.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub index: String,
+    pub seq_no: i64,
+    pub primary_term: i64,
+    pub view: OrderView,
+}
+
+/// What ClickHouse knows of an order that Elasticsearch does not hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColdInfo {
+    pub created_at: Timestamp,
+    pub version: u64,
+    pub deleted: bool,
+}
+
+/// One write to Elasticsearch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EsAction {
+    /// Replace the document in its own index, if nobody changed it since we read it.
+    Update { index: String, seq_no: i64, primary_term: i64, view: OrderView },
+    /// A new document through the write alias; fails if it appeared meanwhile.
+    Create { view: OrderView },
+    /// The order was deleted at the source.
+    Delete { index: String, seq_no: i64, primary_term: i64 },
+}
+
+impl EsAction {
+    /// The order the action is for.
+    pub fn order_id(&self) -> Option<&str> {
+        match self {
+            EsAction::Update { view, .. } | EsAction::Create { view } => Some(&view.order_id),
+            EsAction::Delete { .. } => None,
+        }
+    }
+}
+
+/// The plan for one order.
+#[derive(Debug, Default)]
+pub struct OrderPlan {
+    pub es: Option<EsAction>,
+    /// Components to insert into ClickHouse (the batch's newest per component).
+    pub clickhouse: Vec<Component>,
+    /// Messages whose component is older than what is stored.
+    pub stale: Vec<MsgRef>,
+    /// The order lies outside the hot window and is kept in ClickHouse only.
+    pub cold: bool,
+}
+
+/// Groups a batch's components by order id, keeping every message reference.
+pub fn group(decoded: Vec<Decoded>) -> BTreeMap<String, Vec<Decoded>> {
+    let mut by_order: BTreeMap<String, Vec<Decoded>> = BTreeMap::new();
+    for d in decoded {
+        by_order.entry(d.component.order_id().to_owned()).or_default().push(d);
+    }
+    by_order
+}
+
+fn key(c: &Component) -> Option<&str> {
+    match c {
+        Component::Order(_) => None,
+        Component::Fulfillment(f) => Some(&f.fulfillment_id),
+    }
+}
+
+fn stored_version(view: &OrderView, c: &Component) -> Option<u64> {
+    match c {
+        Component::Order(_) => view.order.as_ref().map(|o| o.version),
+        Component::Fulfillment(f) => view
+            .fulfillments
+            .iter()
+            .find(|g| g.fulfillment_id == f.fulfillment_id)
+            .map(|g| g.version),
+    }
+}
+
+/// Plans one order: `stored` is its Elasticsearch document if any, `cold` what
+/// ClickHouse knows when Elasticsearch has none, `hot_since` the start of the
+/// hot window.
+pub fn plan_order(
+    order_id: &str,
+    events: &[Decoded],
+    stored: Option<&Stored>,
+    cold: Option<ColdInfo>,
+    hot_since: Timestamp,
+) -> OrderPlan {
+    let mut plan = OrderPlan::default();
+
+    // Newest snapshot per component within the batch.
+    let mut newest: HashMap<Option<&str>, &Component> = HashMap::new();
+    for d in events {
+        let k = key(&d.component);
+        let keep = match newest.get(&k) {
+            Some(cur) => {
+                let mut v = OrderView::new(order_id);
+                v.apply((*cur).clone());
+                v.apply(d.component.clone())
+            }
+            None => true,
+        };
+        if keep {
+            newest.insert(k, &d.component);
+        }
+    }
+
+    // Messages below what is stored are stale; equal versions are replays.
+    let floor = |c: &Component| -> Option<u64> {
+        match (stored, c) {
+            (Some(s), _) => stored_version(&s.view, c),
+            (None, Component::Order(_)) => cold.map(|ci| ci.version),
+            (None, Component::Fulfillment(_)) => None,
+        }
+    };
+    for d in events {
+        if let Some(v) = floor(&d.component) {
+            if d.component.version() < v {
+                plan.stale.push(d.source.clone());
+            }
+        }
+    }
+    let mut fresh: Vec<Component> = newest
+        .into_values()
+        .filter(|c| floor(c).is_none_or(|v| c.version() > v))
+        .cloned()
+        .collect();
+    fresh.sort_by(|a, b| key(a).cmp(&key(b)));
+    plan.clickhouse = fresh.clone();
+
+    match stored {
+        Some(s) => {
+            let mut view = s.view.clone();
+            let mut changed = false;
+            for c in fresh {
+                changed |= view.apply(c);
+            }
+            if !changed {
+                return plan;
+            }
+            plan.es = Some(if view.order.as_ref().is_some_and(|o| o.deleted) {
+                EsAction::Delete { index: s.index.clone(), seq_no: s.seq_no, primary_term: s.primary_term }
+            } else {
+                EsAction::Update { index: s.index.clone(), seq_no: s.seq_no, primary_term: s.primary_term, view }
+            });
+        }
+        None => {
+            if fresh.is_empty() {
+                return plan;
+            }
+            let mut view = OrderView::new(order_id);
+            for c in fresh {
+                view.apply(c);
+            }
+            // Hot or cold: the order's creation time, from the batch or ClickHouse.
+            let created = view.order.as_ref().map(|o| o.created_at).or(cold.map(|c| c.created_at));
+            let deleted = view.order.as_ref().is_some_and(|o| o.deleted) || cold.is_some_and(|c| c.deleted);
+            if deleted || created.is_some_and(|t| t < hot_since) {
+                plan.cold = created.is_some_and(|t| t < hot_since);
+                return plan;
+            }
+            plan.es = Some(EsAction::Create { view });
+        }
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::*;
+
+    fn order(version: u64, created: i64, deleted: bool) -> Component {
+        Component::Order(Order {
+            order_id: "o".into(),
+            order_number: "N".into(),
+            customer_id: "c".into(),
+            channel: Channel::Web,
+            status: OrderStatus::Created,
+            currency: "USD".into(),
+            subtotal: 1,
+            tax: 0,
+            shipping: 0,
+            discount: 0,
+            total: 1,
+            lines: vec![],
+            shipping_address: None,
+            email: None,
+            phone: None,
+            promised_delivery_at: None,
+            created_at: Timestamp(created),
+            updated_at: Timestamp(created),
+            version,
+            deleted,
+        })
+    }
+
+    fn ful(version: u64) -> Component {
+        Component::Fulfillment(Fulfillment {
+            fulfillment_id: "f".into(),
+            order_id: "o".into(),
+            kind: FulfillmentType::Ship,
+            status: FulfillmentStatus::Pending,
+            carrier: None,
+            tracking_number: None,
+            line_ids: vec![],
+            shipped_at: None,
+            delivered_at: None,
+            version,
+        })
+    }
+
+    fn d(c: Component, offset: i64) -> Decoded {
+        Decoded { component: c, source: MsgRef { topic: "t".into(), partition: 0, offset } }
+    }
+
+    fn stored(c: Vec<Component>) -> Stored {
+        let mut view = OrderView::new("o");
+        for x in c {
+            view.apply(x);
+        }
+        Stored { index: "orders-000001".into(), seq_no: 4, primary_term: 1, view }
+    }
+
+    #[test]
+    fn new_hot_order_is_created_with_the_newest_components() {
+        let p = plan_order("o", &[d(order(2, 100, false), 1), d(order(1, 100, false), 0), d(ful(1), 2)], None, None, Timestamp(0));
+        match p.es {
+            Some(EsAction::Create { view }) => {
+                assert_eq!(view.order.unwrap().version, 2);
+                assert_eq!(view.fulfillments.len(), 1);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(p.clickhouse.len(), 2);
+        assert!(p.stale.is_empty());
+    }
+
+    #[test]
+    fn cold_orders_skip_elasticsearch() {
+        let p = plan_order("o", &[d(order(1, 10, false), 0)], None, None, Timestamp(50));
+        assert!(p.es.is_none() && p.cold);
+        assert_eq!(p.clickhouse.len(), 1);
+        // A fulfilment of an order ClickHouse knows to be cold.
+        let info = ColdInfo { created_at: Timestamp(10), version: 3, deleted: false };
+        let p = plan_order("o", &[d(ful(1), 0)], None, Some(info), Timestamp(50));
+        assert!(p.es.is_none() && p.cold);
+    }
+
+    #[test]
+    fn lower_versions_than_stored_are_stale_and_equal_ones_replays() {
+        let s = stored(vec![order(3, 100, false), ful(2)]);
+        let p = plan_order("o", &[d(order(2, 100, false), 7), d(order(3, 100, false), 8), d(ful(1), 9)], Some(&s), None, Timestamp(0));
+        assert!(p.es.is_none(), "nothing new");
+        assert!(p.clickhouse.is_empty());
+        let stale: Vec<i64> = p.stale.iter().map(|m| m.offset).collect();
+        assert_eq!(stale, vec![7, 9]);
+    }
+
+    #[test]
+    fn updates_carry_the_read_sequence_number_and_deletes_delete() {
+        let s = stored(vec![order(1, 100, false)]);
+        match plan_order("o", &[d(ful(1), 0)], Some(&s), None, Timestamp(0)).es {
+            Some(EsAction::Update { seq_no: 4, primary_term: 1, index, view }) => {
+                assert_eq!(index, "orders-000001");
+                assert_eq!(view.fulfillments.len(), 1);
+            }
+            other => panic!("{other:?}"),
+        }
+        match plan_order("o", &[d(order(2, 100, true), 0)], Some(&s), None, Timestamp(0)).es {
+            Some(EsAction::Delete { seq_no: 4, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_deleted_order_is_not_resurrected_by_late_events() {
+        let info = ColdInfo { created_at: Timestamp(100), version: 5, deleted: true };
+        let p = plan_order("o", &[d(order(4, 100, false), 0), d(ful(1), 1)], None, Some(info), Timestamp(0));
+        assert!(p.es.is_none());
+        assert_eq!(p.stale.len(), 1, "the header below the delete is stale");
+    }
+}

@@ -29,7 +29,7 @@ enum Command {
     /// Produce realistic order lifecycles to Kafka.
     Seed(order_gateway::seed::SeedArgs),
     /// Project the order topics into Elasticsearch and ClickHouse until SIGTERM.
-    Ingest,
+    Ingest(order_gateway::ingest::IngestArgs),
     /// Exit 0 when the gateway at `server.listen` answers /healthz (for container health checks).
     Healthcheck,
 }
@@ -57,7 +57,7 @@ fn main() -> ExitCode {
         },
         Command::Setup(args) => run_tool(&config, |c| async move { order_gateway::setup::run(&c, &args).await }),
         Command::Seed(args) => run_tool(&config, |c| async move { order_gateway::seed::run(&c, &args).await }),
-        Command::Ingest => run_tool(&config, |c| async move { order_gateway::ingest::run(&c).await }),
+        Command::Ingest(args) => run_tool(&config, |c| async move { order_gateway::ingest::run(&c, &args).await }),
         Command::Serve => {
             let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,

@@ -59,8 +59,17 @@ pub struct DeadLetter {
     pub detail: String,
 }
 
+/// Options of `ingest`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct IngestArgs {
+    /// Exit (after committing) once no message has arrived for this long, e.g.
+    /// "10s": for backfills and benchmarks. Without it, ingest runs until SIGTERM.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub exit_when_idle: Option<Duration>,
+}
+
 /// Runs `ingest` until SIGTERM or SIGINT, then finishes the batch in hand.
-pub async fn run(config: &Config) -> anyhow::Result<()> {
+pub async fn run(config: &Config, args: &IngestArgs) -> anyhow::Result<()> {
     let handle = telemetry::init_metrics()?;
     names::describe_ingest();
     telemetry::serve_metrics(config.ingest.metrics_listen, handle).await?;
@@ -74,7 +83,9 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
         tracing::info!("ingest: stop requested; finishing the current batch");
         let _ = stop_tx.send(true);
     });
-    Ingest::new(config)?.run(stop_rx).await
+    let mut ingest = Ingest::new(config)?;
+    ingest.exit_when_idle = args.exit_when_idle;
+    ingest.run(stop_rx).await
 }
 
 /// The projector's state.
@@ -86,6 +97,8 @@ pub struct Ingest {
     /// Our own last writes: order id -> document state. Saves a read per
     /// order on the hot path; a stale entry only costs a conflict and a re-read.
     written: moka::sync::Cache<String, Stored>,
+    /// See [`IngestArgs::exit_when_idle`].
+    pub exit_when_idle: Option<Duration>,
 }
 
 impl Ingest {
@@ -114,6 +127,7 @@ impl Ingest {
             backends,
             consumer: Arc::new(consumer),
             written: moka::sync::Cache::new(200_000),
+            exit_when_idle: None,
         })
     }
 
@@ -122,7 +136,8 @@ impl Ingest {
         let mut last_lag = Instant::now();
         loop {
             let batch = self.collect(&mut stop).await?;
-            let stopping = *stop.borrow();
+            let idle_exit = batch.is_empty() && self.exit_when_idle.is_some();
+            let stopping = *stop.borrow() || idle_exit;
             if !batch.is_empty() {
                 let started = Instant::now();
                 let n = batch.len();
@@ -148,9 +163,14 @@ impl Ingest {
     async fn collect(&self, stop: &mut watch::Receiver<bool>) -> anyhow::Result<Vec<Msg>> {
         let max = self.config.ingest.batch_size;
         let mut batch = Vec::new();
+        let idle = self.exit_when_idle.unwrap_or(Duration::from_secs(86_400 * 365));
         let first = tokio::select! {
             m = self.consumer.recv() => m,
             _ = stop.changed() => return Ok(batch),
+            _ = tokio::time::sleep(idle) => {
+                tracing::info!(idle_secs = idle.as_secs_f64(), "ingest: idle; exiting as asked");
+                return Ok(batch);
+            }
         };
         batch.push(own(first.map_err(|e| anyhow::anyhow!("kafka: consuming: {e}"))?));
         let deadline = tokio::time::Instant::now() + self.config.ingest.batch_linger;

@@ -134,25 +134,32 @@ impl Ingest {
     /// The consume, write, commit loop.
     pub async fn run(self, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
         let mut last_lag = Instant::now();
+        // Throughput from the first message to the last commit (idle time excluded).
+        let (mut total, mut first_at, mut last_commit) = (0u64, None::<Instant>, Instant::now());
         loop {
             let batch = self.collect(&mut stop).await?;
             let idle_exit = batch.is_empty() && self.exit_when_idle.is_some();
             let stopping = *stop.borrow() || idle_exit;
             if !batch.is_empty() {
                 let started = Instant::now();
+                first_at.get_or_insert(started);
                 let n = batch.len();
                 self.process_until_done(&batch, &mut stop).await?;
                 self.commit(&batch)?;
                 metrics::histogram!(names::INGEST_BATCH_DURATION).record(started.elapsed().as_secs_f64());
                 metrics::histogram!(names::INGEST_BATCH_EVENTS).record(n as f64);
                 tracing::debug!(messages = n, ms = started.elapsed().as_millis() as u64, "batch committed");
+                total += n as u64;
+                last_commit = Instant::now();
             }
             if last_lag.elapsed() > Duration::from_secs(5) {
                 self.record_lag().await;
                 last_lag = Instant::now();
             }
             if stopping {
-                tracing::info!("ingest stopped; offsets committed");
+                let secs = first_at.map_or(0.0, |f| last_commit.duration_since(f).as_secs_f64());
+                let rate = if secs > 0.0 { total as f64 / secs } else { 0.0 };
+                tracing::info!(messages = total, seconds = secs, messages_per_second = rate.round(), "ingest stopped; offsets committed");
                 return Ok(());
             }
         }

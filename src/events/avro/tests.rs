@@ -1,5 +1,4 @@
 use super::*;
-use crate::model::*;
 
 pub(crate) fn sample_order(version: u64) -> Order {
     Order {

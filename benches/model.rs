@@ -1,0 +1,134 @@
+//! Pure hot paths of the event side: merging events into a view, Avro
+//! decoding of an event, JSON serialisation of a view.
+//! Run: `cargo bench --bench model`.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use order_gateway::events::{avro, encode_avro, Stream};
+use order_gateway::model::*;
+
+fn order(version: u64, lines: usize) -> Order {
+    Order {
+        order_id: "0b9f3c1e-2f4e-4b8e-9a57-3c1d2e4f5a6b".into(),
+        order_number: "ON-00001234".into(),
+        customer_id: "cust-000042".into(),
+        channel: Channel::Web,
+        status: OrderStatus::Shipped,
+        currency: "EUR".into(),
+        subtotal: 4998,
+        tax: 950,
+        shipping: 499,
+        discount: 0,
+        total: 6447,
+        lines: (0..lines)
+            .map(|i| OrderLine {
+                line_id: format!("l{i}"),
+                sku: format!("SKU-{:05}", i * 37),
+                name: "Stoneware mug, 350 ml, speckled white".into(),
+                quantity: 1 + (i as u32 % 2),
+                unit_price: 1299,
+                status: LineStatus::Shipped,
+            })
+            .collect(),
+        shipping_address: Some(Address {
+            name: "Alex Example".into(),
+            line1: "Hauptstrasse 12".into(),
+            line2: None,
+            city: "Berlin".into(),
+            region: Some("BE".into()),
+            postal_code: "10115".into(),
+            country: "DE".into(),
+        }),
+        email: Some("alex@example.com".into()),
+        phone: Some("+49 30 1234567".into()),
+        promised_delivery_at: Some(Timestamp(1_700_300_000_000)),
+        created_at: Timestamp(1_700_000_000_000),
+        updated_at: Timestamp(1_700_000_500_000),
+        version,
+        deleted: false,
+    }
+}
+
+fn fulfillment(id: u32, version: u64) -> Fulfillment {
+    Fulfillment {
+        fulfillment_id: format!("f-{id}"),
+        order_id: "0b9f3c1e-2f4e-4b8e-9a57-3c1d2e4f5a6b".into(),
+        kind: FulfillmentType::Ship,
+        status: FulfillmentStatus::Shipped,
+        carrier: Some("DHL".into()),
+        tracking_number: Some("JJD0003900071234".into()),
+        line_ids: vec!["l0".into(), "l1".into()],
+        shipped_at: Some(Timestamp(1_700_100_000_000)),
+        delivered_at: None,
+        version,
+    }
+}
+
+fn view() -> OrderView {
+    let mut v = OrderView::from_component(Component::Order(order(5, 3)));
+    v.apply(Component::Fulfillment(fulfillment(1, 3)));
+    v.apply(Component::Fulfillment(fulfillment(2, 2)));
+    v
+}
+
+fn bench_apply(c: &mut Criterion) {
+    let mut g = c.benchmark_group("apply");
+    g.throughput(Throughput::Elements(1));
+    let base = view();
+    g.bench_function("newer_order_header", |b| {
+        b.iter_batched(
+            || (base.clone(), Component::Order(order(6, 3))),
+            |(mut v, c)| black_box(v.apply(c)),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("stale_order_header", |b| {
+        b.iter_batched(
+            || (base.clone(), Component::Order(order(4, 3))),
+            |(mut v, c)| black_box(v.apply(c)),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("newer_fulfillment", |b| {
+        b.iter_batched(
+            || (base.clone(), Component::Fulfillment(fulfillment(2, 3))),
+            |(mut v, c)| black_box(v.apply(c)),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("etag", |b| b.iter(|| black_box(base.etag())));
+    g.finish();
+}
+
+fn bench_codec(c: &mut Criterion) {
+    let event = Event {
+        envelope: Envelope {
+            event_id: "5e0c4c4e-8d0a-4f7e-9d1b-2b3c4d5e6f70".into(),
+            event_type: "order.shipped".into(),
+            source: "digital".into(),
+            occurred_at: Timestamp(1_700_000_500_000),
+            schema_version: 1,
+        },
+        component: Component::Order(order(5, 3)),
+    };
+    let bytes = encode_avro(&event, 1);
+    let writer = apache_avro::Schema::parse_str(avro::ORDER_EVENT_AVSC).unwrap();
+    let mut g = c.benchmark_group("codec");
+    g.throughput(Throughput::Bytes(bytes.len() as u64));
+    g.bench_function("avro_decode_order_event", |b| {
+        b.iter(|| black_box(avro::decode_body(Stream::Orders, &writer, &bytes[5..]).unwrap()))
+    });
+    g.bench_function("avro_encode_order_event", |b| b.iter(|| black_box(encode_avro(&event, 1))));
+    let v = view();
+    let json = serde_json::to_vec(&v).unwrap();
+    g.throughput(Throughput::Bytes(json.len() as u64));
+    g.bench_function("json_serialize_view", |b| b.iter(|| black_box(serde_json::to_vec(&v).unwrap())));
+    g.bench_function("json_deserialize_view", |b| {
+        b.iter(|| black_box(serde_json::from_slice::<OrderView>(&json).unwrap()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_apply, bench_codec);
+criterion_main!(benches);

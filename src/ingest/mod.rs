@@ -171,15 +171,29 @@ impl Ingest {
         let max = self.config.ingest.batch_size;
         let mut batch = Vec::new();
         let idle = self.exit_when_idle.unwrap_or(Duration::from_secs(86_400 * 365));
-        let first = tokio::select! {
-            m = self.consumer.recv() => m,
-            _ = stop.changed() => return Ok(batch),
-            _ = tokio::time::sleep(idle) => {
-                tracing::info!(idle_secs = idle.as_secs_f64(), "ingest: idle; exiting as asked");
-                return Ok(batch);
+        let idle_until = tokio::time::Instant::now() + idle;
+        loop {
+            let first = tokio::select! {
+                m = self.consumer.recv() => m,
+                _ = stop.changed() => return Ok(batch),
+                _ = tokio::time::sleep_until(idle_until) => {
+                    tracing::info!(idle_secs = idle.as_secs_f64(), "ingest: idle; exiting as asked");
+                    return Ok(batch);
+                }
+            };
+            match first {
+                Ok(m) => {
+                    batch.push(own(m));
+                    break;
+                }
+                // A missing topic or a broker away is not fatal: the consumer
+                // recovers by itself once the topic exists or the broker is back.
+                Err(e) => {
+                    tracing::warn!(error = %e, "kafka: consume error (does every topic exist? `order-gateway setup` creates them)");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
             }
-        };
-        batch.push(own(first.map_err(|e| anyhow::anyhow!("kafka: consuming: {e}"))?));
+        }
         let deadline = tokio::time::Instant::now() + self.config.ingest.batch_linger;
         while batch.len() < max {
             match tokio::time::timeout_at(deadline, self.consumer.recv()).await {

@@ -309,8 +309,8 @@ pub async fn ch_insert(ch: &ChClient, components: &[&Component]) -> anyhow::Resu
 struct ColdRow {
     order_id: String,
     created_ms: i64,
-    version: u64,
-    deleted: u8,
+    max_version: u64,
+    last_deleted: u8,
 }
 
 /// What ClickHouse knows of orders Elasticsearch does not hold.
@@ -321,8 +321,8 @@ pub async fn ch_cold_info(ch: &ChClient, ids: &[&str]) -> anyhow::Result<HashMap
     let rows: Vec<ColdRow> = ch
         .client()
         .query(
-            "SELECT order_id, toUnixTimestamp64Milli(min(created_at)) AS created_ms, max(version) AS version, \
-             argMax(is_deleted, version) AS deleted FROM orders WHERE order_id IN ? GROUP BY order_id",
+            "SELECT order_id, toUnixTimestamp64Milli(min(created_at)) AS created_ms, max(version) AS max_version, \
+             argMax(is_deleted, version) AS last_deleted FROM orders WHERE order_id IN ? GROUP BY order_id",
         )
         .bind(ids)
         .fetch_all()
@@ -331,7 +331,7 @@ pub async fn ch_cold_info(ch: &ChClient, ids: &[&str]) -> anyhow::Result<HashMap
     Ok(rows
         .into_iter()
         .map(|r| {
-            (r.order_id, ColdInfo { created_at: Timestamp(r.created_ms), version: r.version, deleted: r.deleted != 0 })
+            (r.order_id, ColdInfo { created_at: Timestamp(r.created_ms), version: r.max_version, deleted: r.last_deleted != 0 })
         })
         .collect())
 }

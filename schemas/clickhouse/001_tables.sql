@@ -77,7 +77,6 @@ SELECT * FROM fulfillments FINAL;
 -- Lines of the latest version of each live order: a line dropped from an order
 -- in a later version disappears here, even though its old row remains.
 CREATE VIEW IF NOT EXISTS order_lines_latest AS
-SELECT l.*
-FROM order_lines AS l FINAL
-INNER JOIN (SELECT order_id, version FROM orders FINAL) AS o
-    ON l.order_id = o.order_id AND l.version = o.version;
+SELECT *
+FROM order_lines FINAL
+WHERE (order_id, version) IN (SELECT order_id, version FROM orders FINAL);

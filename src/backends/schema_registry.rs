@@ -67,6 +67,30 @@ impl RegistryClient {
             .ok_or_else(|| anyhow::anyhow!("schema registry: registering {subject}: no id in {body}"))
     }
 
+    /// The id of `schema` under `subject` if it is registered there.
+    pub async fn lookup(&self, subject: &str, schema: &str) -> anyhow::Result<Option<u32>> {
+        let url = self.base.join(&format!("subjects/{subject}"))?;
+        let mut req = self
+            .http
+            .post(url)
+            .header("content-type", "application/vnd.schemaregistry.v1+json")
+            .json(&serde_json::json!({ "schema": schema, "schemaType": "AVRO" }));
+        if let Some((u, p)) = &self.auth {
+            req = req.basic_auth(u, Some(p));
+        }
+        let resp = req.send().await.map_err(|e| anyhow::anyhow!("schema registry: looking up {subject}: {e}"))?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let body = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            anyhow::bail!("schema registry: looking up {subject}: {status} {body}");
+        }
+        let v: serde_json::Value = serde_json::from_str(&body)?;
+        Ok(v.get("id").and_then(|i| i.as_u64()).and_then(|i| u32::try_from(i).ok()))
+    }
+
     /// `GET /subjects`: usable when it answers 200.
     pub async fn ping(&self) -> Result<String, BackendError> {
         let subjects: Vec<String> = timed(Backend::SchemaRegistry, "list_subjects", self.timeout, async {

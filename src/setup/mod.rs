@@ -1,6 +1,23 @@
-//! `order-gateway setup`: topics, schemas, Elasticsearch template/index/aliases, ClickHouse tables.
+//! `order-gateway setup`: the Kafka topics, the event schemas in the registry,
+//! the Elasticsearch index template, first index and aliases, and the
+//! ClickHouse tables. Idempotent: a second run finds everything in place,
+//! changes nothing and says so, one line per object.
 
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use serde_json::{json, Value};
+
+use crate::backends::Backends;
 use crate::config::Config;
+use crate::events::avro::{FULFILLMENT_EVENT_AVSC, ORDER_EVENT_AVSC};
+use crate::model::Timestamp;
+
+/// The index template as shipped; `setup` fills in pattern, shards, replicas.
+pub const ORDERS_TEMPLATE: &str = include_str!("../../schemas/elasticsearch/orders-template.json");
+/// The ClickHouse DDL as shipped.
+pub const CLICKHOUSE_DDL: &str = include_str!("../../schemas/clickhouse/001_tables.sql");
 
 /// Options of `setup`.
 #[derive(Debug, Clone, clap::Args)]
@@ -11,7 +28,426 @@ pub struct SetupArgs {
     pub rollover: bool,
 }
 
-/// Runs `setup`.
-pub async fn run(_config: &Config, _args: &SetupArgs) -> anyhow::Result<()> {
-    anyhow::bail!("setup is being written")
+/// What happened to one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    Unchanged,
+    Updated,
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Outcome::Created => "created",
+            Outcome::Unchanged => "exists, unchanged",
+            Outcome::Updated => "updated",
+        })
+    }
+}
+
+fn say(what: &str, outcome: Outcome, extra: &str) {
+    println!("{what}: {outcome}{extra}");
+}
+
+/// Runs `setup`; stops at the first failure, naming the object and backend.
+pub async fn run(config: &Config, args: &SetupArgs) -> anyhow::Result<()> {
+    let backends = Backends::from_config(config)?;
+    topics(config).await?;
+    schemas(config, &backends).await?;
+    elasticsearch(config, &backends).await?;
+    clickhouse(config, &backends).await?;
+    if args.rollover {
+        rollover(config, &backends).await?;
+    }
+    Ok(())
+}
+
+// ---- Kafka ------------------------------------------------------------------
+
+async fn topics(config: &Config) -> anyhow::Result<()> {
+    let t = &config.topics;
+    let admin: AdminClient<DefaultClientContext> = crate::backends::kafka::base_config(&config.kafka)
+        .create()
+        .map_err(|e| anyhow::anyhow!("kafka: admin client: {e}"))?;
+    let timeout = config.kafka.timeout.max(Duration::from_secs(5));
+    let metadata = tokio::task::spawn_blocking({
+        let brokers = config.kafka.brokers.clone();
+        let cfg = crate::backends::kafka::base_config(&config.kafka);
+        move || -> anyhow::Result<Vec<(String, usize)>> {
+            let consumer: rdkafka::consumer::BaseConsumer =
+                cfg.create().map_err(|e| anyhow::anyhow!("kafka: client for {brokers}: {e}"))?;
+            let md = rdkafka::consumer::Consumer::fetch_metadata(&consumer, None, timeout)
+                .map_err(|e| anyhow::anyhow!("kafka: listing topics on {brokers}: {e}"))?;
+            Ok(md.topics().iter().map(|t| (t.name().to_owned(), t.partitions().len())).collect())
+        }
+    })
+    .await??;
+    let mut wanted = vec![t.orders.as_str(), t.fulfillments.as_str(), t.dead_letter.as_str()];
+    if !t.cdc.is_empty() {
+        wanted.push(t.cdc.as_str());
+    }
+    for name in wanted {
+        let what = format!("kafka topic {name}");
+        if let Some((_, partitions)) = metadata.iter().find(|(n, _)| n == name) {
+            let note = if *partitions as i32 != t.partitions {
+                format!(" ({partitions} partitions; topics.partitions says {}, not changed)", t.partitions)
+            } else {
+                format!(" ({partitions} partitions)")
+            };
+            say(&what, Outcome::Unchanged, &note);
+            continue;
+        }
+        let res = admin
+            .create_topics(
+                &[NewTopic::new(name, t.partitions, TopicReplication::Fixed(t.replication_factor))],
+                &AdminOptions::new().operation_timeout(Some(timeout)),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("kafka: creating topic {name}: {e}"))?;
+        match &res[0] {
+            Ok(_) => say(&what, Outcome::Created, &format!(" ({} partitions)", t.partitions)),
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => say(&what, Outcome::Unchanged, ""),
+            Err((_, code)) => anyhow::bail!("kafka: creating topic {name}: {code}"),
+        }
+    }
+    Ok(())
+}
+
+// ---- schema registry -------------------------------------------------------
+
+async fn schemas(config: &Config, backends: &Backends) -> anyhow::Result<()> {
+    let registry = &backends.schema_registry;
+    for (topic, schema) in [(&config.topics.orders, ORDER_EVENT_AVSC), (&config.topics.fulfillments, FULFILLMENT_EVENT_AVSC)] {
+        let subject = format!("{topic}-value");
+        let what = format!("schema registry subject {subject}");
+        match registry.lookup(&subject, schema).await? {
+            Some(id) => say(&what, Outcome::Unchanged, &format!(" (schema id {id})")),
+            None => {
+                let id = registry.register(&subject, schema).await?;
+                say(&what, Outcome::Created, &format!(" (schema id {id})"));
+            }
+        }
+    }
+    Ok(())
+}
+
+// ---- Elasticsearch -----------------------------------------------------------
+
+/// Names derived from the read alias: template, index pattern, first index.
+pub fn index_names(read_alias: &str) -> (String, String, String) {
+    (read_alias.to_owned(), format!("{read_alias}-*"), format!("{read_alias}-000001"))
+}
+
+/// The template body to PUT, with a hash of itself in `_meta` so a later run
+/// can tell "unchanged" without comparing Elasticsearch's normalised echo.
+pub fn template_body(pattern: &str, shards: u32, replicas: u32) -> Value {
+    let mut t: Value = serde_json::from_str(ORDERS_TEMPLATE).expect("orders-template.json is valid JSON");
+    let obj = t.as_object_mut().expect("template is an object");
+    obj.remove("_comment");
+    obj.insert("index_patterns".into(), json!([pattern]));
+    t["template"]["settings"]["number_of_shards"] = json!(shards);
+    t["template"]["settings"]["number_of_replicas"] = json!(replicas);
+    let hash = fnv(t.to_string().as_bytes());
+    t["_meta"] = json!({ "managed_by": "order-gateway setup", "content_hash": format!("{hash:016x}") });
+    t
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
+}
+
+async fn es_json(
+    backends: &Backends,
+    method: elasticsearch::http::Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<(u16, Value)> {
+    use elasticsearch::http::headers::HeaderMap;
+    let es = backends.elasticsearch.client();
+    let body = body.map(|b| elasticsearch::http::request::JsonBody::new(b));
+    let resp = es
+        .send(method, path, HeaderMap::new(), Option::<&()>::None, body, Some(backends.elasticsearch.timeout() * 5))
+        .await
+        .map_err(|e| anyhow::anyhow!("elasticsearch: {path}: {e}"))?;
+    let status = resp.status_code().as_u16();
+    let v = resp.json::<Value>().await.unwrap_or(Value::Null);
+    Ok((status, v))
+}
+
+async fn elasticsearch(config: &Config, backends: &Backends) -> anyhow::Result<()> {
+    use elasticsearch::http::Method;
+    let es = &config.elasticsearch;
+    let (name, pattern, first) = index_names(&es.read_alias);
+    let body = template_body(&pattern, config.setup.index_shards, config.setup.index_replicas);
+    let what = format!("elasticsearch index template {name} ({pattern})");
+    let (status, current) = es_json(backends, Method::Get, &format!("/_index_template/{name}"), None).await?;
+    let current_hash = current["index_templates"][0]["index_template"]["_meta"]["content_hash"].as_str().map(str::to_owned);
+    let outcome = match (status, current_hash) {
+        (200, Some(h)) if Some(h.as_str()) == body["_meta"]["content_hash"].as_str() => Outcome::Unchanged,
+        (200, _) => Outcome::Updated,
+        (404, _) => Outcome::Created,
+        (s, _) => anyhow::bail!("elasticsearch: reading index template {name}: status {s} {current}"),
+    };
+    if outcome != Outcome::Unchanged {
+        let (s, v) = es_json(backends, Method::Put, &format!("/_index_template/{name}"), Some(body)).await?;
+        if s != 200 {
+            anyhow::bail!("elasticsearch: writing index template {name}: status {s} {v}");
+        }
+    }
+    say(&what, outcome, "");
+
+    let (status, aliases) = es_json(backends, Method::Get, &format!("/_alias/{}", es.write_alias), None).await?;
+    if status == 200 && aliases.as_object().is_some_and(|o| !o.is_empty()) {
+        let write_index = aliases
+            .as_object()
+            .and_then(|o| o.iter().find(|(_, v)| v["aliases"][&es.write_alias]["is_write_index"].as_bool() != Some(false)))
+            .map(|(k, _)| k.clone())
+            .unwrap_or_default();
+        say(&format!("elasticsearch write alias {}", es.write_alias), Outcome::Unchanged, &format!(" (-> {write_index})"));
+        return Ok(());
+    }
+    let (s, v) = es_json(
+        backends,
+        Method::Put,
+        &format!("/{first}"),
+        Some(json!({ "aliases": { es.write_alias.clone(): { "is_write_index": true }, es.read_alias.clone(): {} } })),
+    )
+    .await?;
+    match s {
+        200 => say(
+            &format!("elasticsearch index {first} with aliases {} and {}", es.write_alias, es.read_alias),
+            Outcome::Created,
+            "",
+        ),
+        400 if v["error"]["type"] == "resource_already_exists_exception" => {
+            // The first index exists without the aliases (created by hand): add them.
+            let (s, v) = es_json(
+                backends,
+                Method::Post,
+                "/_aliases",
+                Some(json!({ "actions": [
+                    { "add": { "index": first, "alias": es.write_alias, "is_write_index": true } },
+                    { "add": { "index": first, "alias": es.read_alias } }
+                ]})),
+            )
+            .await?;
+            if s != 200 {
+                anyhow::bail!("elasticsearch: adding aliases to {first}: status {s} {v}");
+            }
+            say(&format!("elasticsearch aliases {} and {} on {first}", es.write_alias, es.read_alias), Outcome::Updated, "");
+        }
+        _ => anyhow::bail!("elasticsearch: creating index {first}: status {s} {v}"),
+    }
+    Ok(())
+}
+
+// ---- ClickHouse --------------------------------------------------------------
+
+/// Splits the DDL into statements: `;` ends one, `--` comments are dropped.
+pub fn split_sql(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for line in sql.lines() {
+        let line = match line.find("--") {
+            Some(i) if !line[..i].contains('\'') => &line[..i],
+            _ => line,
+        };
+        for (i, part) in line.split(';').enumerate() {
+            if i > 0 {
+                let stmt = cur.trim().to_owned();
+                if !stmt.is_empty() {
+                    out.push(stmt);
+                }
+                cur.clear();
+            }
+            cur.push_str(part);
+        }
+        cur.push('\n');
+    }
+    let stmt = cur.trim().to_owned();
+    if !stmt.is_empty() {
+        out.push(stmt);
+    }
+    out
+}
+
+/// The object a `CREATE ... IF NOT EXISTS name` statement creates.
+pub fn created_name(stmt: &str) -> Option<&str> {
+    let i = stmt.find("IF NOT EXISTS")?;
+    stmt[i + "IF NOT EXISTS".len()..].split_whitespace().next()
+}
+
+async fn clickhouse(config: &Config, backends: &Backends) -> anyhow::Result<()> {
+    let db = &config.setup.clickhouse_database;
+    let ch = backends.clickhouse.client().clone();
+    if db != "default" {
+        ch.query(&format!("CREATE DATABASE IF NOT EXISTS `{}`", db.replace('`', "")))
+            .execute()
+            .await
+            .map_err(|e| anyhow::anyhow!("clickhouse: creating database {db}: {e}"))?;
+    }
+    let ch = ch.with_database(db);
+    let existing: Vec<String> = ch
+        .query("SELECT name FROM system.tables WHERE database = ?")
+        .bind(db)
+        .fetch_all()
+        .await
+        .map_err(|e| anyhow::anyhow!("clickhouse: listing tables of {db}: {e}"))?;
+    for stmt in split_sql(CLICKHOUSE_DDL) {
+        let name = created_name(&stmt).unwrap_or("statement").to_owned();
+        let kind = if stmt.contains("CREATE VIEW") { "view" } else { "table" };
+        let what = format!("clickhouse {kind} {db}.{name}");
+        if existing.contains(&name) {
+            say(&what, Outcome::Unchanged, "");
+            continue;
+        }
+        ch.query(&stmt).execute().await.map_err(|e| anyhow::anyhow!("clickhouse: creating {kind} {db}.{name}: {e}"))?;
+        say(&what, Outcome::Created, "");
+    }
+    Ok(())
+}
+
+// ---- rollover and retention ---------------------------------------------------
+
+/// Indices to delete: every document older than `cutoff` (by its newest
+/// `order.created_at`), never the write index; an empty index has no newest
+/// document and is kept.
+pub fn expired_indices(newest: &[(String, Option<i64>)], write_index: &str, cutoff: Timestamp) -> Vec<String> {
+    newest
+        .iter()
+        .filter(|(index, max)| index != write_index && max.is_some_and(|m| m < cutoff.millis()))
+        .map(|(index, _)| index.clone())
+        .collect()
+}
+
+async fn rollover(config: &Config, backends: &Backends) -> anyhow::Result<()> {
+    use elasticsearch::http::Method;
+    let es = &config.elasticsearch;
+    let max_age = format!("{}s", config.setup.rollover_max_age.as_secs().max(1));
+    let (s, v) = es_json(
+        backends,
+        Method::Post,
+        &format!("/{}/_rollover", es.write_alias),
+        Some(json!({ "conditions": { "max_age": max_age, "max_docs": config.setup.rollover_max_docs } })),
+    )
+    .await?;
+    if s != 200 {
+        anyhow::bail!("elasticsearch: rolling over {}: status {s} {v}", es.write_alias);
+    }
+    let write_index = if v["rolled_over"] == true {
+        println!(
+            "elasticsearch rollover of {}: rolled over {} -> {}",
+            es.write_alias,
+            v["old_index"].as_str().unwrap_or("?"),
+            v["new_index"].as_str().unwrap_or("?")
+        );
+        v["new_index"].as_str().unwrap_or_default().to_owned()
+    } else {
+        println!("elasticsearch rollover of {}: not needed (max_age {max_age}, max_docs {})", es.write_alias, config.setup.rollover_max_docs);
+        v["old_index"].as_str().unwrap_or_default().to_owned()
+    };
+
+    // Newest order per index behind the read alias.
+    let (s, v) = es_json(
+        backends,
+        Method::Post,
+        &format!("/{}/_search", es.read_alias),
+        Some(json!({ "size": 0, "aggs": { "by_index": {
+            "terms": { "field": "_index", "size": 10000 },
+            "aggs": { "newest": { "max": { "field": "order.created_at" } } }
+        }}})),
+    )
+    .await?;
+    if s != 200 {
+        anyhow::bail!("elasticsearch: newest order per index of {}: status {s} {v}", es.read_alias);
+    }
+    let newest: Vec<(String, Option<i64>)> = v["aggregations"]["by_index"]["buckets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| Some((b["key"].as_str()?.to_owned(), b["newest"]["value"].as_f64().map(|x| x as i64))))
+        .collect();
+    let cutoff = Timestamp(Timestamp::now().millis() - config.ingest.hot_window.as_millis() as i64);
+    let expired = expired_indices(&newest, &write_index, cutoff);
+    if expired.is_empty() {
+        println!("elasticsearch retention: no index wholly older than {}", cutoff);
+    }
+    for index in expired {
+        let (s, v) = es_json(backends, Method::Delete, &format!("/{index}"), None).await?;
+        if s != 200 {
+            anyhow::bail!("elasticsearch: deleting expired index {index}: status {s} {v}");
+        }
+        println!("elasticsearch retention: deleted {index} (every order created before {cutoff})");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ddl_splits_into_its_statements() {
+        let stmts = split_sql(CLICKHOUSE_DDL);
+        let names: Vec<&str> = stmts.iter().filter_map(|s| created_name(s)).collect();
+        assert_eq!(
+            names,
+            ["orders", "order_lines", "fulfillments", "orders_latest", "fulfillments_latest", "order_lines_latest"]
+        );
+        assert!(stmts.iter().all(|s| !s.contains("--") && !s.ends_with(';')));
+        assert_eq!(split_sql("SELECT 1; -- c\n\nSELECT 2;"), ["SELECT 1", "SELECT 2"]);
+    }
+
+    #[test]
+    fn template_is_stable_and_reflects_settings() {
+        let a = template_body("orders-*", 1, 0);
+        assert_eq!(a, template_body("orders-*", 1, 0));
+        assert_ne!(a["_meta"]["content_hash"], template_body("orders-*", 2, 0)["_meta"]["content_hash"]);
+        assert_eq!(a["index_patterns"][0], "orders-*");
+        assert_eq!(a["template"]["mappings"]["dynamic"], "strict");
+        assert!(a.get("_comment").is_none());
+    }
+
+    #[test]
+    fn template_maps_every_field_of_a_view() {
+        // Every leaf of a view's JSON must be mapped, or a strict index refuses it.
+        let v = crate::model::OrderView {
+            order_id: "o".into(),
+            order: Some(crate::events::avro::test_order()),
+            fulfillments: vec![],
+        };
+        let doc = serde_json::to_value(&v).unwrap();
+        let mapping = &template_body("x-*", 1, 0)["template"]["mappings"];
+        fn check(doc: &Value, mapping: &Value, path: &str) {
+            if let Value::Object(fields) = doc {
+                for (k, v) in fields {
+                    let m = &mapping["properties"][k];
+                    assert!(!m.is_null(), "{path}.{k} is not mapped");
+                    match v {
+                        Value::Array(items) => items.iter().for_each(|i| check(i, m, &format!("{path}.{k}"))),
+                        _ => check(v, m, &format!("{path}.{k}")),
+                    }
+                }
+            }
+        }
+        check(&doc, mapping, "");
+    }
+
+    #[test]
+    fn only_wholly_old_indices_expire() {
+        let cutoff = Timestamp(1_000);
+        let newest = vec![
+            ("o-1".to_string(), Some(500)),
+            ("o-2".to_string(), Some(1_500)),
+            ("o-3".to_string(), None),
+            ("o-4".to_string(), Some(10)),
+        ];
+        assert_eq!(expired_indices(&newest, "o-4", cutoff), ["o-1"]);
+    }
+
+    #[test]
+    fn names_follow_the_read_alias() {
+        assert_eq!(index_names("orders"), ("orders".into(), "orders-*".into(), "orders-000001".into()));
+    }
 }

@@ -440,3 +440,12 @@ fn fulfillment_from(mut r: Rec) -> R<Fulfillment> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+pub(crate) use tests::sample_order;
+
+/// A fully populated order for tests of other modules.
+#[cfg(test)]
+pub(crate) fn test_order() -> Order {
+    sample_order(1)
+}

@@ -272,6 +272,20 @@ pub fn split_sql(sql: &str) -> Vec<String> {
     out
 }
 
+/// Column names of a `CREATE TABLE` statement (empty for views).
+pub fn ddl_columns(stmt: &str) -> Vec<String> {
+    if !stmt.starts_with("CREATE TABLE") {
+        return Vec::new();
+    }
+    let (Some(open), Some(engine)) = (stmt.find('('), stmt.find("ENGINE")) else { return Vec::new() };
+    stmt[open + 1..engine]
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.chars().next().is_some_and(|c| c.is_ascii_lowercase()))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The object a `CREATE ... IF NOT EXISTS name` statement creates.
 pub fn created_name(stmt: &str) -> Option<&str> {
     let i = stmt.find("IF NOT EXISTS")?;
@@ -299,6 +313,23 @@ async fn clickhouse(config: &Config, backends: &Backends) -> anyhow::Result<()> 
         let kind = if stmt.contains("CREATE VIEW") { "view" } else { "table" };
         let what = format!("clickhouse {kind} {db}.{name}");
         if existing.contains(&name) {
+            let want = ddl_columns(&stmt);
+            if !want.is_empty() {
+                let have: Vec<String> = ch
+                    .query("SELECT name FROM system.columns WHERE database = ? AND table = ?")
+                    .bind(db)
+                    .bind(&name)
+                    .fetch_all()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("clickhouse: columns of {db}.{name}: {e}"))?;
+                let missing: Vec<&str> = want.iter().filter(|c| !have.contains(c)).map(String::as_str).collect();
+                if !missing.is_empty() {
+                    anyhow::bail!(
+                        "clickhouse: {kind} {db}.{name} exists but lacks the columns {missing:?}; \
+                         it is not ours: drop it or set setup.clickhouse_database to another database"
+                    );
+                }
+            }
             say(&what, Outcome::Unchanged, "");
             continue;
         }
@@ -397,6 +428,10 @@ mod tests {
         );
         assert!(stmts.iter().all(|s| !s.contains("--") && !s.ends_with(';')));
         assert_eq!(split_sql("SELECT 1; -- c\n\nSELECT 2;"), ["SELECT 1", "SELECT 2"]);
+        let cols = ddl_columns(&stmts[0]);
+        assert_eq!(cols.first().map(String::as_str), Some("order_id"));
+        assert!(cols.contains(&"is_deleted".to_string()) && cols.contains(&"ingested_at".to_string()), "{cols:?}");
+        assert!(ddl_columns(&stmts[3]).is_empty(), "views have no column list");
     }
 
     #[test]

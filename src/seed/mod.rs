@@ -1,13 +1,24 @@
-//! `order-gateway seed`: realistic order lifecycles produced to Kafka.
+//! `order-gateway seed`: realistic order lifecycles produced to Kafka, as the
+//! Digital and FulfillmentOrder services would publish them.
 
+pub mod generate;
+
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
-use crate::config::Config;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::backends::schema_registry::RegistryClient;
+use crate::config::{Config, WireFormat};
+use crate::events::{encode_avro, encode_json, SchemaIds, Stream};
+use crate::model::{Event, Timestamp};
 
 /// Options of `seed`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SeedArgs {
-    /// How many orders to generate.
+    /// How many orders to generate (1 to 10,000,000).
     #[arg(long)]
     pub orders: u64,
     /// Seed of the generator: the same seed gives the same orders and events.
@@ -21,7 +32,120 @@ pub struct SeedArgs {
     pub truth: Option<PathBuf>,
 }
 
+/// Most sends awaiting Kafka's acknowledgement at once.
+const IN_FLIGHT: usize = 10_000;
+
 /// Runs `seed`.
-pub async fn run(_config: &Config, _args: &SeedArgs) -> anyhow::Result<()> {
-    anyhow::bail!("seed is being written")
+pub async fn run(config: &Config, args: &SeedArgs) -> anyhow::Result<()> {
+    if args.orders == 0 || args.orders > 10_000_000 {
+        anyhow::bail!("--orders {}: must be between 1 and 10,000,000", args.orders);
+    }
+    // Open the truth file first: a bad path fails before anything is produced.
+    let truth_file = match &args.truth {
+        Some(p) => Some(
+            std::fs::File::create(p).map_err(|e| anyhow::anyhow!("--truth {}: cannot create: {e}", p.display()))?,
+        ),
+        None => None,
+    };
+    let now = Timestamp::now();
+    let events = generate::generate(args.orders, args.seed, now);
+
+    let t = &config.topics;
+    let ids = if t.orders_format == WireFormat::Avro || t.fulfillments_format == WireFormat::Avro {
+        let registry = RegistryClient::new(&config.schema_registry)?;
+        Some(SchemaIds::register(&registry, &format!("{}-value", t.orders), &format!("{}-value", t.fulfillments)).await?)
+    } else {
+        None
+    };
+    let producer: FutureProducer = crate::backends::kafka::base_config(&config.kafka)
+        .set("linger.ms", "5")
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("queue.buffering.max.messages", "200000")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .map_err(|e| anyhow::anyhow!("kafka producer for {}: {e}", config.kafka.brokers))?;
+
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new(events.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} events {per_sec} eta {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let started = Instant::now();
+    let (mut to_orders, mut to_fulfillments) = (0u64, 0u64);
+    let mut pending = FuturesUnordered::new();
+    for (n, event) in events.iter().enumerate() {
+        let (topic, format) = match Stream::of(event) {
+            Stream::Orders => {
+                to_orders += 1;
+                (&t.orders, t.orders_format)
+            }
+            Stream::Fulfillments => {
+                to_fulfillments += 1;
+                (&t.fulfillments, t.fulfillments_format)
+            }
+        };
+        let payload = encode(event, format, ids);
+        let key = event.order_id().to_owned();
+        let producer = producer.clone();
+        let topic = topic.clone();
+        pending.push(async move {
+            producer
+                .send(FutureRecord::to(&topic).key(&key).payload(&payload), Duration::from_secs(30))
+                .await
+                .map(|_| ())
+                .map_err(|(e, _)| anyhow::anyhow!("kafka: producing to {topic}: {e}"))
+        });
+        while pending.len() >= IN_FLIGHT {
+            if let Some(r) = pending.next().await {
+                r?;
+                if let Some(b) = &bar {
+                    b.inc(1);
+                }
+            }
+        }
+        if args.rate > 0 {
+            // Pace against the schedule, not per message, so bursts catch up.
+            let due = started + Duration::from_secs_f64((n + 1) as f64 / args.rate as f64);
+            tokio::time::sleep_until(due.into()).await;
+        }
+    }
+    while let Some(r) = pending.next().await {
+        r?;
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let secs = started.elapsed().as_secs_f64();
+
+    if let (Some(mut file), Some(path)) = (truth_file, &args.truth) {
+        let mut w = std::io::BufWriter::new(&mut file);
+        for view in generate::truth(&events) {
+            serde_json::to_writer(&mut w, &view)?;
+            w.write_all(b"\n")?;
+        }
+        w.flush().map_err(|e| anyhow::anyhow!("--truth {}: {e}", path.display()))?;
+    }
+    println!(
+        "seeded {} orders: {} events ({to_orders} to {}, {to_fulfillments} to {}) in {secs:.1} s, {:.0} events/s",
+        args.orders,
+        events.len(),
+        t.orders,
+        t.fulfillments,
+        events.len() as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}
+
+fn encode(event: &Event, format: WireFormat, ids: Option<SchemaIds>) -> Vec<u8> {
+    match (format, ids) {
+        (WireFormat::Avro, Some(ids)) => encode_avro(event, ids.for_event(event)),
+        _ => encode_json(event),
+    }
 }

@@ -42,7 +42,6 @@ impl Pipeline {
             ("ORDER_GATEWAY__TOPICS__FULFILLMENTS_FORMAT", format.to_string()),
             ("ORDER_GATEWAY__ELASTICSEARCH__READ_ALIAS", p.alias.clone()),
             ("ORDER_GATEWAY__ELASTICSEARCH__WRITE_ALIAS", format!("{}-write", p.alias)),
-            ("ORDER_GATEWAY__SETUP__CLICKHOUSE_DATABASE", p.db.clone()),
             ("ORDER_GATEWAY__CLICKHOUSE__DATABASE", p.db.clone()),
             ("ORDER_GATEWAY__INGEST__GROUP_ID", format!("{id}-ingest")),
             ("ORDER_GATEWAY__INGEST__METRICS_LISTEN", format!("127.0.0.1:{}", free_port())),
@@ -537,18 +536,18 @@ async fn debezium_create_update_delete_of_a_legacy_order() {
     .await;
     #[derive(clickhouse::Row, serde::Deserialize)]
     struct Del {
-        deleted: u8,
-        version: u64,
+        last_deleted: u8,
+        max_version: u64,
     }
     eventually(Duration::from_secs(30), "the legacy order marked deleted in clickhouse", || async {
         let r: Option<Del> = p
             .ch()
-            .query("SELECT argMax(is_deleted, version) AS deleted, max(version) AS version FROM orders WHERE order_id = '77001'")
+            .query("SELECT argMax(is_deleted, version) AS last_deleted, max(version) AS max_version FROM orders WHERE order_id = '77001'")
             .fetch_optional()
             .await
             .ok()
             .flatten();
-        r.is_some_and(|d| d.deleted == 1 && d.version == 3)
+        r.is_some_and(|d| d.last_deleted == 1 && d.max_version == 3)
     })
     .await;
     assert!(ch_orders(&p).await.is_empty(), "the deleted order is gone from orders_latest");

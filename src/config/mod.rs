@@ -170,7 +170,6 @@ pub struct SetupConfig {
     pub rollover_max_docs: u64,
     pub index_shards: u32,
     pub index_replicas: u32,
-    pub clickhouse_database: String,
 }
 
 /// Column mapping of the legacy `orders` table (Debezium change events).

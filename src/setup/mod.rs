@@ -293,8 +293,9 @@ pub fn created_name(stmt: &str) -> Option<&str> {
 }
 
 async fn clickhouse(config: &Config, backends: &Backends) -> anyhow::Result<()> {
-    let db = &config.setup.clickhouse_database;
-    let ch = backends.clickhouse.client().clone();
+    let db = &config.clickhouse.database;
+    // The configured database may not exist yet: create it from `default`.
+    let ch = backends.clickhouse.client().clone().with_database("default");
     if db != "default" {
         ch.query(&format!("CREATE DATABASE IF NOT EXISTS `{}`", db.replace('`', "")))
             .execute()
@@ -326,7 +327,7 @@ async fn clickhouse(config: &Config, backends: &Backends) -> anyhow::Result<()> 
                 if !missing.is_empty() {
                     anyhow::bail!(
                         "clickhouse: {kind} {db}.{name} exists but lacks the columns {missing:?}; \
-                         it is not ours: drop it or set setup.clickhouse_database to another database"
+                         it is not ours: drop it or set clickhouse.database to another database"
                     );
                 }
             }

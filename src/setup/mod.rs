@@ -141,13 +141,17 @@ pub fn index_names(read_alias: &str) -> (String, String, String) {
 
 /// The template body to PUT, with a hash of itself in `_meta` so a later run
 /// can tell "unchanged" without comparing Elasticsearch's normalised echo.
-pub fn template_body(pattern: &str, shards: u32, replicas: u32) -> Value {
+///
+/// Every index the template creates (the first, and each rollover) joins the
+/// read alias, so reads cover all of them.
+pub fn template_body(read_alias: &str, pattern: &str, shards: u32, replicas: u32) -> Value {
     let mut t: Value = serde_json::from_str(ORDERS_TEMPLATE).expect("orders-template.json is valid JSON");
     let obj = t.as_object_mut().expect("template is an object");
     obj.remove("_comment");
     obj.insert("index_patterns".into(), json!([pattern]));
     t["template"]["settings"]["number_of_shards"] = json!(shards);
     t["template"]["settings"]["number_of_replicas"] = json!(replicas);
+    t["template"]["aliases"] = json!({ read_alias: {} });
     let hash = fnv(t.to_string().as_bytes());
     t["_meta"] = json!({ "managed_by": "order-gateway setup", "content_hash": format!("{hash:016x}") });
     t
@@ -179,7 +183,7 @@ async fn elasticsearch(config: &Config, backends: &Backends) -> anyhow::Result<(
     use elasticsearch::http::Method;
     let es = &config.elasticsearch;
     let (name, pattern, first) = index_names(&es.read_alias);
-    let body = template_body(&pattern, config.setup.index_shards, config.setup.index_replicas);
+    let body = template_body(&es.read_alias, &pattern, config.setup.index_shards, config.setup.index_replicas);
     let what = format!("elasticsearch index template {name} ({pattern})");
     let (status, current) = es_json(backends, Method::Get, &format!("/_index_template/{name}"), None).await?;
     let current_hash = current["index_templates"][0]["index_template"]["_meta"]["content_hash"].as_str().map(str::to_owned);
@@ -437,9 +441,9 @@ mod tests {
 
     #[test]
     fn template_is_stable_and_reflects_settings() {
-        let a = template_body("orders-*", 1, 0);
-        assert_eq!(a, template_body("orders-*", 1, 0));
-        assert_ne!(a["_meta"]["content_hash"], template_body("orders-*", 2, 0)["_meta"]["content_hash"]);
+        let a = template_body("orders", "orders-*", 1, 0);
+        assert_eq!(a, template_body("orders", "orders-*", 1, 0));
+        assert_ne!(a["_meta"]["content_hash"], template_body("orders", "orders-*", 2, 0)["_meta"]["content_hash"]);
         assert_eq!(a["index_patterns"][0], "orders-*");
         assert_eq!(a["template"]["mappings"]["dynamic"], "strict");
         assert!(a.get("_comment").is_none());
@@ -454,7 +458,7 @@ mod tests {
             fulfillments: vec![],
         };
         let doc = serde_json::to_value(&v).unwrap();
-        let mapping = &template_body("x-*", 1, 0)["template"]["mappings"];
+        let mapping = &template_body("x", "x-*", 1, 0)["template"]["mappings"];
         fn check(doc: &Value, mapping: &Value, path: &str) {
             if let Value::Object(fields) = doc {
                 for (k, v) in fields {

@@ -1,0 +1,117 @@
+//! `order-gateway setup` against the real stack: idempotent, and rollover.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use serde_json::{json, Value};
+
+struct Names {
+    env: Vec<(&'static str, String)>,
+    alias: String,
+    db: String,
+    topics: Vec<String>,
+}
+
+fn names() -> Names {
+    let id = unique("itsetup");
+    let alias = id.to_lowercase().replace('_', "-");
+    let topics = vec![format!("{id}.orders"), format!("{id}.fulfillments"), format!("{id}.dlq"), format!("{id}.cdc")];
+    let env = vec![
+        ("ORDER_GATEWAY__TOPICS__ORDERS", topics[0].clone()),
+        ("ORDER_GATEWAY__TOPICS__FULFILLMENTS", topics[1].clone()),
+        ("ORDER_GATEWAY__TOPICS__DEAD_LETTER", topics[2].clone()),
+        ("ORDER_GATEWAY__TOPICS__CDC", topics[3].clone()),
+        ("ORDER_GATEWAY__ELASTICSEARCH__READ_ALIAS", alias.clone()),
+        ("ORDER_GATEWAY__ELASTICSEARCH__WRITE_ALIAS", format!("{alias}-write")),
+        ("ORDER_GATEWAY__CLICKHOUSE__DATABASE", id.clone()),
+        ("ORDER_GATEWAY__KAFKA__BROKERS", kafka_brokers()),
+        ("ORDER_GATEWAY__ELASTICSEARCH__URL", es_url()),
+        ("ORDER_GATEWAY__CLICKHOUSE__URL", clickhouse_url()),
+        ("ORDER_GATEWAY__SCHEMA_REGISTRY__URL", registry_url()),
+    ];
+    Names { env, alias, db: id, topics }
+}
+
+fn setup(n: &Names, extra: &[&str], env: &[(&str, &str)]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_order-gateway"))
+        .arg("setup")
+        .args(extra)
+        .envs(n.env.iter().map(|(k, v)| (*k, v.as_str())))
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "setup failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+/// Everything setup manages, as observed on the backends.
+async fn observe(n: &Names) -> Value {
+    let http = client();
+    let get = |url: String| {
+        let http = http.clone();
+        async move { http.get(url).send().await.unwrap().json::<Value>().await.unwrap_or(Value::Null) }
+    };
+    let template = get(format!("{}/_index_template/{}", es_url(), n.alias)).await;
+    let indices = get(format!("{}/_alias/{}", es_url(), n.alias)).await;
+    let mut subjects = Vec::new();
+    for t in &n.topics[..2] {
+        subjects.push(get(format!("{}/subjects/{t}-value/versions/latest", registry_url())).await["id"].clone());
+    }
+    let tables: Vec<String> = clickhouse::Client::default()
+        .with_url(clickhouse_url())
+        .query("SELECT name FROM system.tables WHERE database = ? ORDER BY name")
+        .bind(&n.db)
+        .fetch_all()
+        .await
+        .unwrap();
+    let consumer: rdkafka::consumer::BaseConsumer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", kafka_brokers()).create().unwrap();
+    let md = rdkafka::consumer::Consumer::fetch_metadata(&consumer, None, std::time::Duration::from_secs(5)).unwrap();
+    let topics: Vec<(String, usize)> = n
+        .topics
+        .iter()
+        .map(|t| (t.clone(), md.topics().iter().find(|x| x.name() == t).map_or(0, |x| x.partitions().len())))
+        .collect();
+    json!({ "template": template, "indices": indices, "subjects": subjects, "tables": tables, "topics": topics })
+}
+
+#[tokio::test]
+async fn setup_twice_changes_nothing_the_second_time() {
+    let n = names();
+    let first = setup(&n, &[], &[]);
+    assert!(first.contains("created"), "{first}");
+    let after_first = observe(&n).await;
+    assert_eq!(after_first["tables"].as_array().unwrap().len(), 6, "{after_first}");
+    assert!(after_first["topics"].as_array().unwrap().iter().all(|t| t[1] == 3), "{after_first}");
+    assert!(after_first["subjects"].as_array().unwrap().iter().all(Value::is_number), "{after_first}");
+    assert!(after_first["indices"].get(format!("{}-000001", n.alias)).is_some(), "{after_first}");
+
+    let second = setup(&n, &[], &[]);
+    assert!(!second.contains(": created") && !second.contains(": updated"), "second run changed something:\n{second}");
+    assert_eq!(observe(&n).await, after_first, "state after the second run differs");
+}
+
+#[tokio::test]
+async fn rollover_moves_the_write_alias_when_the_index_is_full() {
+    let n = names();
+    setup(&n, &[], &[]);
+    let http = client();
+    for id in ["a", "b"] {
+        let doc = json!({"order_id": id, "order": null, "fulfillments": []});
+        let r = http.put(format!("{}/{}-write/_doc/{id}?refresh=true", es_url(), n.alias)).json(&doc).send().await.unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    }
+    let out = setup(&n, &["--rollover"], &[("ORDER_GATEWAY__SETUP__ROLLOVER_MAX_DOCS", "1")]);
+    assert!(out.contains("rolled over"), "{out}");
+    let aliases: Value = http.get(format!("{}/_alias/{}-write", es_url(), n.alias)).send().await.unwrap().json().await.unwrap();
+    let new_index = format!("{}-000002", n.alias);
+    assert_eq!(aliases[&new_index]["aliases"][format!("{}-write", n.alias)]["is_write_index"], true, "{aliases}");
+    let read: Value = http.get(format!("{}/_alias/{}", es_url(), n.alias)).send().await.unwrap().json().await.unwrap();
+    assert!(read.get(format!("{}-000001", n.alias)).is_some() && read.get(&new_index).is_some(), "{read}");
+    // Nothing to roll over the second time: the new index is empty.
+    let again = setup(&n, &["--rollover"], &[("ORDER_GATEWAY__SETUP__ROLLOVER_MAX_DOCS", "1")]);
+    assert!(again.contains("not needed"), "{again}");
+}

@@ -30,4 +30,6 @@ scripts/stack/start
 eval "$(scripts/stack/env)"
 
 echo "[test] running the tests" >&2
-cargo test --locked --all-targets --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"
+cargo test --locked --lib --bins --tests --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"
+# Each criterion benchmark once, as a smoke test (its harness has no --test-threads).
+cargo test --locked --benches

@@ -11,6 +11,7 @@
 pub mod api;
 pub mod app;
 pub mod backends;
+pub mod cache;
 pub mod config;
 pub mod events;
 pub mod http;

@@ -64,3 +64,63 @@ impl EsClient {
         }
     }
 }
+
+/// One search hit: the view and its sort values (for `search_after`).
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub view: crate::model::OrderView,
+    pub sort: Vec<serde_json::Value>,
+}
+
+impl EsClient {
+    /// Views of `ids` through the read alias (one search, any number of
+    /// indices behind the alias). Ids that are not found are simply absent.
+    pub async fn get_orders(
+        &self,
+        alias: &str,
+        ids: &[&str],
+        traceparent: Option<&str>,
+    ) -> Result<Vec<crate::model::OrderView>, BackendError> {
+        let body = serde_json::json!({ "size": ids.len(), "query": { "ids": { "values": ids } } });
+        let call = if ids.len() == 1 { "get_order" } else { "get_orders" };
+        Ok(self.search_orders(alias, call, body, traceparent).await?.into_iter().map(|h| h.view).collect())
+    }
+
+    /// Runs a search whose hits are order views.
+    pub async fn search_orders(
+        &self,
+        alias: &str,
+        call: &'static str,
+        body: serde_json::Value,
+        traceparent: Option<&str>,
+    ) -> Result<Vec<Hit>, BackendError> {
+        let value: serde_json::Value = timed(Backend::Elasticsearch, call, self.timeout, async {
+            let indices = [alias];
+            let mut req = self.client.search(elasticsearch::SearchParts::Index(&indices)).body(body);
+            if let Some(tp) = traceparent {
+                req = req.header(
+                    elasticsearch::http::headers::HeaderName::from_static("traceparent"),
+                    elasticsearch::http::headers::HeaderValue::from_str(tp)?,
+                );
+            }
+            let resp = req.send().await?;
+            let status = resp.status_code();
+            let v: serde_json::Value = resp.json().await?;
+            if !status.is_success() {
+                anyhow::bail!("status {status}: {}", v["error"]["reason"].as_str().unwrap_or("no reason"));
+            }
+            Ok::<_, anyhow::Error>(v)
+        })
+        .await?;
+        value["hits"]["hits"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|h| {
+                let view = serde_json::from_value(h["_source"].clone())
+                    .map_err(|e| BackendError::failed(Backend::Elasticsearch, format!("document {} is not an order view: {e}", h["_id"])))?;
+                Ok(Hit { view, sort: h["sort"].as_array().cloned().unwrap_or_default() })
+            })
+            .collect()
+    }
+}

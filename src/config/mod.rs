@@ -37,6 +37,9 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub setup: SetupConfig,
     pub cdc: CdcConfig,
+    pub cache: CacheConfig,
+    pub stream: StreamConfig,
+    pub api: ApiConfig,
 }
 
 /// The HTTP listener.
@@ -188,6 +191,47 @@ pub struct CdcConfig {
     pub default_channel: crate::model::Channel,
 }
 
+/// The order cache.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    pub max_bytes: u64,
+    #[serde(with = "humantime_serde")]
+    pub max_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub degraded_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub negative_ttl: Duration,
+    pub seen_versions_max: u64,
+    #[serde(with = "humantime_serde")]
+    pub seen_versions_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub read_your_writes_wait: Duration,
+}
+
+/// The event stream that keeps the cache current.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    pub enabled: bool,
+    #[serde(with = "humantime_serde")]
+    pub max_staleness: Duration,
+}
+
+/// Limits and keys of the operational API.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    pub max_batch_ids: usize,
+    pub default_limit: usize,
+    pub max_limit: usize,
+    pub cursor_secret: Secret,
+    #[serde(with = "humantime_serde")]
+    pub cursor_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_search_range: Duration,
+}
+
 /// A configuration that could not be loaded; the message names the key, the
 /// value and where it came from.
 #[derive(Debug, thiserror::Error)]
@@ -259,6 +303,15 @@ impl Config {
             if name.is_empty() {
                 return bad(key, name, "must not be empty");
             }
+        }
+        if self.cache.max_bytes < 1024 * 1024 {
+            return bad("cache.max_bytes", &self.cache.max_bytes, "must be at least 1048576 (1 MiB)");
+        }
+        if self.api.default_limit == 0 || self.api.default_limit > self.api.max_limit {
+            return bad("api.default_limit", &self.api.default_limit, "must be between 1 and api.max_limit");
+        }
+        if self.api.max_batch_ids == 0 || self.api.max_batch_ids > 1000 {
+            return bad("api.max_batch_ids", &self.api.max_batch_ids, "must be between 1 and 1000");
         }
         if self.server.max_connections == 0 {
             return bad("server.max_connections", &0, "must be at least 1");

@@ -60,3 +60,38 @@ pub fn describe_ingest() {
     describe_gauge!(INGEST_LAG, "Consumer lag in messages (high watermark minus committed offset)");
     describe_counter!(INGEST_RETRIES, "Batch retries after a backend failure, by backend");
 }
+
+/// Order lookups answered from the cache, by `result` (hit, miss, stale, negative).
+pub const CACHE_LOOKUPS: &str = "cache_lookups_total";
+/// Requests that waited on another request's backend fill instead of sending their own.
+pub const CACHE_COALESCED: &str = "cache_coalesced_waits_total";
+/// Entries evicted, by `cause` (size, expired).
+pub const CACHE_EVICTIONS: &str = "cache_evictions_total";
+/// Entries in the cache.
+pub const CACHE_ENTRIES: &str = "cache_entries";
+/// Weighted size of the cache in bytes.
+pub const CACHE_BYTES: &str = "cache_bytes";
+/// Events applied to the cache, by `topic`, and dropped, by `reason`.
+pub const STREAM_EVENTS: &str = "stream_events_total";
+/// Messages between the stream's position and the high watermark, summed over partitions.
+pub const STREAM_LAG_MESSAGES: &str = "stream_lag_messages";
+/// Seconds since the stream was last caught up (0 while it is).
+pub const STREAM_LAG_SECONDS: &str = "stream_lag_seconds";
+/// 1 while the stream is healthy.
+pub const STREAM_HEALTHY: &str = "stream_healthy";
+/// From the event's Kafka timestamp to its application in the cache.
+pub const STREAM_EVENT_TO_CACHE: &str = "stream_event_to_cache_seconds";
+
+/// Registers help texts of the cache and stream metrics.
+pub fn describe_cache() {
+    describe_counter!(CACHE_LOOKUPS, "Order lookups by cache result: hit, miss, stale, negative");
+    describe_counter!(CACHE_COALESCED, "Requests that shared another request's backend fill");
+    describe_counter!(CACHE_EVICTIONS, "Cache entries evicted, by cause");
+    describe_gauge!(CACHE_ENTRIES, "Orders in the cache");
+    describe_gauge!(CACHE_BYTES, "Weighted size of the cache in bytes");
+    describe_counter!(STREAM_EVENTS, "Events applied to the cache by topic, or dropped by reason");
+    describe_gauge!(STREAM_LAG_MESSAGES, "Unconsumed messages over all partitions of the order topics");
+    describe_gauge!(STREAM_LAG_SECONDS, "Seconds since the stream was last caught up");
+    describe_gauge!(STREAM_HEALTHY, "1 while the stream is connected and within max_staleness");
+    describe_histogram!(STREAM_EVENT_TO_CACHE, Unit::Seconds, "Event timestamp to applied in the cache");
+}

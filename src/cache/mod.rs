@@ -1,0 +1,247 @@
+//! The order cache: views kept current by the event stream, filled from the
+//! backends on a miss, never older than what this replica has seen.
+//!
+//! - Events and fills merge into an entry with `OrderView::apply`, atomically
+//!   per key (`and_compute_with`), so their order never regresses a component.
+//! - An entry keeps the view's JSON bytes, so a hit is not serialised again.
+//! - `seen` remembers component versions after an entry is evicted: a fill
+//!   from a backend that is behind them is refused (monotonic reads).
+//! - Concurrent misses for one id share one backend request (`SingleFlight`).
+
+mod single_flight;
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use moka::ops::compute::Op;
+
+use crate::config::CacheConfig;
+use crate::model::{Component, OrderView};
+use crate::telemetry::names;
+pub use single_flight::SingleFlight;
+
+/// Where an entry's content last came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Stream,
+    Elasticsearch,
+    ClickHouse,
+}
+
+/// One cached order.
+#[derive(Debug)]
+pub struct CachedView {
+    pub view: OrderView,
+    /// The view's JSON, as served.
+    pub json: Bytes,
+    pub etag: String,
+    /// When the content was last known current (a fill, or an event).
+    pub refreshed_at: Instant,
+    /// Whether the entry holds the whole order. An event for an order that
+    /// is not cached creates a partial entry (only the components seen since
+    /// start); it still guards monotonicity, but a read fills it first.
+    pub complete: bool,
+    pub source: Source,
+}
+
+impl CachedView {
+    fn new(view: OrderView, complete: bool, source: Source) -> Self {
+        let json = Bytes::from(serde_json::to_vec(&view).expect("views always serialise"));
+        let etag = view.etag();
+        CachedView { view, json, etag, refreshed_at: Instant::now(), complete, source }
+    }
+
+    /// Age of the content in whole seconds, for the `Age` header.
+    pub fn age_secs(&self) -> u64 {
+        self.refreshed_at.elapsed().as_secs()
+    }
+}
+
+/// What a lookup found.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    /// Current: serve it.
+    Hit(Arc<CachedView>),
+    /// Present but possibly out of date (or partial): refresh it, and serve
+    /// it only if the backend fails (stale-if-error) and it is complete.
+    Stale(Arc<CachedView>),
+    /// Known not to exist (negative cache).
+    NotFound,
+    Miss,
+}
+
+/// Health of the event stream, shared with the consumer and `/readyz`.
+#[derive(Debug, Default)]
+pub struct StreamState {
+    pub enabled: AtomicBool,
+    pub healthy: AtomicBool,
+    pub assigned: AtomicBool,
+    pub lag_messages: AtomicI64,
+    pub lag_ms: AtomicI64,
+}
+
+impl StreamState {
+    /// Whether cached entries can be trusted to be current.
+    pub fn is_healthy(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed) && self.healthy.load(Ordering::Relaxed)
+    }
+}
+
+/// Versions of one order's components, remembered past eviction.
+type Versions = Arc<(u64, Vec<(String, u64)>)>;
+
+/// Outcome of merging a backend's answer into the cache.
+#[derive(Debug)]
+pub enum Filled {
+    Ok(Arc<CachedView>),
+    /// The backend's view is older than what the stream already delivered.
+    Behind { seen: u64, got: u64 },
+}
+
+/// The cache itself.
+pub struct OrderCache {
+    views: moka::sync::Cache<String, Arc<CachedView>>,
+    seen: moka::sync::Cache<String, Versions>,
+    negative: moka::sync::Cache<String, ()>,
+    /// Shared single-flight of backend fills, by order id.
+    pub fills: SingleFlight<Result<Option<OrderView>, crate::backends::BackendError>>,
+    pub stream: Arc<StreamState>,
+    degraded_ttl: Duration,
+}
+
+/// Bytes an entry costs beyond its JSON: the parsed view, keys, bookkeeping.
+const ENTRY_OVERHEAD: u32 = 512;
+
+impl OrderCache {
+    /// An empty cache sized by `cfg`.
+    pub fn new(cfg: &CacheConfig, stream: Arc<StreamState>) -> Self {
+        let views = moka::sync::Cache::builder()
+            .max_capacity(cfg.max_bytes)
+            .weigher(|k: &String, v: &Arc<CachedView>| {
+                // The parsed view costs about as much again as its JSON.
+                (k.len() as u32).saturating_add((v.json.len() as u32).saturating_mul(2)).saturating_add(ENTRY_OVERHEAD)
+            })
+            .time_to_live(cfg.max_ttl)
+            .eviction_listener(|_k, _v, cause| {
+                if cause.was_evicted() {
+                    metrics::counter!(names::CACHE_EVICTIONS, "cause" => format!("{cause:?}").to_lowercase()).increment(1);
+                }
+            })
+            .build();
+        OrderCache {
+            views,
+            seen: moka::sync::Cache::builder()
+                .max_capacity(cfg.seen_versions_max)
+                .time_to_live(cfg.seen_versions_ttl)
+                .build(),
+            negative: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(cfg.negative_ttl).build(),
+            fills: SingleFlight::default(),
+            stream,
+            degraded_ttl: cfg.degraded_ttl,
+        }
+    }
+
+    /// Looks an order up. Fresh means: complete, and either the stream is
+    /// healthy (every event for it has been applied) or it was refreshed
+    /// within `cache.degraded_ttl`.
+    pub fn lookup(&self, id: &str) -> Lookup {
+        if let Some(e) = self.views.get(id) {
+            let fresh = e.complete && (self.stream.is_healthy() || e.refreshed_at.elapsed() < self.degraded_ttl);
+            return if fresh { Lookup::Hit(e) } else { Lookup::Stale(e) };
+        }
+        if self.negative.contains_key(id) {
+            return Lookup::NotFound;
+        }
+        Lookup::Miss
+    }
+
+    /// Applies one event: updates the entry if cached, creates one otherwise
+    /// (complete only for a brand-new order), clears a negative entry.
+    pub fn apply_event(&self, c: Component) -> bool {
+        let id = c.order_id().to_owned();
+        self.negative.invalidate(&id);
+        self.remember(&c);
+        let brand_new = matches!(&c, Component::Order(o) if o.version == 1);
+        let result = self.views.entry(id.clone()).and_compute_with(|current| {
+            let (mut view, complete) = match &current {
+                Some(e) => (e.value().view.clone(), e.value().complete),
+                None => (OrderView::new(&id), brand_new),
+            };
+            if view.apply(c) || current.is_none() {
+                Op::Put(Arc::new(CachedView::new(view, complete, Source::Stream)))
+            } else {
+                Op::Nop
+            }
+        });
+        matches!(result, moka::ops::compute::CompResult::Inserted(_) | moka::ops::compute::CompResult::ReplacedWith(_))
+    }
+
+    /// Merges a backend's answer for `id` into the cache. `None` means the
+    /// backend has no such order: remembered briefly, unless the stream has
+    /// shown it exists (then the backend is behind).
+    pub fn fill(&self, id: &str, from: Option<OrderView>, source: Source) -> Option<Filled> {
+        let seen = self.seen.get(id);
+        let Some(fetched) = from else {
+            if let Some(s) = seen {
+                return Some(Filled::Behind { seen: s.0, got: 0 });
+            }
+            // A partial entry (events only) is no proof of absence either.
+            if self.views.contains_key(id) {
+                return None;
+            }
+            self.negative.insert(id.to_owned(), ());
+            return None;
+        };
+        let got = fetched.versions().0;
+        let result = self.views.entry(id.to_owned()).and_compute_with(|current| {
+            let mut view = fetched.clone();
+            if let Some(e) = &current {
+                view.merge(e.value().view.clone());
+            }
+            Op::Put(Arc::new(CachedView::new(view, true, source)))
+        });
+        let entry = match result {
+            moka::ops::compute::CompResult::Inserted(e) | moka::ops::compute::CompResult::ReplacedWith(e) => e.into_value(),
+            _ => return None,
+        };
+        if let Some(s) = seen {
+            let behind = entry.view.versions().0 < s.0
+                || s.1.iter().any(|(fid, v)| !entry.view.fulfillments.iter().any(|f| &f.fulfillment_id == fid && f.version >= *v));
+            if behind {
+                return Some(Filled::Behind { seen: s.0, got });
+            }
+        }
+        Some(Filled::Ok(entry))
+    }
+
+    /// Drops one order (admin eviction); its seen versions stay.
+    pub fn evict(&self, id: &str) {
+        self.views.invalidate(id);
+        self.negative.invalidate(id);
+    }
+
+    fn remember(&self, c: &Component) {
+        let id = c.order_id().to_owned();
+        let cur = self.seen.get(&id);
+        let (mut order_v, mut fs) = cur.map(|v| (v.0, v.1.clone())).unwrap_or_default();
+        match c {
+            Component::Order(o) => order_v = order_v.max(o.version),
+            Component::Fulfillment(f) => match fs.iter_mut().find(|(fid, _)| *fid == f.fulfillment_id) {
+                Some((_, v)) => *v = (*v).max(f.version),
+                None => fs.push((f.fulfillment_id.clone(), f.version)),
+            },
+        }
+        self.seen.insert(id, Arc::new((order_v, fs)));
+    }
+
+    /// Entry count and weighted size, for the gauges.
+    pub fn stats(&self) -> (u64, u64) {
+        self.views.run_pending_tasks();
+        (self.views.entry_count(), self.views.weighted_size())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,142 @@
+use super::*;
+use crate::model::*;
+
+fn cfg() -> CacheConfig {
+    CacheConfig {
+        max_bytes: 16 * 1024 * 1024,
+        max_ttl: Duration::from_secs(600),
+        degraded_ttl: Duration::from_millis(50),
+        negative_ttl: Duration::from_secs(5),
+        seen_versions_max: 1000,
+        seen_versions_ttl: Duration::from_secs(600),
+        read_your_writes_wait: Duration::from_millis(100),
+    }
+}
+
+fn cache(healthy: bool) -> OrderCache {
+    let s = Arc::new(StreamState::default());
+    s.enabled.store(true, Ordering::Relaxed);
+    s.healthy.store(healthy, Ordering::Relaxed);
+    OrderCache::new(&cfg(), s)
+}
+
+fn order(version: u64) -> Order {
+    let mut o = crate::events::avro::test_order();
+    o.order_id = "o-1".into();
+    o.version = version;
+    o
+}
+
+fn ful(version: u64) -> Fulfillment {
+    Fulfillment {
+        fulfillment_id: "f-1".into(),
+        order_id: "o-1".into(),
+        kind: FulfillmentType::Ship,
+        status: FulfillmentStatus::Shipped,
+        carrier: None,
+        tracking_number: None,
+        line_ids: vec![],
+        shipped_at: None,
+        delivered_at: None,
+        version,
+    }
+}
+
+fn view(order_v: u64, ful_v: Option<u64>) -> OrderView {
+    let mut v = OrderView::from_component(Component::Order(order(order_v)));
+    if let Some(f) = ful_v {
+        v.apply(Component::Fulfillment(ful(f)));
+    }
+    v
+}
+
+#[test]
+fn an_event_for_an_uncached_order_makes_a_partial_entry_that_a_read_fills() {
+    let c = cache(true);
+    c.apply_event(Component::Fulfillment(ful(2)));
+    assert!(matches!(c.lookup("o-1"), Lookup::Stale(e) if !e.complete));
+    // The fill merges: the newer fulfilment from the stream survives an older backend copy.
+    match c.fill("o-1", Some(view(3, Some(1))), Source::Elasticsearch) {
+        Some(Filled::Ok(e)) => {
+            assert!(e.complete);
+            assert_eq!(e.view.versions(), (3, vec![("f-1", 2)]));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(c.lookup("o-1"), Lookup::Hit(_)));
+}
+
+#[test]
+fn a_created_event_makes_a_complete_entry() {
+    let c = cache(true);
+    c.apply_event(Component::Order(order(1)));
+    assert!(matches!(c.lookup("o-1"), Lookup::Hit(_)));
+}
+
+#[test]
+fn a_backend_behind_the_stream_is_detected_after_eviction() {
+    let c = cache(true);
+    c.apply_event(Component::Order(order(5)));
+    c.evict("o-1");
+    match c.fill("o-1", Some(view(4, None)), Source::Elasticsearch) {
+        Some(Filled::Behind { seen: 5, got: 4 }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(c.fill("o-1", None, Source::Elasticsearch), Some(Filled::Behind { .. })), "not-found is behind too");
+    assert!(matches!(c.fill("o-1", Some(view(5, None)), Source::Elasticsearch), Some(Filled::Ok(_))));
+}
+
+#[test]
+fn not_found_is_remembered_until_an_event_arrives() {
+    let c = cache(true);
+    assert!(c.fill("o-1", None, Source::Elasticsearch).is_none());
+    assert!(matches!(c.lookup("o-1"), Lookup::NotFound));
+    c.apply_event(Component::Order(order(1)));
+    assert!(matches!(c.lookup("o-1"), Lookup::Hit(_)));
+}
+
+#[test]
+fn unhealthy_stream_makes_entries_stale_after_the_degraded_ttl() {
+    let c = cache(false);
+    c.fill("o-1", Some(view(1, None)), Source::Elasticsearch);
+    assert!(matches!(c.lookup("o-1"), Lookup::Hit(_)), "just refreshed");
+    std::thread::sleep(Duration::from_millis(60));
+    assert!(matches!(c.lookup("o-1"), Lookup::Stale(_)));
+    c.stream.healthy.store(true, Ordering::Relaxed);
+    assert!(matches!(c.lookup("o-1"), Lookup::Hit(_)), "a healthy stream keeps entries current");
+}
+
+#[test]
+fn events_never_lower_a_cached_version() {
+    let c = cache(true);
+    c.fill("o-1", Some(view(4, Some(3))), Source::Elasticsearch);
+    c.apply_event(Component::Order(order(2)));
+    c.apply_event(Component::Fulfillment(ful(1)));
+    let Lookup::Hit(e) = c.lookup("o-1") else { panic!() };
+    assert_eq!(e.view.versions(), (4, vec![("f-1", 3)]));
+    assert_eq!(serde_json::from_slice::<OrderView>(&e.json).unwrap(), e.view, "bytes match the view");
+}
+
+#[tokio::test]
+async fn concurrent_fills_for_one_key_run_once() {
+    let flight: SingleFlight<u32> = SingleFlight::default();
+    let runs = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let mut tasks = Vec::new();
+    let flight = Arc::new(flight);
+    for _ in 0..50 {
+        let (flight, runs) = (flight.clone(), runs.clone());
+        tasks.push(tokio::spawn(async move {
+            flight
+                .run("k", move || async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    7
+                })
+                .await
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 7);
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}

@@ -4,9 +4,14 @@ use std::sync::atomic::AtomicBool;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use std::sync::Arc;
+
+use crate::api::cursor::CursorCodec;
 use crate::api::health::Readiness;
 use crate::backends::Backends;
+use crate::cache::{OrderCache, StreamState};
 use crate::config::Config;
+use crate::events::Decoder;
 
 /// Shared state of a running gateway.
 pub struct AppState {
@@ -17,6 +22,14 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// Set once SIGTERM arrives; `/readyz` then answers 503 "draining".
     pub draining: AtomicBool,
+    /// Order views, kept current by the stream.
+    pub cache: Arc<OrderCache>,
+    /// Order number -> order id (numbers never change).
+    pub numbers: moka::sync::Cache<String, String>,
+    /// Signs and checks search cursors.
+    pub cursors: CursorCodec,
+    /// Avro decoder with its schema cache, shared with the stream.
+    pub decoder: Arc<Decoder>,
 }
 
 impl AppState {
@@ -24,6 +37,10 @@ impl AppState {
     pub fn new(config: Config, metrics: Option<PrometheusHandle>) -> anyhow::Result<Self> {
         let backends = Backends::from_config(&config)?;
         let readiness = Readiness::new(config.readiness.clone());
-        Ok(AppState { config, backends, readiness, metrics, draining: AtomicBool::new(false) })
+        let cache = Arc::new(OrderCache::new(&config.cache, Arc::new(StreamState::default())));
+        let cursors = CursorCodec::new(config.api.cursor_secret.expose(), config.api.cursor_ttl);
+        let decoder = Arc::new(Decoder::new(backends.schema_registry.clone()));
+        let numbers = moka::sync::Cache::builder().max_capacity(1_000_000).time_to_idle(config.cache.max_ttl).build();
+        Ok(AppState { config, backends, readiness, metrics, draining: AtomicBool::new(false), cache, numbers, cursors, decoder })
     }
 }

@@ -109,6 +109,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen} (server.listen): {e}"))?;
     let state = Arc::new(AppState::new(config, Some(metrics))?);
+    telemetry::names::describe_cache();
+    order_gateway::events::stream::spawn(&state.config, state.cache.clone(), state.decoder.clone())?;
     tracing::info!(listen = %listener.local_addr()?, version = env!("CARGO_PKG_VERSION"), "order-gateway serving");
     http::serve(listener, state, shutdown_signal()).await?;
     tracing::info!("order-gateway stopped");

@@ -1,7 +1,11 @@
 //! Handlers, one module per resource, and the one place errors become HTTP.
 
+pub mod cursor;
 pub mod health;
+pub mod orders;
+pub mod params;
 pub mod problem;
+pub mod search;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};

@@ -106,7 +106,7 @@ pub struct OrderCache {
     seen: moka::sync::Cache<String, Versions>,
     negative: moka::sync::Cache<String, ()>,
     /// Shared single-flight of backend fills, by order id.
-    pub fills: SingleFlight<Result<Option<OrderView>, crate::backends::BackendError>>,
+    pub fills: SingleFlight<Result<Option<(OrderView, Source)>, crate::backends::BackendError>>,
     pub stream: Arc<StreamState>,
     degraded_ttl: Duration,
 }

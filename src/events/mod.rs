@@ -5,6 +5,7 @@
 pub mod avro;
 pub mod debezium;
 mod json;
+pub mod stream;
 
 use crate::model::{Component, Event};
 

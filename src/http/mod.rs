@@ -160,15 +160,32 @@ async fn handle(
 async fn dispatch(
     state: &AppState,
     route: Route,
-    _params: &[(&str, &str)],
-    _ctx: &RequestContext,
-    _req: Request<Incoming>,
+    params: &[(&str, &str)],
+    ctx: &RequestContext,
+    req: Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
+    let param = |name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| *v).unwrap_or_default();
+    let query = req.uri().query();
     match route {
         Route::Healthz => Ok(api::health::healthz()),
         Route::Readyz => Ok(api::health::readyz(state).await),
         Route::Metrics => Ok(metrics_text(state)),
+        Route::Order => api::orders::get_order(state, &decode(param("order_id"))?, query, req.headers(), ctx).await,
+        Route::OrderByNumber => {
+            api::orders::get_by_number(state, &decode(param("order_number"))?, query, req.headers(), ctx).await
+        }
+        Route::OrdersBatchGet => api::orders::batch_get(state, req, ctx).await,
+        Route::Orders => api::orders::search(state, query, ctx).await,
+        Route::CustomerOrders => api::orders::customer_orders(state, &decode(param("customer_id"))?, query, ctx).await,
     }
+}
+
+/// Percent-decodes a path segment; ids are then checked by the handler.
+fn decode(segment: &str) -> Result<String, ApiError> {
+    url::form_urlencoded::parse(format!("x={}", segment.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .ok_or_else(|| ApiError::bad_param("path", "malformed path segment"))
 }
 
 fn metrics_text(state: &AppState) -> HttpResponse {

@@ -8,6 +8,11 @@ pub enum Route {
     Healthz,
     Readyz,
     Metrics,
+    Order,
+    OrderByNumber,
+    OrdersBatchGet,
+    Orders,
+    CustomerOrders,
 }
 
 impl Route {
@@ -17,17 +22,32 @@ impl Route {
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
             Route::Metrics => "/metrics",
+            Route::Order => "/v1/orders/{order_id}",
+            Route::OrderByNumber => "/v1/orders/by-number/{order_number}",
+            Route::OrdersBatchGet => "/v1/orders:batchGet",
+            Route::Orders => "/v1/orders",
+            Route::CustomerOrders => "/v1/customers/{customer_id}/orders",
         }
     }
 
     /// Methods the route answers; HEAD goes wherever GET does.
     pub fn methods(self) -> &'static [Method] {
         match self {
-            Route::Healthz | Route::Readyz | Route::Metrics => &[Method::GET, Method::HEAD],
+            Route::OrdersBatchGet => &[Method::POST],
+            _ => &[Method::GET, Method::HEAD],
         }
     }
 
-    const ALL: [Route; 3] = [Route::Healthz, Route::Readyz, Route::Metrics];
+    const ALL: [Route; 8] = [
+        Route::Healthz,
+        Route::Readyz,
+        Route::Metrics,
+        Route::Order,
+        Route::OrderByNumber,
+        Route::OrdersBatchGet,
+        Route::Orders,
+        Route::CustomerOrders,
+    ];
 }
 
 /// What the router made of a request line.
@@ -82,6 +102,13 @@ mod tests {
         assert!(matches!(r.route(&Method::GET, "/healthz"), Matched::Found { route: Route::Healthz, .. }));
         assert!(matches!(r.route(&Method::HEAD, "/readyz"), Matched::Found { route: Route::Readyz, .. }));
         assert_eq!(r.route(&Method::GET, "/nope"), Matched::NotFound);
+        match r.route(&Method::GET, "/v1/orders/abc") {
+            Matched::Found { route: Route::Order, params } => assert_eq!(params, vec![("order_id", "abc")]),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(r.route(&Method::GET, "/v1/orders/by-number/ON-1"), Matched::Found { route: Route::OrderByNumber, .. }));
+        assert!(matches!(r.route(&Method::POST, "/v1/orders:batchGet"), Matched::Found { route: Route::OrdersBatchGet, .. }));
+        assert!(matches!(r.route(&Method::GET, "/v1/orders"), Matched::Found { route: Route::Orders, .. }));
         match r.route(&Method::POST, "/metrics") {
             Matched::MethodNotAllowed { allow, .. } => assert_eq!(allow, "GET, HEAD"),
             other => panic!("{other:?}"),

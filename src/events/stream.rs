@@ -1,0 +1,174 @@
+//! The event stream of `serve`: every replica reads every partition of the
+//! order topics from the end (assign, no consumer group, no commits) and
+//! applies each event to its cache.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::{decode_json, Decoder, Stream};
+use crate::cache::OrderCache;
+use crate::config::{Config, WireFormat};
+use crate::telemetry::names;
+
+/// Starts the consumer and its lag watcher; returns at once. With
+/// `stream.enabled = false` the cache relies on TTLs alone.
+pub fn spawn(config: &Config, cache: Arc<OrderCache>, decoder: Arc<Decoder>) -> anyhow::Result<()> {
+    let state = cache.stream.clone();
+    state.enabled.store(config.stream.enabled, Ordering::Relaxed);
+    if !config.stream.enabled {
+        return Ok(());
+    }
+    let consumer: StreamConsumer = crate::backends::kafka::base_config(&config.kafka)
+        // librdkafka wants a group id even though assign() never joins a group.
+        .set("group.id", format!("{}-serve-{}", config.kafka.client_id, uuid::Uuid::new_v4().simple()))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("fetch.wait.max.ms", "10")
+        .set("fetch.min.bytes", "1")
+        .create()
+        .map_err(|e| anyhow::anyhow!("kafka stream consumer for {}: {e}", config.kafka.brokers))?;
+    let consumer = Arc::new(consumer);
+    let topics = [
+        (config.topics.orders.clone(), Stream::Orders, config.topics.orders_format),
+        (config.topics.fulfillments.clone(), Stream::Fulfillments, config.topics.fulfillments_format),
+    ];
+    let max_staleness = config.stream.max_staleness;
+
+    // Assignment (retried until the brokers answer) and the lag watcher.
+    {
+        let cache = cache.clone();
+        let consumer = consumer.clone();
+        let state = state.clone();
+        let names_only: Vec<String> = topics.iter().map(|t| t.0.clone()).collect();
+        tokio::spawn(async move {
+            let mut caught_up_at = Instant::now();
+            loop {
+                if !state.assigned.load(Ordering::Relaxed) {
+                    match assign(&consumer, &names_only).await {
+                        Ok(n) => {
+                            tracing::info!(partitions = n, "stream assigned from the end of every partition");
+                            state.assigned.store(true, Ordering::Relaxed);
+                            caught_up_at = Instant::now();
+                        }
+                        Err(e) => tracing::warn!(error = %e, "stream: cannot assign partitions yet"),
+                    }
+                }
+                let lag = if state.assigned.load(Ordering::Relaxed) { lag(&consumer).await } else { None };
+                let healthy = match lag {
+                    Some(0) => {
+                        caught_up_at = Instant::now();
+                        true
+                    }
+                    Some(_) => caught_up_at.elapsed() <= max_staleness,
+                    None => false,
+                };
+                let lag_ms = if lag == Some(0) { 0 } else { caught_up_at.elapsed().as_millis() as i64 };
+                state.lag_messages.store(lag.unwrap_or(-1), Ordering::Relaxed);
+                state.lag_ms.store(lag_ms, Ordering::Relaxed);
+                let was = state.healthy.swap(healthy, Ordering::Relaxed);
+                if was != healthy {
+                    if healthy {
+                        tracing::info!("stream healthy again: cache entries are current");
+                    } else {
+                        tracing::warn!(?lag, lag_ms, "stream unhealthy: cache entries fall back to cache.degraded_ttl");
+                    }
+                }
+                metrics::gauge!(names::STREAM_LAG_MESSAGES).set(lag.unwrap_or(-1) as f64);
+                metrics::gauge!(names::STREAM_LAG_SECONDS).set(lag_ms as f64 / 1000.0);
+                metrics::gauge!(names::STREAM_HEALTHY).set(if healthy { 1.0 } else { 0.0 });
+                let (entries, bytes) = cache.stats();
+                metrics::gauge!(names::CACHE_ENTRIES).set(entries as f64);
+                metrics::gauge!(names::CACHE_BYTES).set(bytes as f64);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+    }
+
+    // The consume loop.
+    tokio::spawn(async move {
+        loop {
+            let msg = match consumer.recv().await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::debug!(error = %e, "stream: consume error");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            let Some((topic, stream, format)) = topics.iter().find(|t| t.0 == msg.topic()) else { continue };
+            let Some(payload) = msg.payload() else { continue };
+            let decoded = match format {
+                WireFormat::Avro => decoder.decode(*stream, payload).await,
+                WireFormat::Json => decode_json(*stream, payload),
+            };
+            match decoded {
+                Ok(event) if msg.key() == Some(event.order_id().as_bytes()) => {
+                    cache.apply_event(event.component);
+                    metrics::counter!(names::STREAM_EVENTS, "outcome" => "applied", "topic" => topic.clone()).increment(1);
+                }
+                Ok(_) => {
+                    metrics::counter!(names::STREAM_EVENTS, "outcome" => "dropped", "reason" => "key_mismatch").increment(1);
+                    continue;
+                }
+                // Ingest dead-letters what cannot be decoded; here it is only counted.
+                Err(e) => {
+                    metrics::counter!(names::STREAM_EVENTS, "outcome" => "dropped", "reason" => e.reason()).increment(1);
+                    continue;
+                }
+            }
+            if let Some(ts) = msg.timestamp().to_millis() {
+                let now = crate::model::Timestamp::now().millis();
+                metrics::histogram!(names::STREAM_EVENT_TO_CACHE).record(((now - ts).max(0) as f64) / 1000.0);
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Assigns every partition of `topics` at its end; returns how many.
+async fn assign(consumer: &Arc<StreamConsumer>, topics: &[String]) -> anyhow::Result<usize> {
+    let consumer = consumer.clone();
+    let topics = topics.to_vec();
+    tokio::task::spawn_blocking(move || {
+        let mut tpl = TopicPartitionList::new();
+        for t in &topics {
+            let md = consumer.fetch_metadata(Some(t), Duration::from_secs(3))?;
+            let partitions = md.topics().first().map(|x| x.partitions().len()).unwrap_or(0);
+            if partitions == 0 {
+                anyhow::bail!("topic {t} has no partitions (does it exist? `order-gateway setup` creates it)");
+            }
+            for p in 0..partitions as i32 {
+                tpl.add_partition_offset(t, p, Offset::End)?;
+            }
+        }
+        consumer.assign(&tpl)?;
+        Ok(tpl.count())
+    })
+    .await?
+}
+
+/// Messages between the consumer's position and the high watermark, summed;
+/// None when the brokers do not answer.
+async fn lag(consumer: &Arc<StreamConsumer>) -> Option<i64> {
+    let consumer = consumer.clone();
+    tokio::task::spawn_blocking(move || {
+        let positions = consumer.position().ok()?;
+        let mut total = 0i64;
+        for e in positions.elements() {
+            let (_, high) = consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1)).ok()?;
+            // Before the first message the position is "end" (logical): no lag.
+            if let Offset::Offset(pos) = e.offset() {
+                total += (high - pos).max(0);
+            }
+        }
+        Some(total)
+    })
+    .await
+    .ok()
+    .flatten()
+}

@@ -131,6 +131,30 @@ impl Readiness {
 /// down or the process is draining; the body says which and why.
 pub async fn readyz(state: &AppState) -> HttpResponse {
     let mut report = (*state.readiness.report(&state.backends).await).clone();
+    // The event stream: not required (reads go on without it), but while it
+    // is unhealthy the cache leans on Elasticsearch and the gateway is degraded.
+    let stream = &state.cache.stream;
+    if stream.enabled.load(Ordering::Relaxed) {
+        let healthy = stream.is_healthy();
+        let lag = stream.lag_messages.load(Ordering::Relaxed);
+        let lag_ms = stream.lag_ms.load(Ordering::Relaxed);
+        report.checks.insert(
+            "stream".into(),
+            serde_json::json!({
+                "status": if healthy { "up" } else { "down" },
+                "required": false,
+                "assigned": stream.assigned.load(Ordering::Relaxed),
+                "lag_messages": lag,
+                "lag_seconds": lag_ms as f64 / 1000.0,
+                "detail": if healthy { "caught up within stream.max_staleness".to_string() }
+                          else if lag < 0 { "brokers not answering".to_string() }
+                          else { format!("{lag} message(s) behind for {:.1}s", lag_ms as f64 / 1000.0) },
+            }),
+        );
+        if !healthy && report.status == ReadyStatus::Ready {
+            report.status = ReadyStatus::Degraded;
+        }
+    }
     if state.draining.load(Ordering::Relaxed) {
         report.status = ReadyStatus::Draining;
     }

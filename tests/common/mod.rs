@@ -82,6 +82,8 @@ impl Gateway {
             .env("ORDER_GATEWAY__ELASTICSEARCH__URL", es_url())
             .env("ORDER_GATEWAY__CLICKHOUSE__URL", clickhouse_url())
             .env("ORDER_GATEWAY__SCHEMA_REGISTRY__URL", registry_url())
+            // Tests of the read path turn the stream on with their own topics.
+            .env("ORDER_GATEWAY__STREAM__ENABLED", "false")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         for (k, v) in extra_env {

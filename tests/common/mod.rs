@@ -3,6 +3,8 @@
 //! component of the native stack (scripts/stack) for fault tests.
 #![allow(dead_code)]
 
+pub mod world;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -1,0 +1,136 @@
+//! A read-path world: unique topics, aliases and database created by `setup`,
+//! and helpers to write orders into it.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use order_gateway::model::{Channel, Component, Envelope, Event, Order, OrderStatus, OrderView, Timestamp};
+use rdkafka::producer::FutureProducer;
+use rdkafka::ClientConfig;
+use serde_json::Value;
+
+use super::*;
+
+/// Unique topics, aliases and database, created by `setup`, and a gateway reading them.
+pub struct World {
+    pub env: Vec<(String, String)>,
+    pub orders_topic: String,
+    pub alias: String,
+}
+
+impl World {
+    pub fn new() -> World {
+        let id = unique("rp");
+        let alias = id.to_lowercase().replace('_', "-");
+        let env: Vec<(String, String)> = [
+            ("ORDER_GATEWAY__TOPICS__ORDERS", format!("{id}.orders")),
+            ("ORDER_GATEWAY__TOPICS__FULFILLMENTS", format!("{id}.fulfillments")),
+            ("ORDER_GATEWAY__TOPICS__DEAD_LETTER", format!("{id}.dlq")),
+            ("ORDER_GATEWAY__TOPICS__CDC", String::new()),
+            ("ORDER_GATEWAY__TOPICS__ORDERS_FORMAT", "json".into()),
+            ("ORDER_GATEWAY__TOPICS__FULFILLMENTS_FORMAT", "json".into()),
+            ("ORDER_GATEWAY__ELASTICSEARCH__READ_ALIAS", alias.clone()),
+            ("ORDER_GATEWAY__ELASTICSEARCH__WRITE_ALIAS", format!("{alias}-write")),
+            ("ORDER_GATEWAY__CLICKHOUSE__DATABASE", id.clone()),
+            ("ORDER_GATEWAY__KAFKA__BROKERS", kafka_brokers()),
+            ("ORDER_GATEWAY__ELASTICSEARCH__URL", es_url()),
+            ("ORDER_GATEWAY__CLICKHOUSE__URL", clickhouse_url()),
+            ("ORDER_GATEWAY__SCHEMA_REGISTRY__URL", registry_url()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_order-gateway"))
+            .arg("setup")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "setup: {}", String::from_utf8_lossy(&out.stderr));
+        World { env, orders_topic: format!("{id}.orders"), alias }
+    }
+
+    pub async fn gateway(&self, extra: &[(&str, &str)]) -> Gateway {
+        let mut env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        env.push(("ORDER_GATEWAY__STREAM__ENABLED", "true"));
+        env.extend_from_slice(extra);
+        let gw = Gateway::start(&env).await;
+        // The stream assigns its partitions at the end: wait until it has.
+        let c = client();
+        eventually(Duration::from_secs(20), "the stream assigned", || async {
+            let v: Value = c.get(gw.url("/readyz")).send().await.unwrap().json().await.unwrap();
+            v["checks"]["stream"]["assigned"] == true
+        })
+        .await;
+        gw
+    }
+
+    /// Indexes a view straight into Elasticsearch (as ingest would).
+    pub async fn index(&self, view: &OrderView) {
+        let r = client()
+            .put(format!("{}/{}-write/_doc/{}?refresh=true", es_url(), self.alias, view.order_id))
+            .json(view)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    }
+
+    pub async fn es_search_count(&self) -> u64 {
+        let v: Value = client()
+            .get(format!("{}/{}/_stats/search", es_url(), self.alias))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["_all"]["primaries"]["search"]["query_total"].as_u64().unwrap_or(0)
+    }
+}
+
+pub fn order(id: &str, version: u64) -> Order {
+    Order {
+        order_id: id.into(),
+        order_number: format!("ON-{id}"),
+        customer_id: "cust-rp".into(),
+        channel: Channel::Web,
+        status: if version == 1 { OrderStatus::Created } else { OrderStatus::Confirmed },
+        currency: "EUR".into(),
+        subtotal: 1000,
+        tax: 190,
+        shipping: 0,
+        discount: 0,
+        total: 1190,
+        lines: vec![],
+        shipping_address: None,
+        email: Some("someone@example.com".into()),
+        phone: None,
+        promised_delivery_at: None,
+        created_at: Timestamp::now(),
+        updated_at: Timestamp::now(),
+        version,
+        deleted: false,
+    }
+}
+
+pub fn event(o: Order) -> Vec<u8> {
+    order_gateway::events::encode_json(&Event {
+        envelope: Envelope {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            event_type: "order.updated".into(),
+            source: "digital".into(),
+            occurred_at: Timestamp::now(),
+            schema_version: 1,
+        },
+        component: Component::Order(o),
+    })
+}
+
+pub fn producer() -> FutureProducer {
+    ClientConfig::new().set("bootstrap.servers", kafka_brokers()).set("linger.ms", "0").create().unwrap()
+}
+
+pub fn version_of(v: &Value) -> u64 {
+    v["order"]["version"].as_u64().unwrap_or(0)
+}
+

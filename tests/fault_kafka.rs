@@ -1,0 +1,55 @@
+//! Fault test: Kafka stopped and started again under a running gateway.
+
+mod common;
+
+use std::time::Duration;
+
+use common::world::*;
+use common::*;
+use order_gateway::model::{Component, OrderView};
+use rdkafka::producer::FutureRecord;
+
+#[tokio::test]
+async fn reads_go_on_without_kafka_and_the_cache_catches_up_after() {
+    let w = World::new();
+    let gw = w.gateway(&[("ORDER_GATEWAY__STREAM__MAX_STALENESS", "2s"), ("ORDER_GATEWAY__READINESS__CACHE_FOR", "100ms")]).await;
+    let id = format!("fk-{}", uuid::Uuid::new_v4().simple());
+    let mut v = OrderView::new(&id);
+    v.apply(Component::Order(order(&id, 1)));
+    w.index(&v).await;
+    let c = client();
+    assert_eq!(c.get(gw.url(&format!("/v1/orders/{id}"))).send().await.unwrap().status(), 200);
+
+    stack("stop", "kafka");
+    let outcome = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async {
+        eventually(Duration::from_secs(20), "readyz degraded", || async {
+            let v: serde_json::Value = c.get(gw.url("/readyz")).send().await.unwrap().json().await.unwrap();
+            v["status"] == "degraded" && v["checks"]["stream"]["status"] == "down"
+        })
+        .await;
+        let r = c.get(gw.url("/readyz")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "degraded is still ready");
+        let r = c.get(gw.url(&format!("/v1/orders/{id}"))).send().await.unwrap();
+        assert_eq!(r.status(), 200, "reads go on");
+    }))
+    .await;
+    stack("start", "kafka");
+    if let Err(p) = outcome {
+        std::panic::resume_unwind(p);
+    }
+    eventually(Duration::from_secs(60), "readyz ready again", || async {
+        let v: serde_json::Value = c.get(gw.url("/readyz")).send().await.unwrap().json().await.unwrap();
+        v["status"] == "ready"
+    })
+    .await;
+    // An event after the restart reaches the cache.
+    producer()
+        .send(FutureRecord::to(&w.orders_topic).key(&id).payload(&event(order(&id, 5))), Duration::from_secs(10))
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "the new version through the stream", || async {
+        let r = c.get(gw.url(&format!("/v1/orders/{id}"))).send().await.unwrap();
+        r.status() == 200 && version_of(&r.json().await.unwrap()) == 5
+    })
+    .await;
+}

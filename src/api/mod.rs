@@ -2,6 +2,7 @@
 
 pub mod cursor;
 pub mod health;
+pub mod openapi;
 pub mod orders;
 pub mod params;
 pub mod problem;

@@ -177,6 +177,22 @@ async fn dispatch(
         Route::OrdersBatchGet => api::orders::batch_get(state, req, ctx).await,
         Route::Orders => api::orders::search(state, query, ctx).await,
         Route::CustomerOrders => api::orders::customer_orders(state, &decode(param("customer_id"))?, query, ctx).await,
+        Route::OpenApi => Ok(api::json_bytes(StatusCode::OK, api::openapi::json())),
+        Route::DocsRoot => {
+            let mut r = http::Response::new(http_body_util::Full::new(bytes::Bytes::new()));
+            *r.status_mut() = StatusCode::PERMANENT_REDIRECT;
+            r.headers_mut().insert(header::LOCATION, HeaderValue::from_static("/docs/"));
+            Ok(r)
+        }
+        Route::Docs | Route::DocsIndex => {
+            let (body, content_type) = api::openapi::swagger_file(param("file"))
+                .ok_or_else(|| ApiError::NotFound(format!("no such documentation file {}", param("file"))))?;
+            let mut r = http::Response::new(http_body_util::Full::new(body));
+            if let Ok(v) = HeaderValue::from_str(&content_type) {
+                r.headers_mut().insert(header::CONTENT_TYPE, v);
+            }
+            Ok(r)
+        }
     }
 }
 

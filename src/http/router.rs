@@ -13,6 +13,10 @@ pub enum Route {
     OrdersBatchGet,
     Orders,
     CustomerOrders,
+    OpenApi,
+    DocsRoot,
+    DocsIndex,
+    Docs,
 }
 
 impl Route {
@@ -27,6 +31,10 @@ impl Route {
             Route::OrdersBatchGet => "/v1/orders:batchGet",
             Route::Orders => "/v1/orders",
             Route::CustomerOrders => "/v1/customers/{customer_id}/orders",
+            Route::OpenApi => "/openapi.json",
+            Route::DocsRoot => "/docs",
+            Route::DocsIndex => "/docs/",
+            Route::Docs => "/docs/{*file}",
         }
     }
 
@@ -38,7 +46,7 @@ impl Route {
         }
     }
 
-    const ALL: [Route; 8] = [
+    const ALL: [Route; 12] = [
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
@@ -47,6 +55,10 @@ impl Route {
         Route::OrdersBatchGet,
         Route::Orders,
         Route::CustomerOrders,
+        Route::OpenApi,
+        Route::DocsRoot,
+        Route::DocsIndex,
+        Route::Docs,
     ];
 }
 

@@ -13,7 +13,7 @@ pub use timestamp::Timestamp;
 pub use view::{Component, OrderView};
 
 /// Where an order was placed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
     Web,
@@ -24,7 +24,7 @@ pub enum Channel {
 }
 
 /// The order's lifecycle state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     Created,
@@ -38,7 +38,7 @@ pub enum OrderStatus {
 }
 
 /// A line's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LineStatus {
     Open,
@@ -50,7 +50,7 @@ pub enum LineStatus {
 }
 
 /// How a fulfilment reaches the customer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FulfillmentType {
     Ship,
@@ -59,7 +59,7 @@ pub enum FulfillmentType {
 }
 
 /// A fulfilment's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FulfillmentStatus {
     Pending,
@@ -117,7 +117,7 @@ str_enum!(FulfillmentStatus {
 });
 
 /// A postal address (PII).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Address {
     pub name: String,
@@ -133,7 +133,7 @@ pub struct Address {
 }
 
 /// One line of an order.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderLine {
     pub line_id: String,
@@ -146,7 +146,7 @@ pub struct OrderLine {
 }
 
 /// The order snapshot published by the Digital service (or mapped from CDC).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Order {
     pub order_id: String,
@@ -180,7 +180,7 @@ pub struct Order {
 }
 
 /// A fulfilment snapshot published by the FulfillmentOrder service.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Fulfillment {
     pub fulfillment_id: String,

@@ -40,7 +40,7 @@ impl Component {
 ///
 /// `order` is absent while only fulfilment events have been seen (events of
 /// the two topics can arrive in any order).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderView {
     pub order_id: String,

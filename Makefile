@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 GATEWAY_LISTEN ?= 127.0.0.1:8080
 
-.PHONY: help dev test ci build release stack-up stack-down stack-status prereqs lint format clean
+.PHONY: help dev test ci build release stack-up stack-down stack-status prereqs lint format clean loadtest bench
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -35,6 +35,12 @@ dev: stack-up release ## stack up, then the gateway on $(GATEWAY_LISTEN) in the 
 
 test: prereqs ## stack up, every test, stack down; non-zero on any failure
 	@scripts/test.sh
+
+loadtest: prereqs ## k6 scenarios against the local stack after seeding (ORDERS, RATE, DURATION)
+	@loadtest/run.sh
+
+bench: ## criterion micro-benchmarks
+	$(CARGO) bench --locked --bench model --bench hit_path
 
 ci: lint test ## what CI runs, plus lint
 

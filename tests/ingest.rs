@@ -376,6 +376,25 @@ async fn seeded_orders_reach_both_stores_exactly() {
     let _ingest = Killed(p.spawn_ingest(2000));
     wait_for_truth(&p, &truth, Duration::from_secs(180)).await;
     assert!(p.dead_letters().is_empty(), "a clean seed dead-letters nothing");
+
+    // The API finds hot orders in Elasticsearch and older ones in ClickHouse
+    // (which keeps no PII: those views come without address, e-mail, phone).
+    let env: Vec<(&str, &str)> = p.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let gw = Gateway::start(&env).await;
+    let hot_orders = hot(&truth);
+    let hot_one = hot_orders.values().next().unwrap();
+    let cold_one = truth.values().find(|v| !hot_orders.contains_key(&v.order_id)).unwrap();
+    let c = client();
+    let got: OrderView = c.get(gw.url(&format!("/v1/orders/{}", hot_one.order_id))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(&got, hot_one);
+    let got: OrderView = c.get(gw.url(&format!("/v1/orders/{}", cold_one.order_id))).send().await.unwrap().json().await.unwrap();
+    let mut want = cold_one.clone();
+    if let Some(o) = want.order.as_mut() {
+        o.shipping_address = None;
+        o.email = None;
+        o.phone = None;
+    }
+    assert_eq!(got, want, "a cold order from ClickHouse");
 }
 
 #[tokio::test]

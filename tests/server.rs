@@ -101,3 +101,17 @@ async fn check_config_masks_secrets() {
     assert!(!text.contains("s3cret-value"), "{text}");
     assert!(text.contains("[clickhouse]"), "{text}");
 }
+
+#[tokio::test]
+async fn openapi_document_and_swagger_ui_are_served() {
+    let gw = Gateway::start(&[]).await;
+    let c = client();
+    let doc: serde_json::Value = c.get(gw.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    assert!(doc["paths"]["/v1/orders/{order_id}"]["get"].is_object());
+    let r = c.get(gw.url("/docs/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let init = c.get(gw.url("/docs/swagger-initializer.js")).send().await.unwrap().text().await.unwrap();
+    assert!(init.contains("/openapi.json"), "the UI loads our document: {init}");
+}

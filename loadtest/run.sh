@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# `make loadtest`: the k6 scenarios against the local stack after seeding.
+#   ORDERS=20000 RATE=10000 DURATION=30s loadtest/run.sh
+# Seeds ORDERS orders into topics of its own, ingests them, starts the release
+# gateway (logs at warn: per-request access logs cost more than a cache hit),
+# runs each scenario and prints one summary table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+orders="${ORDERS:-20000}"; rate="${RATE:-10000}"; duration="${DURATION:-30s}"
+port="${LOADTEST_PORT:-18090}"
+scripts/stack/start
+eval "$(scripts/stack/env)"
+cargo build --locked --release --bin order-gateway >&2
+bin=target/release/order-gateway
+export ORDER_GATEWAY__TOPICS__ORDERS=load.orders ORDER_GATEWAY__TOPICS__FULFILLMENTS=load.fulfillments \
+  ORDER_GATEWAY__TOPICS__DEAD_LETTER=load.dlq ORDER_GATEWAY__TOPICS__CDC="" \
+  ORDER_GATEWAY__ELASTICSEARCH__READ_ALIAS=load ORDER_GATEWAY__ELASTICSEARCH__WRITE_ALIAS=load-write \
+  ORDER_GATEWAY__CLICKHOUSE__DATABASE=load ORDER_GATEWAY__INGEST__GROUP_ID=load-ingest \
+  ORDER_GATEWAY__LOG__FORMAT=text ORDER_GATEWAY__LOG__LEVEL=warn
+work=.stack/loadtest; mkdir -p "$work"
+if [[ ! -s "$work/truth-$orders.jsonl" ]]; then
+  "$bin" setup >/dev/null
+  "$bin" seed --orders "$orders" --seed 99 --truth "$work/truth-$orders.jsonl" >&2
+  "$bin" ingest --exit-when-idle 5s >/dev/null 2>&1
+fi
+python3 -c "
+import json,sys
+ids=[json.loads(l)['order_id'] for l in open('$work/truth-$orders.jsonl')]
+json.dump(ids, open('$work/ids.json','w'))"
+ORDER_GATEWAY__SERVER__LISTEN="127.0.0.1:$port" "$bin" serve >"$work/gateway.log" 2>&1 &
+gw=$!
+trap 'kill $gw 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+echo "[loadtest] gateway pid $gw on 127.0.0.1:$port; $orders orders; $(nproc) cores shared with k6" >&2
+"$K6_BIN" run --quiet -e BASE_URL="http://127.0.0.1:$port" -e IDS="$PWD/$work/ids.json" -e RATE="$rate" -e DURATION="$duration" \
+  loadtest/hot-lookups.js || echo "[loadtest] hot-lookups: a threshold was missed (see the table)" >&2
+echo "[loadtest] gateway resident memory: $(ps -o rss= -p $gw | awk '{printf "%.0f MiB", $1/1024}')" >&2

@@ -74,6 +74,7 @@ struct LineRow {
     quantity: u32,
     unit_price: i64,
     status: String,
+    version: u64,
 }
 
 #[derive(clickhouse::Row, serde::Deserialize)]
@@ -111,14 +112,16 @@ impl ChClient {
                     "SELECT order_id, order_number, customer_id, channel, status, currency, subtotal, tax, shipping, \
                      discount, total, country, toUnixTimestamp64Milli(promised_delivery_at) AS promised_ms, \
                      toUnixTimestamp64Milli(created_at) AS created_ms, toUnixTimestamp64Milli(updated_at) AS updated_ms, \
-                     version FROM orders_latest WHERE order_id IN ?",
+                     version FROM orders FINAL WHERE order_id IN ?",
                 )
                 .bind(&ids)
                 .fetch_all()
                 .await?;
             let lines: Vec<LineRow> = self
                 .client
-                .query("SELECT order_id, line_id, sku, name, quantity, unit_price, status FROM order_lines_latest WHERE order_id IN ? ORDER BY order_id, line_id")
+                // Point reads on the base tables use the primary key (order_id);
+                // the `*_latest` views scan. Lines of older versions are dropped below.
+                .query("SELECT order_id, line_id, sku, name, quantity, unit_price, status, version FROM order_lines FINAL WHERE order_id IN ? ORDER BY order_id, line_id")
                 .bind(&ids)
                 .fetch_all()
                 .await?;
@@ -127,7 +130,7 @@ impl ChClient {
                 .query(
                     "SELECT order_id, fulfillment_id, type AS kind, status, carrier, tracking_number, line_ids, \
                      toUnixTimestamp64Milli(shipped_at) AS shipped_ms, toUnixTimestamp64Milli(delivered_at) AS delivered_ms, \
-                     version FROM fulfillments_latest WHERE order_id IN ?",
+                     version FROM fulfillments FINAL WHERE order_id IN ?",
                 )
                 .bind(&ids)
                 .fetch_all()
@@ -140,7 +143,7 @@ impl ChClient {
             let mut view = OrderView::new(&o.order_id);
             let order_lines = lines
                 .iter()
-                .filter(|l| l.order_id == o.order_id)
+                .filter(|l| l.order_id == o.order_id && l.version == o.version)
                 .map(|l| {
                     Ok(OrderLine {
                         line_id: l.line_id.clone(),

@@ -45,4 +45,20 @@ PY
 echo "[loadtest] gateway pid $gw on 127.0.0.1:$port; $orders orders; $(nproc) cores shared with k6" >&2
 "$K6_BIN" run --quiet -e BASE_URL="http://127.0.0.1:$port" -e IDS="$PWD/$work/ids.json" -e RATE="$rate" -e DURATION="$duration" \
   loadtest/hot-lookups.js || echo "[loadtest] hot-lookups: a threshold was missed (see the table)" >&2
+# Server-side latency from the gateway's own histogram (request head to response
+# head), to tell the gateway's time from the load generator's.
+curl -fs "http://127.0.0.1:$port/metrics" >"$work/metrics.txt" || true
+python3 - "$work/metrics.txt" <<'PY' || true
+import re, sys
+buckets = {}
+for line in open(sys.argv[1]):
+    m = re.match(r'http_request_duration_seconds_bucket\{route="/v1/orders/\{order_id\}",method="GET",le="([^"]+)"\} (\d+)', line)
+    if m:
+        buckets[float("inf") if m[1] == "+Inf" else float(m[1])] = int(m[2])
+if buckets:
+    total = buckets[float("inf")]
+    def q(p):
+        return next(le for le, n in sorted(buckets.items()) if n >= p * total)
+    print(f"[loadtest] server-side GET /v1/orders/{{order_id}}: {total} requests, p50 <= {q(0.5)*1000:g} ms, p99 <= {q(0.99)*1000:g} ms, p99.9 <= {q(0.999)*1000:g} ms (histogram bucket bounds)", file=sys.stderr)
+PY
 echo "[loadtest] gateway resident memory: $(ps -o rss= -p $gw | awk '{printf "%.0f MiB", $1/1024}')" >&2

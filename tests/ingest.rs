@@ -370,6 +370,7 @@ async fn seeded_orders_reach_both_stores_exactly() {
     let truth_file = std::env::temp_dir().join(format!("{}.truth.jsonl", p.db));
     p.run(&["seed", "--orders", "2000", "--seed", "11", "--truth", truth_file.to_str().unwrap()]);
     let truth = read_truth(&truth_file);
+    let _ = std::fs::remove_file(&truth_file);
     assert_eq!(truth.len(), 2000);
     let hot_count = hot(&truth).len();
     assert!(hot_count > 1000 && hot_count < 2000, "some orders lie outside the hot window: {hot_count}");
@@ -404,6 +405,7 @@ async fn kill_9_halfway_and_restart_end_in_the_same_state() {
     let truth_file = std::env::temp_dir().join(format!("{}.truth.jsonl", p.db));
     p.run(&["seed", "--orders", "2000", "--seed", "23", "--truth", truth_file.to_str().unwrap()]);
     let truth = read_truth(&truth_file);
+    let _ = std::fs::remove_file(&truth_file);
     let hot_count = hot(&truth).len();
 
     let mut first = p.spawn_ingest(100);

@@ -45,31 +45,19 @@ impl RegistryClient {
     /// Registers an Avro schema under `subject` and returns its id; registering
     /// an identical schema again returns the same id (the registry dedupes).
     pub async fn register(&self, subject: &str, schema: &str) -> anyhow::Result<u32> {
-        let url = self.base.join(&format!("subjects/{subject}/versions"))?;
-        let mut req = self
-            .http
-            .post(url)
-            .header("content-type", "application/vnd.schemaregistry.v1+json")
-            .json(&serde_json::json!({ "schema": schema, "schemaType": "AVRO" }));
-        if let Some((u, p)) = &self.auth {
-            req = req.basic_auth(u, Some(p));
-        }
-        let resp = req.send().await.map_err(|e| anyhow::anyhow!("schema registry: registering {subject}: {e}"))?;
-        let status = resp.status();
-        let body = resp.text().await.unwrap_or_default();
-        if !status.is_success() {
-            anyhow::bail!("schema registry: registering {subject}: {status} {body}");
-        }
-        let v: serde_json::Value = serde_json::from_str(&body)?;
-        v.get("id")
-            .and_then(|i| i.as_u64())
-            .and_then(|i| u32::try_from(i).ok())
-            .ok_or_else(|| anyhow::anyhow!("schema registry: registering {subject}: no id in {body}"))
+        self.post_schema(&format!("subjects/{subject}/versions"), schema, "registering", subject)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("schema registry: registering {subject}: subject not found"))
     }
 
     /// The id of `schema` under `subject` if it is registered there.
     pub async fn lookup(&self, subject: &str, schema: &str) -> anyhow::Result<Option<u32>> {
-        let url = self.base.join(&format!("subjects/{subject}"))?;
+        self.post_schema(&format!("subjects/{subject}"), schema, "looking up", subject).await
+    }
+
+    /// POSTs an Avro schema to `path`; the answer's `id`, or None on 404.
+    async fn post_schema(&self, path: &str, schema: &str, what: &str, subject: &str) -> anyhow::Result<Option<u32>> {
+        let url = self.base.join(path)?;
         let mut req = self
             .http
             .post(url)
@@ -78,17 +66,18 @@ impl RegistryClient {
         if let Some((u, p)) = &self.auth {
             req = req.basic_auth(u, Some(p));
         }
-        let resp = req.send().await.map_err(|e| anyhow::anyhow!("schema registry: looking up {subject}: {e}"))?;
+        let resp = req.send().await.map_err(|e| anyhow::anyhow!("schema registry: {what} {subject}: {e}"))?;
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
         let body = resp.text().await.unwrap_or_default();
         if !status.is_success() {
-            anyhow::bail!("schema registry: looking up {subject}: {status} {body}");
+            anyhow::bail!("schema registry: {what} {subject}: {status} {body}");
         }
         let v: serde_json::Value = serde_json::from_str(&body)?;
-        Ok(v.get("id").and_then(|i| i.as_u64()).and_then(|i| u32::try_from(i).ok()))
+        let id = v.get("id").and_then(|i| i.as_u64()).and_then(|i| u32::try_from(i).ok());
+        id.map(Some).ok_or_else(|| anyhow::anyhow!("schema registry: {what} {subject}: no id in {body}"))
     }
 
     /// `GET /subjects`: usable when it answers 200.

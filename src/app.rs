@@ -30,6 +30,9 @@ pub struct AppState {
     pub cursors: CursorCodec,
     /// Avro decoder with its schema cache, shared with the stream.
     pub decoder: Arc<Decoder>,
+    /// Analytics answers, and their coalesced computation.
+    pub analytics_cache: crate::api::analytics::AnalyticsCache,
+    pub analytics_fills: crate::cache::SingleFlight<Result<bytes::Bytes, crate::backends::BackendError>>,
 }
 
 impl AppState {
@@ -41,6 +44,19 @@ impl AppState {
         let cursors = CursorCodec::new(config.api.cursor_secret.expose(), config.api.cursor_ttl);
         let decoder = Arc::new(Decoder::new(backends.schema_registry.clone()));
         let numbers = moka::sync::Cache::builder().max_capacity(1_000_000).time_to_idle(config.cache.max_ttl).build();
-        Ok(AppState { config, backends, readiness, metrics, draining: AtomicBool::new(false), cache, numbers, cursors, decoder })
+        let analytics_cache = crate::api::analytics::new_cache(config.analytics.settled_cache_ttl.max(config.analytics.cache_ttl));
+        Ok(AppState {
+            config,
+            backends,
+            readiness,
+            metrics,
+            draining: AtomicBool::new(false),
+            cache,
+            numbers,
+            cursors,
+            decoder,
+            analytics_cache,
+            analytics_fills: Default::default(),
+        })
     }
 }

@@ -4,6 +4,7 @@
 //! records its latency and failures under one set of metric names, and turns
 //! the outcome into a [`BackendError`] that says which backend failed and how.
 
+pub mod analytics;
 pub mod clickhouse;
 pub mod elasticsearch;
 pub mod kafka;

@@ -40,6 +40,7 @@ pub struct Config {
     pub cache: CacheConfig,
     pub stream: StreamConfig,
     pub api: ApiConfig,
+    pub analytics: AnalyticsConfig,
 }
 
 /// The HTTP listener.
@@ -230,6 +231,19 @@ pub struct ApiConfig {
     pub cursor_ttl: Duration,
     #[serde(with = "humantime_serde")]
     pub max_search_range: Duration,
+}
+
+/// The analytical API.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyticsConfig {
+    #[serde(with = "humantime_serde")]
+    pub cache_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub settled_cache_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_range: Duration,
+    pub max_points: u64,
 }
 
 /// A configuration that could not be loaded; the message names the key, the

@@ -178,6 +178,10 @@ async fn dispatch(
         Route::Orders => api::orders::search(state, query, ctx).await,
         Route::CustomerOrders => api::orders::customer_orders(state, &decode(param("customer_id"))?, query, ctx).await,
         Route::OpenApi => Ok(api::json_bytes(StatusCode::OK, api::openapi::json())),
+        Route::Kpis => api::analytics::kpis(state, query).await,
+        Route::Timeseries => api::analytics::timeseries(state, query).await,
+        Route::TopSkus => api::analytics::top_skus(state, query).await,
+        Route::StatusFunnel => api::analytics::status_funnel(state, query).await,
         Route::DocsRoot => {
             let mut r = http::Response::new(http_body_util::Full::new(bytes::Bytes::new()));
             *r.status_mut() = StatusCode::PERMANENT_REDIRECT;

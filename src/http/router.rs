@@ -17,6 +17,10 @@ pub enum Route {
     DocsRoot,
     DocsIndex,
     Docs,
+    Kpis,
+    Timeseries,
+    TopSkus,
+    StatusFunnel,
 }
 
 impl Route {
@@ -35,6 +39,10 @@ impl Route {
             Route::DocsRoot => "/docs",
             Route::DocsIndex => "/docs/",
             Route::Docs => "/docs/{*file}",
+            Route::Kpis => "/v1/analytics/kpis",
+            Route::Timeseries => "/v1/analytics/timeseries",
+            Route::TopSkus => "/v1/analytics/top-skus",
+            Route::StatusFunnel => "/v1/analytics/status-funnel",
         }
     }
 
@@ -46,7 +54,7 @@ impl Route {
         }
     }
 
-    const ALL: [Route; 12] = [
+    const ALL: [Route; 16] = [
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
@@ -59,6 +67,10 @@ impl Route {
         Route::DocsRoot,
         Route::DocsIndex,
         Route::Docs,
+        Route::Kpis,
+        Route::Timeseries,
+        Route::TopSkus,
+        Route::StatusFunnel,
     ];
 }
 

@@ -82,6 +82,9 @@ pub const STREAM_HEALTHY: &str = "stream_healthy";
 /// From the event's Kafka timestamp to its application in the cache.
 pub const STREAM_EVENT_TO_CACHE: &str = "stream_event_to_cache_seconds";
 
+/// Analytics answers served from the answer cache or computed, by `result`.
+pub const ANALYTICS_CACHE: &str = "analytics_cache_total";
+
 /// Registers help texts of the cache and stream metrics.
 pub fn describe_cache() {
     describe_counter!(CACHE_LOOKUPS, "Order lookups by cache result: hit, miss, stale, negative");
@@ -94,4 +97,5 @@ pub fn describe_cache() {
     describe_gauge!(STREAM_LAG_SECONDS, "Seconds since the stream was last caught up");
     describe_gauge!(STREAM_HEALTHY, "1 while the stream is connected and within max_staleness");
     describe_histogram!(STREAM_EVENT_TO_CACHE, Unit::Seconds, "Event timestamp to applied in the cache");
+    describe_counter!(ANALYTICS_CACHE, "Analytics answers by result: hit (cached) or miss (computed)");
 }

@@ -1,0 +1,312 @@
+//! The analytical API: KPIs, time series, top SKUs and the status funnel,
+//! from ClickHouse, cached per query and coalesced. Money is always reported
+//! per currency; a request that would add up different currencies is a 400.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::StatusCode;
+use serde::Serialize;
+
+use super::params;
+use super::{json_bytes, ApiError, HttpResponse};
+use crate::app::AppState;
+use crate::backends::analytics::Scope;
+use crate::backends::BackendError;
+use crate::model::{Channel, OrderStatus, Timestamp};
+
+/// Cached answers by canonical query, with their own expiry.
+pub type AnalyticsCache = moka::sync::Cache<String, (Bytes, Instant)>;
+
+/// A new answer cache.
+pub fn new_cache(max_ttl: Duration) -> AnalyticsCache {
+    moka::sync::Cache::builder().max_capacity(10_000).time_to_live(max_ttl).build()
+}
+
+fn scope(state: &AppState, q: &std::collections::BTreeMap<String, String>) -> Result<Scope, ApiError> {
+    let from = params::time("from", q.get("from").ok_or_else(|| ApiError::bad_param("from", "from is required (RFC 3339)"))?)?;
+    let to = params::time("to", q.get("to").ok_or_else(|| ApiError::bad_param("to", "to is required (RFC 3339)"))?)?;
+    if from >= to {
+        return Err(ApiError::bad_param("from", format!("from ({from}) must be before to ({to})")));
+    }
+    let max = state.config.analytics.max_range;
+    if (to.millis() - from.millis()) as u128 > max.as_millis() {
+        return Err(ApiError::bad_param("to", format!("from..to may span at most {}", humantime::format_duration(max))));
+    }
+    let channel = match q.get("channel") {
+        Some(c) => params::one_of::<Channel>("channel", c)?.as_str().to_owned(),
+        None => String::new(),
+    };
+    let currency = match q.get("currency") {
+        Some(c) if crate::model::valid_currency(c) => c.clone(),
+        Some(c) => return Err(ApiError::bad_param("currency", format!("currency must be an ISO 4217 code such as EUR, got {c:?}"))),
+        None => String::new(),
+    };
+    Ok(Scope { from_ms: from.millis(), to_ms: to.millis(), channel, currency })
+}
+
+/// Runs `compute` once for concurrent identical queries and reuses the answer
+/// for the configured TTL (longer once the range lies wholly in the past).
+async fn cached<F, Fut>(state: &AppState, key: String, s: &Scope, compute: F) -> Result<HttpResponse, ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Bytes, BackendError>> + Send + 'static,
+{
+    if let Some((bytes, until)) = state.analytics_cache.get(&key) {
+        if Instant::now() < until {
+            metrics::counter!(crate::telemetry::names::ANALYTICS_CACHE, "result" => "hit").increment(1);
+            return Ok(json_bytes(StatusCode::OK, bytes));
+        }
+    }
+    metrics::counter!(crate::telemetry::names::ANALYTICS_CACHE, "result" => "miss").increment(1);
+    let bytes = state.analytics_fills.run(&key, compute).await?;
+    let cfg = &state.config.analytics;
+    let settled = s.to_ms < Timestamp::now().millis() - 3_600_000;
+    let ttl = if settled { cfg.settled_cache_ttl } else { cfg.cache_ttl };
+    state.analytics_cache.insert(key, (bytes.clone(), Instant::now() + ttl));
+    Ok(json_bytes(StatusCode::OK, bytes))
+}
+
+fn ratio(n: u64, d: u64) -> Option<f64> {
+    (d > 0).then(|| n as f64 / d as f64)
+}
+
+fn secs(ms: Option<i64>) -> Option<f64> {
+    ms.map(|m| m as f64 / 1000.0)
+}
+
+#[derive(Serialize)]
+struct Quantiles {
+    p50: Option<f64>,
+    p90: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct MoneyLine {
+    currency: String,
+    orders: u64,
+    revenue: i64,
+    average_order_value: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct KpiBody {
+    from: String,
+    to: String,
+    channel: Option<String>,
+    currency: Option<String>,
+    orders: u64,
+    units_per_order: Option<f64>,
+    cancellation_rate: Option<f64>,
+    return_rate: Option<f64>,
+    on_time_delivery_rate: Option<f64>,
+    lead_time_to_ship_seconds: Quantiles,
+    lead_time_to_deliver_seconds: Quantiles,
+    /// Money never mixes currencies: one line per currency.
+    revenue: Vec<MoneyLine>,
+}
+
+/// `GET /v1/analytics/kpis?from=&to=&channel=&currency=`.
+pub async fn kpis(state: &AppState, query: Option<&str>) -> Result<HttpResponse, ApiError> {
+    let q = params::query(query, &["from", "to", "channel", "currency"])?;
+    let s = scope(state, &q)?;
+    let key = format!("kpis|{s:?}");
+    let ch = state.backends.clickhouse.clone();
+    let scope = s.clone();
+    cached(state, key, &s, move || async move {
+        let (k, revenue) = ch.kpis(&scope).await?;
+        let body = KpiBody {
+            from: Timestamp(scope.from_ms).to_rfc3339(),
+            to: Timestamp(scope.to_ms).to_rfc3339(),
+            channel: (!scope.channel.is_empty()).then(|| scope.channel.clone()),
+            currency: (!scope.currency.is_empty()).then(|| scope.currency.clone()),
+            orders: k.orders,
+            units_per_order: ratio(k.units, k.live_orders),
+            cancellation_rate: ratio(k.cancelled, k.orders),
+            return_rate: ratio(k.returned, k.delivered_or_returned),
+            on_time_delivery_rate: ratio(k.on_time, k.on_time_eligible),
+            lead_time_to_ship_seconds: Quantiles { p50: secs(k.ship_p50_ms), p90: secs(k.ship_p90_ms) },
+            lead_time_to_deliver_seconds: Quantiles { p50: secs(k.deliver_p50_ms), p90: secs(k.deliver_p90_ms) },
+            revenue: revenue
+                .into_iter()
+                .map(|r| MoneyLine {
+                    average_order_value: (r.revenue_orders > 0).then(|| r.revenue as f64 / r.revenue_orders as f64),
+                    currency: r.currency,
+                    orders: r.revenue_orders,
+                    revenue: r.revenue,
+                })
+                .collect(),
+        };
+        Ok(Bytes::from(serde_json::to_vec(&body).expect("serialises")))
+    })
+    .await
+}
+
+/// `GET /v1/analytics/status-funnel?from=&to=&channel=&currency=`: how many
+/// orders reached each stage (cancelled orders count as created only).
+pub async fn status_funnel(state: &AppState, query: Option<&str>) -> Result<HttpResponse, ApiError> {
+    let q = params::query(query, &["from", "to", "channel", "currency"])?;
+    let s = scope(state, &q)?;
+    let ch = state.backends.clickhouse.clone();
+    let scope = s.clone();
+    cached(state, format!("funnel|{s:?}"), &s, move || async move {
+        let counts = ch.status_counts(&scope).await?;
+        let n = |st: OrderStatus| counts.iter().find(|c| c.status == st.as_str()).map_or(0, |c| c.orders);
+        Ok(Bytes::from(serde_json::to_vec(&funnel(n)).expect("serialises")))
+    })
+    .await
+}
+
+/// Pure: stage counts from counts per latest status.
+pub fn funnel(n: impl Fn(OrderStatus) -> u64) -> serde_json::Value {
+    use OrderStatus::*;
+    let returned = n(Returned);
+    let delivered = n(Delivered) + returned;
+    let shipped = n(Shipped) + delivered;
+    let partially = n(PartiallyShipped) + shipped;
+    let allocated = n(Allocated) + partially;
+    let confirmed = n(Confirmed) + allocated;
+    let cancelled = n(Cancelled);
+    let created = n(Created) + confirmed + cancelled;
+    serde_json::json!({
+        "stages": [
+            {"status": "created", "orders": created},
+            {"status": "confirmed", "orders": confirmed},
+            {"status": "allocated", "orders": allocated},
+            {"status": "partially_shipped", "orders": partially},
+            {"status": "shipped", "orders": shipped},
+            {"status": "delivered", "orders": delivered},
+            {"status": "returned", "orders": returned},
+        ],
+        "cancelled": cancelled,
+    })
+}
+
+/// `GET /v1/analytics/top-skus?from=&to=&limit=&by=units|revenue&channel=&currency=`.
+pub async fn top_skus(state: &AppState, query: Option<&str>) -> Result<HttpResponse, ApiError> {
+    let q = params::query(query, &["from", "to", "limit", "by", "channel", "currency"])?;
+    let s = scope(state, &q)?;
+    let limit = q.get("limit").map(|v| params::int_in("limit", v, 1, 1000)).transpose()?.unwrap_or(10);
+    let by_revenue = match q.get("by").map(String::as_str) {
+        None | Some("units") => false,
+        Some("revenue") => true,
+        Some(other) => return Err(ApiError::bad_param("by", format!("by must be units or revenue, got {other:?}"))),
+    };
+    if by_revenue && s.currency.is_empty() {
+        return Err(ApiError::bad_param("currency", "by=revenue needs currency=: revenue in different currencies does not add up"));
+    }
+    let ch = state.backends.clickhouse.clone();
+    let scope = s.clone();
+    cached(state, format!("top|{s:?}|{limit}|{by_revenue}"), &s, move || async move {
+        let rows = ch.top_skus(&scope, by_revenue, limit).await?;
+        let items: Vec<serde_json::Value> = rows
+            .into_iter()
+            .map(|r| {
+                let mut v = serde_json::json!({"sku": r.sku, "name": r.name, "units": r.units});
+                if !scope.currency.is_empty() {
+                    v["revenue"] = serde_json::json!(r.revenue);
+                    v["currency"] = serde_json::json!(scope.currency);
+                }
+                v
+            })
+            .collect();
+        Ok(Bytes::from(serde_json::to_vec(&serde_json::json!({ "by": if by_revenue { "revenue" } else { "units" }, "skus": items })).expect("serialises")))
+    })
+    .await
+}
+
+/// `GET /v1/analytics/timeseries?metric=&interval=&from=&to=&group_by=&tz=&channel=&currency=`.
+pub async fn timeseries(state: &AppState, query: Option<&str>) -> Result<HttpResponse, ApiError> {
+    let q = params::query(query, &["metric", "interval", "from", "to", "group_by", "tz", "channel", "currency"])?;
+    let s = scope(state, &q)?;
+    const METRICS: &[&str] = &["orders", "revenue", "average_order_value", "units_per_order", "cancellation_rate", "return_rate"];
+    let metric = q.get("metric").map(String::as_str).unwrap_or("orders");
+    if !METRICS.contains(&metric) {
+        return Err(ApiError::bad_param("metric", format!("metric must be one of {}, got {metric:?}", METRICS.join(", "))));
+    }
+    let interval = q.get("interval").map(String::as_str).unwrap_or("day");
+    let step_ms: i64 = match interval {
+        "hour" => 3_600_000,
+        "day" => 86_400_000,
+        "week" => 7 * 86_400_000,
+        "month" => 28 * 86_400_000,
+        other => return Err(ApiError::bad_param("interval", format!("interval must be hour, day, week or month, got {other:?}"))),
+    };
+    if ((s.to_ms - s.from_ms) / step_ms) as u64 > state.config.analytics.max_points {
+        return Err(ApiError::bad_param("interval", format!("more than {} points: use a coarser interval or a shorter range", state.config.analytics.max_points)));
+    }
+    let group_by = q.get("group_by").map(String::as_str).unwrap_or("");
+    if !["", "channel", "status", "currency", "country"].contains(&group_by) {
+        return Err(ApiError::bad_param("group_by", format!("group_by must be channel, status, currency or country, got {group_by:?}")));
+    }
+    let money = matches!(metric, "revenue" | "average_order_value");
+    if money && s.currency.is_empty() && group_by != "currency" {
+        return Err(ApiError::bad_param("metric", format!("{metric} needs currency= or group_by=currency: amounts in different currencies do not add up")));
+    }
+    let tz = q.get("tz").map(String::as_str).unwrap_or("UTC");
+    if tz.is_empty() || tz.len() > 64 || !tz.chars().all(|c| c.is_ascii_alphanumeric() || "/_+-".contains(c)) {
+        return Err(ApiError::bad_param("tz", format!("tz must be an IANA time zone such as Europe/Berlin, got {tz:?}")));
+    }
+    let ch = state.backends.clickhouse.clone();
+    let scope = s.clone();
+    let (metric, interval, group_by, tz) = (metric.to_owned(), interval.to_owned(), group_by.to_owned(), tz.to_owned());
+    let key = format!("ts|{s:?}|{metric}|{interval}|{group_by}|{tz}");
+    let result = cached(state, key, &s, move || async move {
+        let points = ch.timeseries(&scope, &interval, &group_by, &tz).await?;
+        let values: Vec<serde_json::Value> = points
+            .into_iter()
+            .map(|p| {
+                let live = p.orders - p.cancelled;
+                let value = match metric.as_str() {
+                    "orders" => serde_json::json!(p.orders),
+                    "revenue" => serde_json::json!(p.revenue),
+                    "average_order_value" => serde_json::json!(ratio_i(p.revenue, p.orders - p.cancelled - p.returned)),
+                    "units_per_order" => serde_json::json!(ratio(p.units, live)),
+                    "cancellation_rate" => serde_json::json!(ratio(p.cancelled, p.orders)),
+                    _ => serde_json::json!(ratio(p.returned, p.orders)),
+                };
+                let mut v = serde_json::json!({"start": Timestamp(p.bucket_ms).to_rfc3339(), "value": value});
+                if !group_by.is_empty() {
+                    v[group_by.as_str()] = serde_json::json!(p.group);
+                }
+                v
+            })
+            .collect();
+        Ok(Bytes::from(
+            serde_json::to_vec(&serde_json::json!({"metric": metric, "interval": interval, "tz": tz, "points": values})).expect("serialises"),
+        ))
+    })
+    .await;
+    // ClickHouse refuses an unknown time zone: that is the client's mistake.
+    match result {
+        Err(ApiError::Backend(BackendError::Failed { detail, .. })) if detail.contains("time zone") || detail.contains("TIMEZONE") => {
+            Err(ApiError::bad_param("tz", format!("unknown time zone {:?}", q.get("tz").map(String::as_str).unwrap_or("UTC"))))
+        }
+        other => other,
+    }
+}
+
+fn ratio_i(n: i64, d: u64) -> Option<f64> {
+    (d > 0).then(|| n as f64 / d as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn funnel_counts_every_stage_an_order_passed() {
+        let counts = |s: OrderStatus| match s {
+            OrderStatus::Delivered => 5,
+            OrderStatus::Returned => 1,
+            OrderStatus::Cancelled => 2,
+            OrderStatus::Created => 3,
+            _ => 0,
+        };
+        let f = funnel(counts);
+        assert_eq!(f["stages"][0]["orders"], 11, "everything was created");
+        assert_eq!(f["stages"][1]["orders"], 6);
+        assert_eq!(f["stages"][5]["orders"], 6, "returned orders were delivered first");
+        assert_eq!(f["cancelled"], 2);
+    }
+}

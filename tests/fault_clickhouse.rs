@@ -70,3 +70,30 @@ async fn in_flight_request_completes_across_sigterm() {
     assert_eq!(body["checks"]["clickhouse"]["status"], "down", "{body}");
     assert_eq!(gw.wait_exit(Duration::from_secs(10)).await, Some(0), "clean exit after draining");
 }
+
+#[tokio::test]
+async fn analytics_answer_503_while_clickhouse_is_down_and_recover() {
+    let _serial = SERIAL.lock().await;
+    let gw = Gateway::start(&[("ORDER_GATEWAY__CLICKHOUSE__TIMEOUT", "1s")]).await;
+    let c = client();
+    // A range ending in the past, not asked before (so not cached).
+    let path = format!("/v1/analytics/kpis?from=2020-01-01T00:00:00Z&to=2020-0{}-01T00:00:00Z", 2 + (std::process::id() % 7));
+    stack("stop", "clickhouse");
+    let outcome = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async {
+        let started = std::time::Instant::now();
+        let r = c.get(gw.url(&path)).send().await.unwrap();
+        assert_eq!(r.status(), 503);
+        assert!(started.elapsed() < Duration::from_secs(3), "within the timeout: {:?}", started.elapsed());
+        let p: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(p["backend"], "clickhouse", "{p}");
+    }))
+    .await;
+    stack("start", "clickhouse");
+    if let Err(p) = outcome {
+        std::panic::resume_unwind(p);
+    }
+    eventually(Duration::from_secs(20), "analytics answered again", || async {
+        matches!(c.get(gw.url(&path)).send().await, Ok(r) if r.status() == 200)
+    })
+    .await;
+}

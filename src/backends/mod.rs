@@ -19,8 +19,7 @@ use crate::config::Config;
 use crate::telemetry::names;
 
 /// The backends the gateway talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Backend {
     Elasticsearch,
     ClickHouse,
@@ -41,6 +40,12 @@ impl Backend {
             Backend::Kafka => "kafka",
             Backend::SchemaRegistry => "schema_registry",
         }
+    }
+}
+
+impl Serialize for Backend {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
     }
 }
 

@@ -1,0 +1,224 @@
+//! The analytical API against the real stack: seeded orders, ingested into
+//! ClickHouse, and every figure recomputed in Rust from the truth file.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use common::*;
+use order_gateway::model::{OrderStatus, OrderView, Timestamp};
+use serde_json::Value;
+
+fn pipeline_env(id: &str) -> Vec<(String, String)> {
+    let alias = id.to_lowercase().replace('_', "-");
+    [
+        ("ORDER_GATEWAY__TOPICS__ORDERS", format!("{id}.orders")),
+        ("ORDER_GATEWAY__TOPICS__FULFILLMENTS", format!("{id}.fulfillments")),
+        ("ORDER_GATEWAY__TOPICS__DEAD_LETTER", format!("{id}.dlq")),
+        ("ORDER_GATEWAY__TOPICS__CDC", String::new()),
+        ("ORDER_GATEWAY__ELASTICSEARCH__READ_ALIAS", alias.clone()),
+        ("ORDER_GATEWAY__ELASTICSEARCH__WRITE_ALIAS", format!("{alias}-write")),
+        ("ORDER_GATEWAY__CLICKHOUSE__DATABASE", id.to_string()),
+        ("ORDER_GATEWAY__INGEST__GROUP_ID", format!("{id}-ingest")),
+        ("ORDER_GATEWAY__INGEST__METRICS_LISTEN", format!("127.0.0.1:{}", free_port())),
+        ("ORDER_GATEWAY__KAFKA__BROKERS", kafka_brokers()),
+        ("ORDER_GATEWAY__ELASTICSEARCH__URL", es_url()),
+        ("ORDER_GATEWAY__CLICKHOUSE__URL", clickhouse_url()),
+        ("ORDER_GATEWAY__SCHEMA_REGISTRY__URL", registry_url()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+fn run(env: &[(String, String)], args: &[&str]) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_order-gateway"))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// ClickHouse's quantileExact: the element at index floor(level * n) of the sorted values.
+fn quantile_exact(mut v: Vec<i64>, level: f64) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_unstable();
+    let i = ((level * v.len() as f64) as usize).min(v.len() - 1);
+    Some(v[i] as f64 / 1000.0)
+}
+
+fn close(a: &Value, b: Option<f64>, what: &str) {
+    match (a.as_f64(), b) {
+        (None, None) => {}
+        (Some(x), Some(y)) => assert!((x - y).abs() <= 1e-9 * y.abs().max(1.0), "{what}: got {x}, expected {y}"),
+        _ => panic!("{what}: got {a}, expected {b:?}"),
+    }
+}
+
+#[tokio::test]
+async fn kpis_funnel_top_skus_and_series_match_the_truth() {
+    let id = unique("an");
+    let env = pipeline_env(&id);
+    run(&env, &["setup"]);
+    let truth_file = std::env::temp_dir().join(format!("{id}.truth.jsonl"));
+    run(&env, &["seed", "--orders", "1500", "--seed", "5", "--truth", truth_file.to_str().unwrap()]);
+    run(&env, &["ingest", "--exit-when-idle", "3s"]);
+    let views: Vec<OrderView> =
+        std::fs::read_to_string(&truth_file).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let _ = std::fs::remove_file(&truth_file);
+
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let gw = Gateway::start(&env_ref).await;
+    let now = Timestamp::now().millis();
+    let from = Timestamp(now - 3 * 365 * 86_400_000 - 86_400_000);
+    let to = Timestamp(now + 86_400_000);
+    let range = format!("from={}&to={}", from.to_rfc3339(), to.to_rfc3339());
+    let c = client();
+    let get = |path: String| {
+        let c = c.clone();
+        let url = gw.url(&path);
+        async move {
+            let r = c.get(url).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{path}");
+            r.json::<Value>().await.unwrap()
+        }
+    };
+
+    // ---- expected, from the truth ----
+    let orders: Vec<_> = views.iter().filter_map(|v| v.order.as_ref().map(|o| (o, v))).collect();
+    let is = |o: &order_gateway::model::Order, s: OrderStatus| o.status == s;
+    let n = orders.len() as u64;
+    let cancelled = orders.iter().filter(|(o, _)| is(o, OrderStatus::Cancelled)).count() as u64;
+    let returned = orders.iter().filter(|(o, _)| is(o, OrderStatus::Returned)).count() as u64;
+    let done = |o: &order_gateway::model::Order| is(o, OrderStatus::Delivered) || is(o, OrderStatus::Returned);
+    let delivered_or_returned = orders.iter().filter(|(o, _)| done(o)).count() as u64;
+    let live: Vec<_> = orders.iter().filter(|(o, _)| !is(o, OrderStatus::Cancelled)).collect();
+    let units: u64 = live.iter().map(|(o, _)| o.lines.iter().map(|l| u64::from(l.quantity)).sum::<u64>()).sum();
+    let mut ship = Vec::new();
+    let mut deliver = Vec::new();
+    let (mut on_time, mut eligible) = (0u64, 0u64);
+    for (o, v) in &orders {
+        if let Some(first) = v.fulfillments.iter().filter_map(|f| f.shipped_at).min() {
+            ship.push(first.millis() - o.created_at.millis());
+        }
+        let last = v.fulfillments.iter().filter_map(|f| f.delivered_at).max();
+        if let (true, Some(last)) = (done(o), last) {
+            deliver.push(last.millis() - o.created_at.millis());
+            if let Some(p) = o.promised_delivery_at {
+                eligible += 1;
+                on_time += u64::from(last <= p);
+            }
+        }
+    }
+    let mut money: BTreeMap<String, (u64, i64)> = BTreeMap::new();
+    for (o, _) in &orders {
+        if !is(o, OrderStatus::Cancelled) && !is(o, OrderStatus::Returned) {
+            let e = money.entry(o.currency.clone()).or_default();
+            e.0 += 1;
+            e.1 += o.total;
+        }
+    }
+
+    // ---- KPIs ----
+    let k = get(format!("/v1/analytics/kpis?{range}")).await;
+    assert_eq!(k["orders"], n);
+    close(&k["cancellation_rate"], Some(cancelled as f64 / n as f64), "cancellation_rate");
+    close(&k["return_rate"], Some(returned as f64 / delivered_or_returned as f64), "return_rate");
+    close(&k["units_per_order"], Some(units as f64 / live.len() as f64), "units_per_order");
+    close(&k["on_time_delivery_rate"], Some(on_time as f64 / eligible as f64), "on_time_delivery_rate");
+    close(&k["lead_time_to_ship_seconds"]["p50"], quantile_exact(ship.clone(), 0.5), "ship p50");
+    close(&k["lead_time_to_ship_seconds"]["p90"], quantile_exact(ship, 0.9), "ship p90");
+    close(&k["lead_time_to_deliver_seconds"]["p50"], quantile_exact(deliver.clone(), 0.5), "deliver p50");
+    close(&k["lead_time_to_deliver_seconds"]["p90"], quantile_exact(deliver, 0.9), "deliver p90");
+    let lines = k["revenue"].as_array().unwrap();
+    assert_eq!(lines.len(), money.len(), "one revenue line per currency");
+    for line in lines {
+        let (count, sum) = money[line["currency"].as_str().unwrap()];
+        assert_eq!(line["orders"], count);
+        assert_eq!(line["revenue"], sum, "revenue is exact, in minor units");
+        close(&line["average_order_value"], Some(sum as f64 / count as f64), "aov");
+    }
+    // One channel and one currency narrow the same figures.
+    let web_eur: Vec<_> = orders.iter().filter(|(o, _)| o.channel.as_str() == "web" && o.currency == "EUR").collect();
+    let k = get(format!("/v1/analytics/kpis?{range}&channel=web&currency=EUR")).await;
+    assert_eq!(k["orders"], web_eur.len());
+
+    // ---- funnel ----
+    let counts: HashMap<OrderStatus, u64> = orders.iter().fold(HashMap::new(), |mut m, (o, _)| {
+        *m.entry(o.status).or_default() += 1;
+        m
+    });
+    let want = order_gateway::api::analytics::funnel(|s| counts.get(&s).copied().unwrap_or(0));
+    let got = get(format!("/v1/analytics/status-funnel?{range}")).await;
+    assert_eq!(got, want);
+
+    // ---- top SKUs by units ----
+    let mut by_sku: BTreeMap<String, u64> = BTreeMap::new();
+    for (o, _) in &live {
+        for l in &o.lines {
+            *by_sku.entry(l.sku.clone()).or_default() += u64::from(l.quantity);
+        }
+    }
+    let mut ranked: Vec<(String, u64)> = by_sku.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let got = get(format!("/v1/analytics/top-skus?{range}&limit=5")).await;
+    let got: Vec<(String, u64)> =
+        got["skus"].as_array().unwrap().iter().map(|s| (s["sku"].as_str().unwrap().to_owned(), s["units"].as_u64().unwrap())).collect();
+    assert_eq!(got, ranked[..5].to_vec());
+
+    // ---- orders per month (UTC) ----
+    let mut per_month: BTreeMap<String, u64> = BTreeMap::new();
+    for (o, _) in &orders {
+        let ts = o.created_at.to_rfc3339();
+        *per_month.entry(format!("{}-01T00:00:00.000Z", &ts[..7])).or_default() += 1;
+    }
+    let got = get(format!("/v1/analytics/timeseries?{range}&metric=orders&interval=month&tz=UTC")).await;
+    let got: BTreeMap<String, u64> = got["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["start"].as_str().unwrap().to_owned(), p["value"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(got, per_month);
+
+    // A second identical query is answered from the answer cache.
+    get(format!("/v1/analytics/kpis?{range}")).await;
+    let metrics = c.get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("analytics_cache_total{result=\"hit\"}"), "{metrics}");
+}
+
+#[tokio::test]
+async fn bad_analytics_parameters_are_named() {
+    let gw = Gateway::start(&[]).await;
+    let c = client();
+    let r = "from=2025-01-01T00:00:00Z&to=2025-02-01T00:00:00Z";
+    for (path, param) in [
+        ("/v1/analytics/kpis?to=2025-02-01T00:00:00Z".to_string(), "from"),
+        ("/v1/analytics/kpis?from=2025-01-01&to=2025-02-01T00:00:00Z".to_string(), "from"),
+        ("/v1/analytics/kpis?from=2025-02-01T00:00:00Z&to=2025-01-01T00:00:00Z".to_string(), "from"),
+        ("/v1/analytics/kpis?from=2000-01-01T00:00:00Z&to=2025-01-01T00:00:00Z".to_string(), "to"),
+        (format!("/v1/analytics/kpis?{r}&channel=fax"), "channel"),
+        (format!("/v1/analytics/kpis?{r}&currency=euro"), "currency"),
+        (format!("/v1/analytics/kpis?{r}&region=eu"), "region"),
+        (format!("/v1/analytics/top-skus?{r}&limit=1001"), "limit"),
+        (format!("/v1/analytics/top-skus?{r}&by=margin"), "by"),
+        (format!("/v1/analytics/top-skus?{r}&by=revenue"), "currency"),
+        (format!("/v1/analytics/timeseries?{r}&metric=profit"), "metric"),
+        (format!("/v1/analytics/timeseries?{r}&metric=revenue"), "metric"),
+        (format!("/v1/analytics/timeseries?{r}&interval=year"), "interval"),
+        (format!("/v1/analytics/timeseries?{r}&group_by=sku"), "group_by"),
+        (format!("/v1/analytics/timeseries?{r}&tz=Not/AZone"), "tz"),
+        (format!("/v1/analytics/timeseries?{r}&tz=bad%20zone"), "tz"),
+    ] {
+        let resp = c.get(gw.url(&path)).send().await.unwrap();
+        assert_eq!(resp.status(), 400, "{path}");
+        assert_eq!(resp.headers()["content-type"], "application/problem+json");
+        let p: Value = resp.json().await.unwrap();
+        assert_eq!(p["invalid_params"][0]["name"], param, "{path}: {p}");
+    }
+    let _ = Duration::from_secs(0);
+}

@@ -94,6 +94,36 @@ fn search() {}
     responses((status = 200, body = OrderPage), (status = 400, body = Problem, content_type = "application/problem+json")))]
 fn customer_orders() {}
 
+#[utoipa::path(get, path = "/v1/analytics/kpis", tag = "analytics",
+    params(("from" = String, Query, description = "RFC 3339, inclusive (order created_at)"), ("to" = String, Query, description = "RFC 3339, exclusive"),
+           ("channel" = Option<Channel>, Query), ("currency" = Option<String>, Query, description = "ISO 4217")),
+    responses((status = 200, description = "orders, units_per_order, cancellation_rate, return_rate, on_time_delivery_rate, lead times p50/p90 in seconds, revenue and average order value per currency (definitions: docs/analytics.md)"),
+              (status = 400, body = Problem, content_type = "application/problem+json"),
+              (status = 503, description = "ClickHouse unavailable", body = Problem, content_type = "application/problem+json")))]
+fn kpis() {}
+
+#[utoipa::path(get, path = "/v1/analytics/timeseries", tag = "analytics",
+    params(("metric" = Option<String>, Query, description = "orders (default), revenue, average_order_value, units_per_order, cancellation_rate, return_rate"),
+           ("interval" = Option<String>, Query, description = "hour, day (default), week, month"),
+           ("from" = String, Query), ("to" = String, Query),
+           ("group_by" = Option<String>, Query, description = "channel, status, currency, country"),
+           ("tz" = Option<String>, Query, description = "IANA time zone of the bucket boundaries, default UTC"),
+           ("channel" = Option<Channel>, Query), ("currency" = Option<String>, Query)),
+    responses((status = 200, description = "{metric, interval, tz, points: [{start, value, <group>}]}"), (status = 400, body = Problem, content_type = "application/problem+json")))]
+fn timeseries() {}
+
+#[utoipa::path(get, path = "/v1/analytics/top-skus", tag = "analytics",
+    params(("from" = String, Query), ("to" = String, Query), ("limit" = Option<u32>, Query, description = "1 to 1000, default 10"),
+           ("by" = Option<String>, Query, description = "units (default) or revenue (needs currency)"),
+           ("channel" = Option<Channel>, Query), ("currency" = Option<String>, Query)),
+    responses((status = 200, description = "{by, skus: [{sku, name, units, revenue?, currency?}]}"), (status = 400, body = Problem, content_type = "application/problem+json")))]
+fn top_skus() {}
+
+#[utoipa::path(get, path = "/v1/analytics/status-funnel", tag = "analytics",
+    params(("from" = String, Query), ("to" = String, Query), ("channel" = Option<Channel>, Query), ("currency" = Option<String>, Query)),
+    responses((status = 200, description = "{stages: [{status, orders}], cancelled}"), (status = 400, body = Problem, content_type = "application/problem+json")))]
+fn status_funnel() {}
+
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process is alive")))]
 fn healthz() {}
 
@@ -109,7 +139,7 @@ fn metrics() {}
 #[derive(OpenApi)]
 #[openapi(
     info(title = "order-gateway", description = "Read layer of the Order Management System"),
-    paths(get_order, get_by_number, batch_get, search, customer_orders, healthz, readyz, metrics),
+    paths(get_order, get_by_number, batch_get, search, customer_orders, kpis, timeseries, top_skus, status_funnel, healthz, readyz, metrics),
     components(schemas(OrderView, Order, Fulfillment, OrderLine, Address, Problem, InvalidParam, BatchGetRequest, BatchGetResponse, OrderPage))
 )]
 pub struct ApiDoc;
@@ -136,7 +166,7 @@ mod tests {
     #[test]
     fn document_lists_every_route_and_the_view_schema() {
         let doc: serde_json::Value = serde_json::from_slice(&super::json()).unwrap();
-        for p in ["/v1/orders/{order_id}", "/v1/orders/by-number/{order_number}", "/v1/orders:batchGet", "/v1/orders", "/v1/customers/{customer_id}/orders", "/readyz"] {
+        for p in ["/v1/orders/{order_id}", "/v1/orders/by-number/{order_number}", "/v1/orders:batchGet", "/v1/orders", "/v1/customers/{customer_id}/orders", "/readyz", "/v1/analytics/kpis", "/v1/analytics/timeseries"] {
             assert!(doc["paths"][p].is_object(), "{p} missing");
         }
         assert!(doc["components"]["schemas"]["OrderView"].is_object());

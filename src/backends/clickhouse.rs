@@ -22,6 +22,9 @@ impl ChClient {
         if cfg.password.is_set() {
             client = client.with_password(cfg.password.expose());
         }
+        // The server stops a query when the gateway would stop waiting for it:
+        // abandoned queries must not pile up and starve the ones still wanted.
+        client = client.with_setting("max_execution_time", cfg.timeout.as_secs_f64().ceil().max(1.0).to_string());
         ChClient { client, timeout: cfg.timeout }
     }
 

@@ -74,7 +74,10 @@ async fn in_flight_request_completes_across_sigterm() {
 #[tokio::test]
 async fn analytics_answer_503_while_clickhouse_is_down_and_recover() {
     let _serial = SERIAL.lock().await;
-    let gw = Gateway::start(&[("ORDER_GATEWAY__CLICKHOUSE__TIMEOUT", "1s")]).await;
+    let w = common::world::World::new();
+    let mut env: Vec<(&str, &str)> = w.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    env.push(("ORDER_GATEWAY__CLICKHOUSE__TIMEOUT", "1s"));
+    let gw = Gateway::start(&env).await;
     let c = client();
     // A range ending in the past, not asked before (so not cached).
     let path = format!("/v1/analytics/kpis?from=2020-01-01T00:00:00Z&to=2020-0{}-01T00:00:00Z", 2 + (std::process::id() % 7));

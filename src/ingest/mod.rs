@@ -171,12 +171,18 @@ impl Ingest {
         let max = self.config.ingest.batch_size;
         let mut batch = Vec::new();
         let idle = self.exit_when_idle.unwrap_or(Duration::from_secs(86_400 * 365));
-        let idle_until = tokio::time::Instant::now() + idle;
+        let mut idle_until = tokio::time::Instant::now() + idle;
         loop {
             let first = tokio::select! {
                 m = self.consumer.recv() => m,
                 _ = stop.changed() => return Ok(batch),
                 _ = tokio::time::sleep_until(idle_until) => {
+                    // Idle only counts once the group has given us partitions: joining
+                    // a group on a fresh cluster can itself take seconds.
+                    if self.consumer.assignment().map(|a| a.count()).unwrap_or(0) == 0 {
+                        idle_until = tokio::time::Instant::now() + idle;
+                        continue;
+                    }
                     tracing::info!(idle_secs = idle.as_secs_f64(), "ingest: idle; exiting as asked");
                     return Ok(batch);
                 }

@@ -56,7 +56,22 @@ impl RegistryClient {
     }
 
     /// POSTs an Avro schema to `path`; the answer's `id`, or None on 404.
+    /// Registering and looking up are idempotent, so a server error is retried.
     async fn post_schema(&self, path: &str, schema: &str, what: &str, subject: &str) -> anyhow::Result<Option<u32>> {
+        let mut attempt = 0;
+        loop {
+            match self.post_schema_once(path, schema, what, subject).await {
+                Err(e) if attempt < 3 => {
+                    attempt += 1;
+                    tracing::warn!(error = %format!("{e:#}"), attempt, "schema registry request failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(250 * attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn post_schema_once(&self, path: &str, schema: &str, what: &str, subject: &str) -> anyhow::Result<Option<u32>> {
         let url = self.base.join(path)?;
         let mut req = self
             .http

@@ -53,6 +53,13 @@ schema_registry_start() {
     -jar "$dist/registry-runner.jar"
 }
 
+# Healthy means it takes a registration: a fresh registry answers reads at once
+# but needs many seconds for its first write (JIT, storage set-up), which would
+# otherwise land on the first client's timeout.
 schema_registry_health() {
-  http_ok "http://$STACK_BIND:$SCHEMA_REGISTRY_PORT/apis/ccompat/v7/subjects"
+  local base="http://$STACK_BIND:$SCHEMA_REGISTRY_PORT/apis/ccompat/v7"
+  http_ok "$base/subjects" || return 1
+  curl -fsS --max-time 60 -o /dev/null -X POST -H 'Content-Type: application/vnd.schemaregistry.v1+json' \
+    --data '{"schema": "{\"type\":\"record\",\"name\":\"StackProbe\",\"fields\":[{\"name\":\"id\",\"type\":\"string\"}]}"}' \
+    "$base/subjects/stack-probe-value/versions"
 }

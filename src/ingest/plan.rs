@@ -159,7 +159,12 @@ pub fn plan_order(
             if !changed {
                 return plan;
             }
-            plan.es = Some(if view.order.as_ref().is_some_and(|o| o.deleted) {
+            // A fulfilment can reach the index before its order's header (the two
+            // topics are read independently); once the header shows the order
+            // lies outside the hot window, the document leaves the hot store.
+            let cold_now = view.order.as_ref().is_some_and(|o| o.created_at < hot_since);
+            plan.cold = cold_now;
+            plan.es = Some(if view.order.as_ref().is_some_and(|o| o.deleted) || cold_now {
                 EsAction::Delete { index: s.index.clone(), seq_no: s.seq_no, primary_term: s.primary_term }
             } else {
                 EsAction::Update { index: s.index.clone(), seq_no: s.seq_no, primary_term: s.primary_term, view }
@@ -289,6 +294,16 @@ mod tests {
             other => panic!("{other:?}"),
         }
         match plan_order("o", &[d(order(2, 100, true), 0)], Some(&s), None, Timestamp(0)).es {
+            Some(EsAction::Delete { seq_no: 4, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_partial_document_leaves_the_hot_store_when_its_header_shows_it_is_cold() {
+        // The fulfilment was indexed first (no header yet); the header says old.
+        let s = stored(vec![ful(1)]);
+        match plan_order("o", &[d(order(1, 10, false), 0)], Some(&s), None, Timestamp(50)).es {
             Some(EsAction::Delete { seq_no: 4, .. }) => {}
             other => panic!("{other:?}"),
         }

@@ -4,18 +4,50 @@ use std::sync::atomic::AtomicBool;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use std::path::PathBuf;
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
 
 use crate::api::cursor::CursorCodec;
 use crate::api::health::Readiness;
 use crate::backends::Backends;
 use crate::cache::{OrderCache, StreamState};
-use crate::config::Config;
+use crate::config::{reload, Config};
+use crate::edge::Edge;
 use crate::events::Decoder;
+
+/// What a reload can change, swapped as one value: a request sees either
+/// the old keys, tiers and TTLs or the new ones, never a mix.
+pub struct Live {
+    /// The configuration in effect: the start-up one with the hot keys of
+    /// the last applied reload (keys that need a restart keep their old value).
+    pub config: Config,
+    pub edge: Edge,
+}
+
+/// What a reload did.
+#[derive(Debug, Serialize)]
+pub struct ReloadReport {
+    /// Keys whose new value is now in effect (secrets are applied but not listed).
+    pub applied: Vec<String>,
+    /// Keys that changed in the source but take effect only after a restart.
+    pub restart_required: Vec<String>,
+}
 
 /// Shared state of a running gateway.
 pub struct AppState {
+    /// The start-up configuration; hot keys are read from [`AppState::live`].
     pub config: Config,
+    /// Keys, tiers, TTLs: swapped by a reload.
+    pub live: ArcSwap<Live>,
+    /// The file given with `--config`, re-read by a reload.
+    pub config_path: Option<PathBuf>,
+    /// Requests counted against `server.max_in_flight`.
+    pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// One reload at a time (SIGHUP and the admin endpoint may race).
+    reload_lock: std::sync::Mutex<()>,
     pub backends: Backends,
     pub readiness: Readiness,
     /// Renders `/metrics`; None in tests that install no recorder.
@@ -38,6 +70,7 @@ pub struct AppState {
 impl AppState {
     /// Builds the state from a validated configuration.
     pub fn new(config: Config, metrics: Option<PrometheusHandle>) -> anyhow::Result<Self> {
+        let edge = Edge::new(&config, None).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         let backends = Backends::from_config(&config)?;
         let readiness = Readiness::new(config.readiness.clone());
         let cache = Arc::new(OrderCache::new(&config.cache, Arc::new(StreamState::default())));
@@ -46,6 +79,10 @@ impl AppState {
         let numbers = moka::sync::Cache::builder().max_capacity(1_000_000).time_to_idle(config.cache.max_ttl).build();
         let analytics_cache = crate::api::analytics::new_cache(config.analytics.settled_cache_ttl.max(config.analytics.cache_ttl));
         Ok(AppState {
+            live: ArcSwap::from_pointee(Live { config: config.clone(), edge }),
+            config_path: None,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(config.server.max_in_flight)),
+            reload_lock: std::sync::Mutex::new(()),
             config,
             backends,
             readiness,
@@ -58,5 +95,39 @@ impl AppState {
             analytics_cache,
             analytics_fills: Default::default(),
         })
+    }
+}
+
+impl AppState {
+    /// Keys, tiers and TTLs in effect now.
+    pub fn live(&self) -> arc_swap::Guard<Arc<Live>> {
+        self.live.load()
+    }
+
+    /// Re-reads the configuration (defaults, `--config` file, environment) and
+    /// applies its hot keys atomically. An invalid configuration changes
+    /// nothing; the error says what is wrong.
+    pub fn reload(&self) -> Result<ReloadReport, String> {
+        let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let outcome = self.try_reload();
+        let label = if outcome.is_ok() { "applied" } else { "refused" };
+        metrics::counter!(crate::telemetry::names::CONFIG_RELOADS, "outcome" => label).increment(1);
+        match &outcome {
+            Ok(r) => tracing::info!(applied = ?r.applied, restart_required = ?r.restart_required, "configuration reloaded"),
+            Err(e) => tracing::warn!(error = %e, "configuration reload refused; the previous configuration stays in effect"),
+        }
+        outcome
+    }
+
+    fn try_reload(&self) -> Result<ReloadReport, String> {
+        let source = Config::load(self.config_path.as_deref()).map_err(|e| e.to_string())?;
+        let current = self.live.load_full();
+        let next = reload::with_hot_keys(&current.config, &source);
+        let (applied, restart_required) = reload::changes(&current.config, &source);
+        let edge = Edge::new(&next, Some(&current.edge)).map_err(|e| format!("invalid configuration: {e}"))?;
+        crate::telemetry::set_log_level(&next.log.level)?;
+        self.cache.set_ttls(next.cache.degraded_ttl, next.cache.negative_ttl);
+        self.live.store(Arc::new(Live { config: next, edge }));
+        Ok(ReloadReport { applied, restart_required })
     }
 }

@@ -1,6 +1,7 @@
 //! order-gateway: the read layer of the Order Management System.
 //!
-//! A request travels `http` (accept, route, request ids, metrics) -> `api`
+//! A request travels `http` (accept, route, request ids, metrics) -> `edge`
+//! (authenticate, rate-limit, authorise) -> `api`
 //! (one handler per resource, errors as problem+json) -> `backends`
 //! (Elasticsearch, ClickHouse, Kafka, schema registry). Nothing reaches back up.
 //!
@@ -13,6 +14,7 @@ pub mod app;
 pub mod backends;
 pub mod cache;
 pub mod config;
+pub mod edge;
 pub mod events;
 pub mod http;
 pub mod ingest;

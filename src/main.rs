@@ -32,10 +32,20 @@ enum Command {
     Ingest(order_gateway::ingest::IngestArgs),
     /// Exit 0 when the gateway at `server.listen` answers /healthz (for container health checks).
     Healthcheck,
+    /// Print the `sha256:` hash of an API key for `[[auth.keys]]`; with no key
+    /// given, make a new random one and print both.
+    HashKey {
+        /// The key to hash; read from standard input when it is "-".
+        key: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Needs no configuration: hashing a key must work before one exists.
+    if let Command::HashKey { key } = &cli.command {
+        return hash_key(key.as_deref());
+    }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -58,6 +68,7 @@ fn main() -> ExitCode {
         Command::Setup(args) => run_tool(&config, |c| async move { order_gateway::setup::run(&c, &args).await }),
         Command::Seed(args) => run_tool(&config, |c| async move { order_gateway::seed::run(&c, &args).await }),
         Command::Ingest(args) => run_tool(&config, |c| async move { order_gateway::ingest::run(&c, &args).await }),
+        Command::HashKey { .. } => unreachable!("handled before the configuration is loaded"),
         Command::Serve => {
             let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
@@ -66,7 +77,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(serve(config)) {
+            match runtime.block_on(serve(config, cli.config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "order-gateway stopped");
@@ -101,32 +112,110 @@ where
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
     telemetry::init_logging(&config.log);
     let metrics = telemetry::init_metrics()?;
     let listen = config.server.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen} (server.listen): {e}"))?;
-    let state = Arc::new(AppState::new(config, Some(metrics))?);
+    let admin_listener = match config.admin.listen.as_str() {
+        "" => None,
+        addr => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (admin.listen): {e}"))?,
+        ),
+    };
+    let mut state = AppState::new(config, Some(metrics))?;
+    state.config_path = config_path;
+    let state = Arc::new(state);
     telemetry::names::describe_cache();
     order_gateway::events::stream::spawn(&state.config, state.cache.clone(), state.decoder.clone())?;
+    spawn_rate_limit_pruning(state.clone());
+
+    // SIGHUP re-reads the configuration; a bad one is logged and changes nothing.
+    let mut hup = signal(SignalKind::hangup())?;
+    let reloading = state.clone();
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the configuration");
+            let _ = reloading.reload();
+        }
+    });
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let admin = admin_listener.map(|l| {
+        tracing::info!(listen = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "admin endpoints on their own listener");
+        tokio::spawn(http::serve(l, state.clone(), http::Surface::Admin, stopped()))
+    });
+    tokio::spawn(async move {
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        let which = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = which, "shutdown requested");
+        let _ = stop_tx.send(true);
+    });
     tracing::info!(listen = %listener.local_addr()?, version = env!("CARGO_PKG_VERSION"), "order-gateway serving");
-    http::serve(listener, state, shutdown_signal()).await?;
+    http::serve(listener, state, http::Surface::Main, stopped()).await?;
+    if let Some(a) = admin {
+        a.await??;
+    }
     tracing::info!("order-gateway stopped");
     Ok(())
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    let which = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+/// Drops idle clients' rate-limit buckets every `rate_limit.prune_interval`
+/// (read anew each time, so a reload changes it) and publishes the count.
+fn spawn_rate_limit_pruning(state: Arc<AppState>) {
+    tokio::spawn(async move {
+        loop {
+            let interval = state.live().config.rate_limit.prune_interval;
+            tokio::time::sleep(interval).await;
+            let limits = state.live().edge.limits.clone();
+            let left = tokio::task::spawn_blocking(move || limits.prune()).await.unwrap_or(0);
+            metrics::gauge!(order_gateway::telemetry::names::RATE_LIMIT_CLIENTS).set(left as f64);
+        }
+    });
+}
+
+/// `hash-key`: prints the hash of the given key, or a new key and its hash.
+fn hash_key(key: Option<&str>) -> ExitCode {
+    use order_gateway::edge::auth::hash_key;
+    let key = match key {
+        Some("-") => {
+            let mut line = String::new();
+            if let Err(e) = std::io::stdin().read_line(&mut line) {
+                eprintln!("order-gateway: hash-key: cannot read the key from standard input: {e}");
+                return ExitCode::from(2);
+            }
+            line.trim_end_matches(['\r', '\n']).to_string()
+        }
+        Some(k) => k.to_string(),
+        None => {
+            // Two v4 UUIDs: 244 bits from the operating system's generator.
+            let key = format!("ogw_{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+            println!("key  = {key}");
+            println!("hash = {}", hash_key(&key));
+            return ExitCode::SUCCESS;
+        }
     };
-    tracing::info!(signal = which, "shutdown requested");
+    if key.len() < 16 {
+        eprintln!("order-gateway: hash-key: the key holds {} characters; use at least 16 (run `order-gateway hash-key` without a key to make one)", key.len());
+        return ExitCode::from(2);
+    }
+    println!("{}", hash_key(&key));
+    ExitCode::SUCCESS
 }
 
 /// A dependency-free probe: container images need no curl for their health check.

@@ -1,5 +1,6 @@
 //! Handlers, one module per resource, and the one place errors become HTTP.
 
+pub mod admin;
 pub mod analytics;
 pub mod cursor;
 pub mod health;

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 use super::params;
 use super::search::{self, Filters};
@@ -43,6 +42,7 @@ pub async fn get_order(
     query: Option<&str>,
     headers: &HeaderMap,
     ctx: &RequestContext,
+    pii: bool,
 ) -> Result<HttpResponse, ApiError> {
     let id = params::id("order_id", raw_id)?;
     let q = params::query(query, &["min_version"])?;
@@ -53,7 +53,7 @@ pub async fn get_order(
             (entry, status) = wait_for_version(state, &id, min, ctx).await?;
         }
     }
-    Ok(view_response(&entry, status, headers))
+    Ok(view_response(&entry, status, headers, pii))
 }
 
 /// `GET /v1/orders/by-number/{order_number}`.
@@ -63,6 +63,7 @@ pub async fn get_by_number(
     query: Option<&str>,
     headers: &HeaderMap,
     ctx: &RequestContext,
+    pii: bool,
 ) -> Result<HttpResponse, ApiError> {
     let number = params::id("order_number", raw_number)?;
     params::query(query, &[])?;
@@ -90,12 +91,16 @@ pub async fn get_by_number(
         }
     };
     let (entry, status) = resolve(state, &id, ctx).await?;
-    Ok(view_response(&entry, status, headers))
+    Ok(view_response(&entry, status, headers, pii))
 }
 
 /// `POST /v1/orders:batchGet` with `{"ids": [...]}`: cache first, one
 /// Elasticsearch request for the rest, then ClickHouse; results in request order.
-pub async fn batch_get(state: &AppState, req: hyper::Request<Incoming>, ctx: &RequestContext) -> Result<HttpResponse, ApiError> {
+pub async fn batch_get<B>(state: &AppState, req: hyper::Request<B>, ctx: &RequestContext, pii: bool) -> Result<HttpResponse, ApiError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Body {
@@ -103,7 +108,7 @@ pub async fn batch_get(state: &AppState, req: hyper::Request<Incoming>, ctx: &Re
     }
     params::query(req.uri().query(), &[])?;
     let max = state.config.api.max_batch_ids;
-    let bytes = read_body(req, 64 * 1024).await?;
+    let bytes = read_body(req, state.config.server.max_body_bytes).await?;
     let body: Body = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_param("body", format!("expected {{\"ids\": [\"...\"]}}: {e}")))?;
     if body.ids.is_empty() || body.ids.len() > max {
@@ -186,7 +191,7 @@ pub async fn batch_get(state: &AppState, req: hyper::Request<Incoming>, ctx: &Re
                     out.put_u8(b',');
                 }
                 first = false;
-                out.put_slice(&e.json);
+                out.put_slice(e.body(pii));
             }
             None => missing.push(id.as_str()),
         }
@@ -198,7 +203,7 @@ pub async fn batch_get(state: &AppState, req: hyper::Request<Incoming>, ctx: &Re
 }
 
 /// `GET /v1/orders?customer_id=&status=&channel=&from=&to=&q=&limit=&cursor=`.
-pub async fn search(state: &AppState, query: Option<&str>, ctx: &RequestContext) -> Result<HttpResponse, ApiError> {
+pub async fn search(state: &AppState, query: Option<&str>, ctx: &RequestContext, pii: bool) -> Result<HttpResponse, ApiError> {
     let q = params::query(query, &["customer_id", "status", "channel", "from", "to", "q", "limit", "cursor"])?;
     let mut f = Filters {
         customer_id: q.get("customer_id").map(|v| params::id("customer_id", v)).transpose()?,
@@ -207,6 +212,7 @@ pub async fn search(state: &AppState, query: Option<&str>, ctx: &RequestContext)
         from: q.get("from").map(|v| params::time("from", v)).transpose()?,
         to: q.get("to").map(|v| params::time("to", v)).transpose()?,
         q: None,
+        pii,
     };
     if let Some(text) = q.get("q") {
         let text = text.trim();
@@ -224,7 +230,7 @@ pub async fn search(state: &AppState, query: Option<&str>, ctx: &RequestContext)
             return Err(ApiError::bad_param("to", format!("the range from..to may span at most {}", humantime::format_duration(max))));
         }
     }
-    run_search(state, f, &q, ctx).await
+    run_search(state, f, &q, ctx, pii).await
 }
 
 /// `GET /v1/customers/{customer_id}/orders?limit=&cursor=`, newest first.
@@ -233,10 +239,11 @@ pub async fn customer_orders(
     raw_customer: &str,
     query: Option<&str>,
     ctx: &RequestContext,
+    pii: bool,
 ) -> Result<HttpResponse, ApiError> {
     let customer_id = params::id("customer_id", raw_customer)?;
     let q = params::query(query, &["limit", "cursor"])?;
-    run_search(state, Filters { customer_id: Some(customer_id), ..Default::default() }, &q, ctx).await
+    run_search(state, Filters { customer_id: Some(customer_id), pii, ..Default::default() }, &q, ctx, pii).await
 }
 
 async fn run_search(
@@ -244,6 +251,7 @@ async fn run_search(
     f: Filters,
     q: &std::collections::BTreeMap<String, String>,
     ctx: &RequestContext,
+    pii: bool,
 ) -> Result<HttpResponse, ApiError> {
     let api = &state.config.api;
     let limit = match q.get("limit") {
@@ -279,8 +287,9 @@ async fn run_search(
             out.put_u8(b',');
         }
         match state.cache.lookup(&h.view.order_id) {
-            Lookup::Hit(e) | Lookup::Stale(e) if e.complete && e.view.dominates(&h.view) => out.put_slice(&e.json),
-            _ => out.put_slice(&serde_json::to_vec(&h.view).expect("views serialise")),
+            Lookup::Hit(e) | Lookup::Stale(e) if e.complete && e.view.dominates(&h.view) => out.put_slice(e.body(pii)),
+            _ if pii => out.put_slice(&serde_json::to_vec(&h.view).expect("views serialise")),
+            _ => out.put_slice(&serde_json::to_vec(&h.view.without_pii()).expect("views serialise")),
         }
     }
     out.put_slice(b"],\"next_cursor\":");
@@ -382,7 +391,7 @@ async fn wait_for_version(
     min: u64,
     ctx: &RequestContext,
 ) -> Result<(Arc<CachedView>, CacheStatus), ApiError> {
-    let deadline = Instant::now() + state.config.cache.read_your_writes_wait;
+    let deadline = Instant::now() + state.live().config.cache.read_your_writes_wait;
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
         if let Lookup::Hit(e) = state.cache.lookup(id) {
@@ -409,8 +418,9 @@ fn not_found(id: &str) -> ApiError {
 
 /// The cached bytes with ETag, X-Cache and (when stale) Age; 304 when the
 /// client's `If-None-Match` matches.
-fn view_response(e: &CachedView, status: CacheStatus, req_headers: &HeaderMap) -> HttpResponse {
-    let etag = HeaderValue::from_str(&e.etag).expect("etags are ASCII");
+fn view_response(e: &CachedView, status: CacheStatus, req_headers: &HeaderMap, pii: bool) -> HttpResponse {
+    let tag = e.etag_for(pii);
+    let etag = HeaderValue::from_str(&tag).expect("etags are ASCII");
     let not_modified = req_headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
@@ -418,14 +428,14 @@ fn view_response(e: &CachedView, status: CacheStatus, req_headers: &HeaderMap) -
         .flat_map(|v| v.split(','))
         .any(|t| {
             let t = t.trim();
-            t == "*" || t.trim_start_matches("W/") == e.etag
+            t == "*" || t.trim_start_matches("W/") == tag
         });
     let mut resp = if not_modified {
         let mut r = http::Response::new(http_body_util::Full::new(Bytes::new()));
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
     } else {
-        json_bytes(StatusCode::OK, e.json.clone())
+        json_bytes(StatusCode::OK, e.body(pii).clone())
     };
     let h = resp.headers_mut();
     h.insert(header::ETAG, etag);
@@ -438,13 +448,17 @@ fn view_response(e: &CachedView, status: CacheStatus, req_headers: &HeaderMap) -
     resp
 }
 
-async fn read_body(req: hyper::Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+async fn read_body<B>(req: hyper::Request<B>, limit: usize) -> Result<Bytes, ApiError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let limited = http_body_util::Limited::new(req.into_body(), limit);
     match limited.collect().await {
         Ok(b) => Ok(b.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            Err(ApiError::bad_param("body", format!("the request body exceeds {limit} bytes")))
-        }
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::PayloadTooLarge(format!(
+            "the request body exceeds {limit} bytes (server.max_body_bytes)"
+        ))),
         Err(e) => Err(ApiError::bad_param("body", format!("cannot read the request body: {e}"))),
     }
 }

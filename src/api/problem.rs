@@ -29,6 +29,27 @@ pub enum ApiError {
     /// The gateway is shutting down or otherwise not taking this request.
     #[error("{0}")]
     Unavailable(String),
+    /// No credential, or one that is not valid (401).
+    #[error("{detail}")]
+    Unauthorized { detail: String, invalid_token: bool },
+    /// A valid credential without the scope the route needs (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The client's (or everyone's) rate limit is spent (429).
+    #[error("{}", rate_limited_detail(info, *global))]
+    RateLimited { info: crate::edge::RateInfo, global: bool },
+    /// `server.max_in_flight` requests are being handled (503, shed at once).
+    #[error("{0}")]
+    Overloaded(String),
+    /// The request body is larger than `server.max_body_bytes` (413).
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The request's headers are larger than `server.max_header_bytes` (431).
+    #[error("{0}")]
+    HeadersTooLarge(String),
+    /// A reload found the new configuration invalid; the old one stays (422).
+    #[error("the new configuration was refused and the running one kept: {0}")]
+    ConfigRefused(String),
     /// A bug: never the client's fault.
     #[error("{0}")]
     Internal(String),
@@ -72,6 +93,13 @@ impl ApiError {
             ApiError::Backend(BackendError::Timeout { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Backend(BackendError::Failed { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::ConfigRefused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -84,6 +112,13 @@ impl ApiError {
             ApiError::Backend(BackendError::Timeout { .. }) => "backend-timeout",
             ApiError::Backend(BackendError::Failed { .. }) => "backend-unavailable",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::Unauthorized { .. } => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::RateLimited { .. } => "rate-limited",
+            ApiError::Overloaded(_) => "overloaded",
+            ApiError::PayloadTooLarge(_) => "payload-too-large",
+            ApiError::HeadersTooLarge(_) => "headers-too-large",
+            ApiError::ConfigRefused(_) => "config-refused",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -123,8 +158,40 @@ impl ApiError {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        match &self {
+            ApiError::Unauthorized { invalid_token, .. } => {
+                let challenge = if *invalid_token {
+                    "Bearer realm=\"order-gateway\", error=\"invalid_token\""
+                } else {
+                    "Bearer realm=\"order-gateway\""
+                };
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+            }
+            ApiError::RateLimited { info, .. } => {
+                rate_limit_headers(headers, info);
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(info.retry_after_secs.unwrap_or(1)));
+            }
+            _ => {}
+        }
         resp
     }
+}
+
+/// `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` (seconds),
+/// as in the IETF httpapi rate-limit headers draft.
+pub fn rate_limit_headers(headers: &mut http::HeaderMap, info: &crate::edge::RateInfo) {
+    headers.insert("ratelimit-limit", HeaderValue::from(info.limit));
+    headers.insert("ratelimit-remaining", HeaderValue::from(info.remaining));
+    headers.insert("ratelimit-reset", HeaderValue::from(info.reset_secs));
+}
+
+fn rate_limited_detail(info: &crate::edge::RateInfo, global: bool) -> String {
+    let whose = if global { "the gateway's global rate limit" } else { "this client's rate limit" };
+    format!(
+        "{whose} of {} request units is spent; retry in {} s",
+        info.limit,
+        info.retry_after_secs.unwrap_or(1)
+    )
 }
 
 #[cfg(test)]

@@ -14,19 +14,23 @@ pub struct Filters {
     pub from: Option<Timestamp>,
     pub to: Option<Timestamp>,
     pub q: Option<String>,
+    /// Whether `q` may match personal data (e-mail, address): only for
+    /// callers with `orders:pii`, or a search would be an oracle for it.
+    pub pii: bool,
 }
 
 impl Filters {
     /// A stable hash of the filters (FNV over their canonical form).
     pub fn hash(&self) -> u64 {
         let canon = format!(
-            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{}",
             self.customer_id,
             self.status.map(|s| s.as_str()),
             self.channel.map(|c| c.as_str()),
             self.from.map(|t| t.millis()),
             self.to.map(|t| t.millis()),
-            self.q
+            self.q,
+            self.pii
         );
         canon.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
     }
@@ -58,7 +62,18 @@ pub fn query(f: &Filters, limit: usize, after: Option<&(i64, String)>) -> Value 
     }
     let mut must = Vec::new();
     if let Some(q) = &f.q {
-        must.push(json!({ "match": { "all_text": { "query": q, "operator": "and" } } }));
+        if f.pii {
+            must.push(json!({ "match": { "all_text": { "query": q, "operator": "and" } } }));
+        } else {
+            // all_text also holds the e-mail, the addressee and the city:
+            // the same search over the fields that hold no personal data.
+            must.push(json!({ "bool": { "minimum_should_match": 1, "should": [
+                { "multi_match": { "query": q, "operator": "and", "fields": ["order.order_number", "order.customer_id"] } },
+                { "nested": { "path": "order.lines", "query": {
+                    "multi_match": { "query": q, "operator": "and", "fields": ["order.lines.sku", "order.lines.name"] } } } },
+                { "nested": { "path": "fulfillments", "query": { "term": { "fulfillments.tracking_number": q } } } },
+            ] } }));
+        }
     }
     let mut body = json!({
         "size": limit + 1,
@@ -88,6 +103,7 @@ mod tests {
             status: Some(OrderStatus::Shipped),
             from: Some(Timestamp(10)),
             q: Some("mug".into()),
+            pii: true,
             ..Default::default()
         };
         let q = query(&f, 20, Some(&(5, "o-9".into())));
@@ -98,6 +114,16 @@ mod tests {
         assert!(filters.iter().any(|x| x["range"]["order.created_at"]["gte"] == 10));
         assert_eq!(q["search_after"], json!([5, "o-9"]));
         assert_eq!(q["query"]["bool"]["must"][0]["match"]["all_text"]["query"], "mug");
+    }
+
+    #[test]
+    fn text_search_without_pii_scope_never_touches_personal_fields() {
+        let f = Filters { q: Some("jane@example.com".into()), pii: false, ..Default::default() };
+        let q = query(&f, 20, None);
+        let text = q["query"]["bool"]["must"].to_string();
+        assert!(!text.contains("all_text") && !text.contains("email") && !text.contains("shipping_address"), "{text}");
+        assert!(text.contains("order.order_number") && text.contains("order.lines.sku"), "{text}");
+        assert_ne!(f.hash(), Filters { pii: true, ..f.clone() }.hash(), "cursors are tied to the audience");
     }
 
     #[test]

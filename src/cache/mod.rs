@@ -10,7 +10,7 @@
 
 mod single_flight;
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,13 +44,34 @@ pub struct CachedView {
     /// start); it still guards monotonicity, but a read fills it first.
     pub complete: bool,
     pub source: Source,
+    /// The JSON without personal data, made on first use: most deployments
+    /// have either PII readers or others, so most entries never pay for it.
+    redacted: std::sync::OnceLock<Bytes>,
 }
 
 impl CachedView {
     fn new(view: OrderView, complete: bool, source: Source) -> Self {
         let json = Bytes::from(serde_json::to_vec(&view).expect("views always serialise"));
         let etag = view.etag();
-        CachedView { view, json, etag, refreshed_at: Instant::now(), complete, source }
+        CachedView { view, json, etag, refreshed_at: Instant::now(), complete, source, redacted: Default::default() }
+    }
+
+    /// The JSON as served to a caller with (`pii`) or without `orders:pii`.
+    pub fn body(&self, pii: bool) -> &Bytes {
+        if pii || !self.view.has_pii() {
+            return &self.json;
+        }
+        self.redacted.get_or_init(|| Bytes::from(serde_json::to_vec(&self.view.without_pii()).expect("views always serialise")))
+    }
+
+    /// The ETag of that representation: the redacted one differs, so a shared
+    /// cache can never answer one audience with the other's bytes.
+    pub fn etag_for(&self, pii: bool) -> std::borrow::Cow<'_, str> {
+        if pii || !self.view.has_pii() {
+            std::borrow::Cow::Borrowed(&self.etag)
+        } else {
+            std::borrow::Cow::Owned(format!("{}-r\"", self.etag.trim_end_matches('"')))
+        }
     }
 
     /// Age of the content in whole seconds, for the `Age` header.
@@ -80,6 +101,20 @@ pub struct StreamState {
     pub assigned: AtomicBool,
     pub lag_messages: AtomicI64,
     pub lag_ms: AtomicI64,
+    /// Position and high watermark of every assigned partition, as of the
+    /// last lag check (for `/admin/stream`).
+    pub partitions: std::sync::Mutex<Vec<PartitionPosition>>,
+}
+
+/// Where the stream stands in one partition.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PartitionPosition {
+    pub topic: String,
+    pub partition: i32,
+    /// Next offset to consume; None before the first message ("end").
+    pub position: Option<i64>,
+    pub high_watermark: i64,
+    pub lag: i64,
 }
 
 impl StreamState {
@@ -104,11 +139,15 @@ pub enum Filled {
 pub struct OrderCache {
     views: moka::sync::Cache<String, Arc<CachedView>>,
     seen: moka::sync::Cache<String, Versions>,
-    negative: moka::sync::Cache<String, ()>,
+    /// Orders known not to exist, with when that was learnt.
+    negative: moka::sync::Cache<String, Instant>,
     /// Shared single-flight of backend fills, by order id.
     pub fills: SingleFlight<Result<Option<(OrderView, Source)>, crate::backends::BackendError>>,
     pub stream: Arc<StreamState>,
-    degraded_ttl: Duration,
+    /// `cache.degraded_ttl` and `cache.negative_ttl` in milliseconds: atomics,
+    /// so a configuration reload changes them under running lookups.
+    degraded_ttl_ms: AtomicU64,
+    negative_ttl_ms: AtomicU64,
 }
 
 /// Bytes an entry costs beyond its JSON: the parsed view, keys, bookkeeping.
@@ -136,10 +175,16 @@ impl OrderCache {
                 .max_capacity(cfg.seen_versions_max)
                 .time_to_live(cfg.seen_versions_ttl)
                 .build(),
-            negative: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(cfg.negative_ttl).build(),
+            // Expiry is checked against the (reloadable) negative_ttl on lookup;
+            // moka's own TTL only bounds how long a dead entry takes memory.
+            negative: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(cfg.negative_ttl.max(cfg.max_ttl))
+                .build(),
             fills: SingleFlight::default(),
             stream,
-            degraded_ttl: cfg.degraded_ttl,
+            degraded_ttl_ms: AtomicU64::new(cfg.degraded_ttl.as_millis() as u64),
+            negative_ttl_ms: AtomicU64::new(cfg.negative_ttl.as_millis() as u64),
         }
     }
 
@@ -148,13 +193,25 @@ impl OrderCache {
     /// within `cache.degraded_ttl`.
     pub fn lookup(&self, id: &str) -> Lookup {
         if let Some(e) = self.views.get(id) {
-            let fresh = e.complete && (self.stream.is_healthy() || e.refreshed_at.elapsed() < self.degraded_ttl);
+            let fresh = e.complete
+                && (self.stream.is_healthy() || e.refreshed_at.elapsed() < self.ttl(&self.degraded_ttl_ms));
             return if fresh { Lookup::Hit(e) } else { Lookup::Stale(e) };
         }
-        if self.negative.contains_key(id) {
-            return Lookup::NotFound;
+        match self.negative.get(id) {
+            Some(at) if at.elapsed() < self.ttl(&self.negative_ttl_ms) => Lookup::NotFound,
+            _ => Lookup::Miss,
         }
-        Lookup::Miss
+    }
+
+    fn ttl(&self, ms: &AtomicU64) -> Duration {
+        Duration::from_millis(ms.load(Ordering::Relaxed))
+    }
+
+    /// Applies reloaded `cache.degraded_ttl` and `cache.negative_ttl`. A
+    /// negative TTL longer than `cache.max_ttl` is capped by it until restart.
+    pub fn set_ttls(&self, degraded: Duration, negative: Duration) {
+        self.degraded_ttl_ms.store(degraded.as_millis() as u64, Ordering::Relaxed);
+        self.negative_ttl_ms.store(negative.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Applies one event: updates the entry if cached, creates one otherwise
@@ -191,7 +248,7 @@ impl OrderCache {
             if self.views.contains_key(id) {
                 return None;
             }
-            self.negative.insert(id.to_owned(), ());
+            self.negative.insert(id.to_owned(), Instant::now());
             return None;
         };
         let got = fetched.versions().0;
@@ -216,6 +273,11 @@ impl OrderCache {
         Some(Filled::Ok(entry))
     }
 
+    /// Whether an entry (complete or partial) is cached for `id`.
+    pub fn contains(&self, id: &str) -> bool {
+        self.views.contains_key(id)
+    }
+
     /// Drops one order (admin eviction); its seen versions stay.
     pub fn evict(&self, id: &str) {
         self.views.invalidate(id);
@@ -234,6 +296,13 @@ impl OrderCache {
             },
         }
         self.seen.insert(id, Arc::new((order_v, fs)));
+    }
+
+    /// Orders remembered as absent, and orders whose versions are remembered.
+    pub fn side_stats(&self) -> (u64, u64) {
+        self.negative.run_pending_tasks();
+        self.seen.run_pending_tasks();
+        (self.negative.entry_count(), self.seen.entry_count())
     }
 
     /// Entry count and weighted size, for the gauges.

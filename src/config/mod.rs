@@ -4,6 +4,8 @@
 //! on every key and is compiled in as the base layer, so a key that exists in
 //! code but not in the file (or the other way round) fails the unit tests.
 
+mod edge;
+pub mod reload;
 mod secret;
 
 use std::net::SocketAddr;
@@ -15,6 +17,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+pub use edge::*;
 pub use secret::Secret;
 
 /// The defaults, documented key by key.
@@ -41,6 +44,9 @@ pub struct Config {
     pub stream: StreamConfig,
     pub api: ApiConfig,
     pub analytics: AnalyticsConfig,
+    pub auth: AuthConfig,
+    pub rate_limit: RateLimitConfig,
+    pub admin: AdminConfig,
 }
 
 /// The HTTP listener.
@@ -53,6 +59,9 @@ pub struct ServerConfig {
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
     pub max_connections: usize,
+    pub max_in_flight: usize,
+    pub max_body_bytes: usize,
+    pub max_header_bytes: usize,
 }
 
 /// Log output.
@@ -271,6 +280,12 @@ impl Config {
         Ok(config)
     }
 
+    /// The built-in defaults alone (no file, no environment): for tests and
+    /// benchmarks that must not see the caller's variables.
+    pub fn defaults() -> Config {
+        Figment::from(Toml::string(DEFAULT_TOML)).extract().expect("config/default.toml is valid")
+    }
+
     /// Rules serde cannot express.
     fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, value: &dyn std::fmt::Display, why: &str| {
@@ -335,6 +350,27 @@ impl Config {
         }
         if self.elasticsearch.read_alias.is_empty() {
             return bad("elasticsearch.read_alias", &"", "must not be empty");
+        }
+        for (key, v, min) in [
+            ("server.max_in_flight", self.server.max_in_flight, 1),
+            ("server.max_body_bytes", self.server.max_body_bytes, 1024),
+            ("server.max_header_bytes", self.server.max_header_bytes, 1024),
+        ] {
+            if v < min {
+                return bad(key, &v, &format!("must be at least {min}"));
+            }
+        }
+        if !self.admin.listen.is_empty() && self.admin.listen.parse::<SocketAddr>().is_err() {
+            return bad("admin.listen", &self.admin.listen, "must be \"\" or an address such as \"127.0.0.1:9091\"");
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, k) in self.auth.keys.iter().enumerate() {
+            if k.name.is_empty() || !names.insert(k.name.as_str()) {
+                return bad(&format!("auth.keys[{i}].name"), &k.name, "must be non-empty and unique");
+            }
+            if k.scopes.is_empty() {
+                return bad(&format!("auth.keys[{i}].scopes"), &k.name, "must list at least one scope");
+            }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return bad("log.level", &self.log.level, "is not a valid level filter (e.g. \"info\" or \"info,order_gateway=debug\")");

@@ -11,7 +11,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{decode_json, Decoder, Stream};
-use crate::cache::OrderCache;
+use crate::cache::{OrderCache, PartitionPosition};
 use crate::config::{Config, WireFormat};
 use crate::telemetry::names;
 
@@ -58,7 +58,11 @@ pub fn spawn(config: &Config, cache: Arc<OrderCache>, decoder: Arc<Decoder>) -> 
                         Err(e) => tracing::warn!(error = %e, "stream: cannot assign partitions yet"),
                     }
                 }
-                let lag = if state.assigned.load(Ordering::Relaxed) { lag(&consumer).await } else { None };
+                let positions = if state.assigned.load(Ordering::Relaxed) { positions(&consumer).await } else { None };
+                let lag = positions.as_ref().map(|p| p.iter().map(|x| x.lag).sum::<i64>());
+                if let Some(p) = positions {
+                    *state.partitions.lock().unwrap_or_else(|e| e.into_inner()) = p;
+                }
                 let healthy = match lag {
                     Some(0) => {
                         caught_up_at = Instant::now();
@@ -152,21 +156,29 @@ async fn assign(consumer: &Arc<StreamConsumer>, topics: &[String]) -> anyhow::Re
     .await?
 }
 
-/// Messages between the consumer's position and the high watermark, summed;
-/// None when the brokers do not answer.
-async fn lag(consumer: &Arc<StreamConsumer>) -> Option<i64> {
+/// Position, high watermark and lag (messages between them) of every
+/// assigned partition; None when the brokers do not answer.
+async fn positions(consumer: &Arc<StreamConsumer>) -> Option<Vec<PartitionPosition>> {
     let consumer = consumer.clone();
     tokio::task::spawn_blocking(move || {
         let positions = consumer.position().ok()?;
-        let mut total = 0i64;
+        let mut out = Vec::with_capacity(positions.count());
         for e in positions.elements() {
             let (_, high) = consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1)).ok()?;
             // Before the first message the position is "end" (logical): no lag.
-            if let Offset::Offset(pos) = e.offset() {
-                total += (high - pos).max(0);
-            }
+            let position = match e.offset() {
+                Offset::Offset(pos) => Some(pos),
+                _ => None,
+            };
+            out.push(PartitionPosition {
+                topic: e.topic().to_string(),
+                partition: e.partition(),
+                position,
+                high_watermark: high,
+                lag: position.map(|p| (high - p).max(0)).unwrap_or(0),
+            });
         }
-        Some(total)
+        Some(out)
     })
     .await
     .ok()

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::{header, HeaderValue, Method, Request, StatusCode};
-use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -23,15 +22,26 @@ use tracing::Instrument;
 
 use crate::api::{self, ApiError, HttpResponse};
 use crate::app::AppState;
+use crate::edge::Admitted;
 use crate::telemetry::names;
 use context::{RequestContext, REQUEST_ID};
 use router::{Matched, Route, Router};
+
+/// Which routes a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// `server.listen`: every route, `/admin/*` included unless `admin.listen` is set.
+    Main,
+    /// `admin.listen`: `/admin/*` and the probes.
+    Admin,
+}
 
 /// Serves `listener` until `shutdown` resolves, then stops accepting and lets
 /// in-flight requests finish for at most `server.shutdown_grace`.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
+    surface: Surface,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let cfg = &state.config.server;
@@ -40,8 +50,17 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(cfg.header_read_timeout)
+        // hyper's own ceiling sits above server.max_header_bytes, so that the
+        // precise 431 problem below answers first; this only stops abuse.
+        .max_buf_size((cfg.max_header_bytes * 4).max(64 * 1024))
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size((cfg.max_header_bytes * 4).max(64 * 1024) as u32)
+        // A slow client cannot hold an h2 connection open either.
+        .keep_alive_interval(Some(cfg.header_read_timeout))
+        .keep_alive_timeout(cfg.header_read_timeout);
 
     let router = Arc::new(Router::new());
     let graceful = GracefulShutdown::new();
@@ -73,7 +92,7 @@ pub async fn serve(
         let service = service_fn(move |req| {
             let state = state.clone();
             let router = router.clone();
-            async move { Ok::<_, Infallible>(handle(&state, &router, peer, req).await) }
+            async move { Ok::<_, Infallible>(handle(&state, &router, surface, peer, req).await) }
         });
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
         metrics::gauge!(names::HTTP_CONNECTIONS_OPEN).increment(1.0);
@@ -97,19 +116,30 @@ pub async fn serve(
     Ok(())
 }
 
-/// One request: identity, routing, the handler, the response headers every
-/// answer carries, metrics and the access log line.
-async fn handle(
-    state: &AppState,
-    router: &Router,
-    peer: SocketAddr,
-    req: Request<Incoming>,
-) -> HttpResponse {
+/// One request: identity, routing, edge checks (size, load, credentials,
+/// rate, scope), the handler, the response headers every answer carries,
+/// metrics and the access log line. Public so benchmarks can drive the whole
+/// path in process.
+pub async fn handle<B>(state: &AppState, router: &Router, surface: Surface, peer: SocketAddr, req: Request<B>) -> HttpResponse
+where
+    B: hyper::body::Body<Data = bytes::Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let started = Instant::now();
     let ctx = RequestContext::from_headers(req.headers());
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let matched = router.route(&method, &path);
+    let separate_admin = !state.config.admin.listen.is_empty();
+    let matched = match router.route(&method, &path) {
+        // Each surface serves only its own routes (the probes are on both).
+        Matched::Found { route, .. } | Matched::MethodNotAllowed { route, .. }
+            if (surface == Surface::Admin && !route.is_admin() && !route.is_probe())
+                || (surface == Surface::Main && separate_admin && route.is_admin()) =>
+        {
+            Matched::NotFound
+        }
+        m => m,
+    };
     let route_label = match &matched {
         Matched::Found { route, .. } | Matched::MethodNotAllowed { route, .. } => route.template(),
         Matched::NotFound => "unmatched",
@@ -121,9 +151,19 @@ async fn handle(
         method = %method,
         route = route_label,
     );
+    let mut rate = None;
     let mut resp = async {
         let result = match matched {
-            Matched::Found { route, params } => dispatch(state, route, &params, &ctx, req).await,
+            Matched::Found { route, params } => {
+                match admit(state, route, peer, &req) {
+                    Ok((admitted, _slot)) => {
+                        rate = admitted.rate;
+                        // `_slot` holds the in-flight permit until the handler is done.
+                        dispatch(state, route, &params, &ctx, &admitted, req).await
+                    }
+                    Err(e) => Err(e),
+                }
+            }
             Matched::MethodNotAllowed { allow, .. } => {
                 Err(ApiError::MethodNotAllowed { method: method.clone(), allow })
             }
@@ -131,9 +171,8 @@ async fn handle(
         };
         let resp = result.unwrap_or_else(|e| e.into_response(&path, &ctx.request_id));
         let status = resp.status();
-        let level_is_error = status.is_server_error();
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-        if level_is_error {
+        if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), elapsed_ms, %peer, "request failed");
         } else {
             tracing::info!(status = status.as_u16(), elapsed_ms, "request");
@@ -149,6 +188,9 @@ async fn handle(
     if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
         resp.headers_mut().insert(REQUEST_ID, v);
     }
+    if let Some(info) = &rate {
+        api::problem::rate_limit_headers(resp.headers_mut(), info);
+    }
     let status = resp.status();
     metrics::counter!(names::HTTP_REQUESTS, "route" => route_label, "method" => method_label(&method), "status" => status_label(status))
         .increment(1);
@@ -157,31 +199,103 @@ async fn handle(
     resp
 }
 
-async fn dispatch(
+/// The checks before a handler runs, cheapest first: sizes, load, then the
+/// edge (credentials, rate, scope). Returns the in-flight permit to hold.
+fn admit<B>(
+    state: &AppState,
+    route: Route,
+    peer: SocketAddr,
+    req: &Request<B>,
+) -> Result<(Admitted, Option<InFlight>), ApiError> {
+    let limits = &state.config.server;
+    let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>()
+        + req.uri().path_and_query().map(|p| p.as_str().len()).unwrap_or(0);
+    if header_bytes > limits.max_header_bytes {
+        return Err(ApiError::HeadersTooLarge(format!(
+            "the request line and headers hold {header_bytes} bytes; at most {} are accepted (server.max_header_bytes)",
+            limits.max_header_bytes
+        )));
+    }
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = declared.filter(|n| *n > limits.max_body_bytes as u64) {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "the request body holds {n} bytes; at most {} are accepted (server.max_body_bytes)",
+            limits.max_body_bytes
+        )));
+    }
+    // Probes are never shed: an orchestrator must see the process alive under load.
+    let slot = if route.is_probe() {
+        None
+    } else {
+        match state.in_flight.clone().try_acquire_owned() {
+            Ok(p) => Some(InFlight::new(p)),
+            Err(_) => {
+                metrics::counter!(names::HTTP_SHED).increment(1);
+                return Err(ApiError::Overloaded(format!(
+                    "the gateway is handling {} requests, its limit (server.max_in_flight); retry shortly",
+                    limits.max_in_flight
+                )));
+            }
+        }
+    };
+    let admitted = state.live().edge.admit(route, req.headers(), peer.ip())?;
+    Ok((admitted, slot))
+}
+
+/// A request counted against `server.max_in_flight`, and in the gauge.
+struct InFlight(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
+
+impl InFlight {
+    fn new(p: tokio::sync::OwnedSemaphorePermit) -> Self {
+        metrics::gauge!(names::HTTP_IN_FLIGHT).increment(1.0);
+        InFlight(p)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!(names::HTTP_IN_FLIGHT).decrement(1.0);
+    }
+}
+
+async fn dispatch<B>(
     state: &AppState,
     route: Route,
     params: &[(&str, &str)],
     ctx: &RequestContext,
-    req: Request<Incoming>,
-) -> Result<HttpResponse, ApiError> {
+    admitted: &Admitted,
+    req: Request<B>,
+) -> Result<HttpResponse, ApiError>
+where
+    B: hyper::body::Body<Data = bytes::Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let param = |name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| *v).unwrap_or_default();
     let query = req.uri().query();
+    let pii = admitted.sees_pii();
     match route {
         Route::Healthz => Ok(api::health::healthz()),
         Route::Readyz => Ok(api::health::readyz(state).await),
         Route::Metrics => Ok(metrics_text(state)),
-        Route::Order => api::orders::get_order(state, &decode(param("order_id"))?, query, req.headers(), ctx).await,
+        Route::Order => api::orders::get_order(state, &decode(param("order_id"))?, query, req.headers(), ctx, pii).await,
         Route::OrderByNumber => {
-            api::orders::get_by_number(state, &decode(param("order_number"))?, query, req.headers(), ctx).await
+            api::orders::get_by_number(state, &decode(param("order_number"))?, query, req.headers(), ctx, pii).await
         }
-        Route::OrdersBatchGet => api::orders::batch_get(state, req, ctx).await,
-        Route::Orders => api::orders::search(state, query, ctx).await,
-        Route::CustomerOrders => api::orders::customer_orders(state, &decode(param("customer_id"))?, query, ctx).await,
+        Route::OrdersBatchGet => api::orders::batch_get(state, req, ctx, pii).await,
+        Route::Orders => api::orders::search(state, query, ctx, pii).await,
+        Route::CustomerOrders => {
+            api::orders::customer_orders(state, &decode(param("customer_id"))?, query, ctx, pii).await
+        }
         Route::OpenApi => Ok(api::json_bytes(StatusCode::OK, api::openapi::json())),
         Route::Kpis => api::analytics::kpis(state, query).await,
         Route::Timeseries => api::analytics::timeseries(state, query).await,
         Route::TopSkus => api::analytics::top_skus(state, query).await,
         Route::StatusFunnel => api::analytics::status_funnel(state, query).await,
+        Route::AdminCache => Ok(api::admin::cache(state)),
+        Route::AdminCacheOrder => api::admin::evict(state, &decode(param("order_id"))?),
+        Route::AdminStream => Ok(api::admin::stream(state)),
+        Route::AdminConfig => Ok(api::admin::config(state)),
+        Route::AdminReload => api::admin::reload(state),
         Route::DocsRoot => {
             let mut r = http::Response::new(http_body_util::Full::new(bytes::Bytes::new()));
             *r.status_mut() = StatusCode::PERMANENT_REDIRECT;
@@ -244,6 +358,8 @@ fn status_label(s: StatusCode) -> &'static str {
         404 => "404",
         405 => "405",
         413 => "413",
+        422 => "422",
+        431 => "431",
         429 => "429",
         500 => "500",
         503 => "503",

@@ -21,6 +21,11 @@ pub enum Route {
     Timeseries,
     TopSkus,
     StatusFunnel,
+    AdminCache,
+    AdminCacheOrder,
+    AdminStream,
+    AdminConfig,
+    AdminReload,
 }
 
 impl Route {
@@ -43,18 +48,34 @@ impl Route {
             Route::Timeseries => "/v1/analytics/timeseries",
             Route::TopSkus => "/v1/analytics/top-skus",
             Route::StatusFunnel => "/v1/analytics/status-funnel",
+            Route::AdminCache => "/admin/cache",
+            Route::AdminCacheOrder => "/admin/cache/orders/{order_id}",
+            Route::AdminStream => "/admin/stream",
+            Route::AdminConfig => "/admin/config",
+            Route::AdminReload => "/admin/reload",
         }
     }
 
     /// Methods the route answers; HEAD goes wherever GET does.
     pub fn methods(self) -> &'static [Method] {
         match self {
-            Route::OrdersBatchGet => &[Method::POST],
+            Route::OrdersBatchGet | Route::AdminReload => &[Method::POST],
+            Route::AdminCacheOrder => &[Method::DELETE],
             _ => &[Method::GET, Method::HEAD],
         }
     }
 
-    const ALL: [Route; 16] = [
+    /// Whether the route belongs to the admin surface (`admin.listen`).
+    pub fn is_admin(self) -> bool {
+        matches!(self, Route::AdminCache | Route::AdminCacheOrder | Route::AdminStream | Route::AdminConfig | Route::AdminReload)
+    }
+
+    /// Probes and scrapes: never shed under overload.
+    pub fn is_probe(self) -> bool {
+        matches!(self, Route::Healthz | Route::Readyz | Route::Metrics)
+    }
+
+    const ALL: [Route; 21] = [
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
@@ -71,6 +92,11 @@ impl Route {
         Route::Timeseries,
         Route::TopSkus,
         Route::StatusFunnel,
+        Route::AdminCache,
+        Route::AdminCacheOrder,
+        Route::AdminStream,
+        Route::AdminConfig,
+        Route::AdminReload,
     ];
 }
 

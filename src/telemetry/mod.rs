@@ -3,7 +3,9 @@
 pub mod names;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tracing_subscriber::{fmt, prelude::*, EnvFilter};
+use std::sync::OnceLock;
+
+use tracing_subscriber::{fmt, prelude::*, reload, EnvFilter, Registry};
 
 use crate::config::{LogConfig, LogFormat};
 
@@ -11,6 +13,9 @@ use crate::config::{LogConfig, LogFormat};
 /// line by default; they never carry request bodies, order contents or secrets.
 pub fn init_logging(cfg: &LogConfig) {
     let filter = EnvFilter::try_new(&cfg.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Behind a reload layer, so a configuration reload can change the level.
+    let (filter, handle) = reload::Layer::new(filter);
+    let _ = LOG_LEVEL.set(handle);
     let registry = tracing_subscriber::registry().with(filter);
     match cfg.format {
         LogFormat::Json => registry
@@ -24,6 +29,18 @@ pub fn init_logging(cfg: &LogConfig) {
             )
             .init(),
         LogFormat::Text => registry.with(fmt::layer().with_target(false)).init(),
+    }
+}
+
+static LOG_LEVEL: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
+
+/// Switches the log level filter of the running process (a no-op before
+/// `init_logging`, as in unit tests).
+pub fn set_log_level(level: &str) -> Result<(), String> {
+    let filter = EnvFilter::try_new(level).map_err(|e| format!("log.level = {level:?}: {e}"))?;
+    match LOG_LEVEL.get() {
+        Some(h) => h.reload(filter).map_err(|e| format!("cannot switch the log level: {e}")),
+        None => Ok(()),
     }
 }
 

@@ -16,6 +16,24 @@ pub const BACKEND_CALL_DURATION: &str = "backend_call_duration_seconds";
 /// Backend calls that failed, by `backend`, `call` and `reason` (timeout, error).
 pub const BACKEND_CALL_ERRORS: &str = "backend_call_errors_total";
 
+/// Requests refused by authentication or authorisation, by `reason`
+/// (invalid_credential, missing_credential, missing_scope).
+pub const AUTH_FAILURES: &str = "auth_failures_total";
+/// Identity headers ignored because the peer is not in `auth.mesh.trusted_peers`.
+pub const AUTH_UNTRUSTED_IDENTITY: &str = "auth_untrusted_identity_headers_total";
+/// Requests refused with 429, by `scope` (client, global).
+pub const RATE_LIMITED: &str = "rate_limited_total";
+/// Clients holding a rate-limit bucket of their own (after the last prune).
+pub const RATE_LIMIT_CLIENTS: &str = "rate_limit_clients";
+/// Checks of clients beyond `rate_limit.max_clients`, served by the shared overflow bucket.
+pub const RATE_LIMIT_OVERFLOW: &str = "rate_limit_overflow_total";
+/// Requests being handled now (those counted against `server.max_in_flight`).
+pub const HTTP_IN_FLIGHT: &str = "http_requests_in_flight";
+/// Requests shed with 503 because `server.max_in_flight` were being handled.
+pub const HTTP_SHED: &str = "http_requests_shed_total";
+/// Configuration reloads, by `outcome` (applied, refused).
+pub const CONFIG_RELOADS: &str = "config_reloads_total";
+
 /// Histogram buckets for latencies: fine below a millisecond, where cache hits live.
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
@@ -30,6 +48,14 @@ pub fn describe() {
     describe_gauge!(BACKEND_UP, "1 when the last readiness probe reached the backend, else 0");
     describe_histogram!(BACKEND_CALL_DURATION, Unit::Seconds, "Backend call latency by backend and call");
     describe_counter!(BACKEND_CALL_ERRORS, "Failed backend calls by backend, call and reason");
+    describe_counter!(AUTH_FAILURES, "Requests refused with 401 or 403, by reason");
+    describe_counter!(AUTH_UNTRUSTED_IDENTITY, "Mesh identity headers ignored: the peer is not trusted");
+    describe_counter!(RATE_LIMITED, "Requests refused with 429, by scope (client or global)");
+    describe_gauge!(RATE_LIMIT_CLIENTS, "Clients with a rate-limit bucket of their own");
+    describe_counter!(RATE_LIMIT_OVERFLOW, "Rate-limit checks of clients past max_clients (shared bucket)");
+    describe_gauge!(HTTP_IN_FLIGHT, "Requests being handled (counted against server.max_in_flight)");
+    describe_counter!(HTTP_SHED, "Requests shed with 503: server.max_in_flight reached");
+    describe_counter!(CONFIG_RELOADS, "Configuration reloads by outcome: applied or refused");
 }
 
 /// Messages ingest handled, by `topic` and `outcome` (written, duplicate, dead_lettered, skipped).

@@ -52,6 +52,22 @@ pub struct OrderView {
 }
 
 impl OrderView {
+    /// Whether the view holds personal data (address, e-mail, phone).
+    pub fn has_pii(&self) -> bool {
+        self.order.as_ref().is_some_and(|o| o.shipping_address.is_some() || o.email.is_some() || o.phone.is_some())
+    }
+
+    /// The view without personal data, for callers without `orders:pii`.
+    pub fn without_pii(&self) -> OrderView {
+        let mut v = self.clone();
+        if let Some(o) = &mut v.order {
+            o.shipping_address = None;
+            o.email = None;
+            o.phone = None;
+        }
+        v
+    }
+
     /// An empty view of one order.
     pub fn new(order_id: impl Into<String>) -> Self {
         OrderView { order_id: order_id.into(), order: None, fulfillments: Vec::new() }

@@ -1,0 +1,128 @@
+//! Edge protection, in the order a request meets it: who is calling
+//! ([`auth`], [`jwt`]), how much it may spend ([`rate_limit`]), and whether
+//! its credential allows the route ([`policy`]). Everything here is built from
+//! configuration as one [`Edge`] value that a reload swaps atomically.
+
+pub mod auth;
+pub mod jwt;
+pub mod policy;
+pub mod rate_limit;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::HeaderMap;
+
+use crate::api::ApiError;
+use crate::config::{Config, Scope};
+use crate::http::router::Route;
+use crate::telemetry::names;
+pub use auth::{Authenticator, Method, Principal, Scopes};
+pub use policy::{Access, Cost};
+pub use rate_limit::{Decision, RateInfo, RateLimits};
+
+/// The compiled edge configuration.
+pub struct Edge {
+    pub auth: Authenticator,
+    pub limits: Arc<RateLimits>,
+    policy: policy::Policy,
+}
+
+/// A request let through, with what the response should say about limits.
+#[derive(Debug)]
+pub struct Admitted {
+    pub principal: Option<Principal>,
+    pub rate: Option<RateInfo>,
+}
+
+impl Admitted {
+    /// Whether order responses may carry addresses, e-mail and phone.
+    pub fn sees_pii(&self) -> bool {
+        self.principal.as_ref().is_some_and(|p| p.scopes.contains(Scope::OrdersPii))
+    }
+}
+
+impl Edge {
+    /// Builds the edge from `cfg`. When `previous` has the same rate-limit
+    /// settings its buckets are kept, so a reload that changes only keys does
+    /// not hand every client a fresh burst.
+    pub fn new(cfg: &Config, previous: Option<&Edge>) -> Result<Edge, String> {
+        let auth = Authenticator::new(&cfg.auth)?;
+        let limits = match previous {
+            Some(p) if p.limits.config() == &cfg.rate_limit => p.limits.clone(),
+            _ => Arc::new(RateLimits::new(&cfg.rate_limit)?),
+        };
+        for (i, k) in cfg.auth.keys.iter().enumerate() {
+            if !k.tier.is_empty() && !cfg.rate_limit.tiers.contains_key(&k.tier) {
+                return Err(format!("auth.keys[{i}].tier = {:?} is not a tier in rate_limit.tiers", k.tier));
+            }
+        }
+        for (key, tier) in [("auth.jwt.tier", &cfg.auth.jwt.tier), ("auth.mesh.tier", &cfg.auth.mesh.tier)] {
+            if !tier.is_empty() && !cfg.rate_limit.tiers.contains_key(tier) {
+                return Err(format!("{key} = {tier:?} is not a tier in rate_limit.tiers"));
+            }
+        }
+        Ok(Edge { auth, limits, policy: policy::Policy::new(&cfg.auth, &cfg.rate_limit.costs) })
+    }
+
+    /// Authenticates, rate-limits and authorises one request.
+    pub fn admit(&self, route: Route, headers: &HeaderMap, peer: IpAddr) -> Result<Admitted, ApiError> {
+        let (access, cost) = self.policy.of(route);
+        if access == Access::Public && cost == 0 {
+            // Probes and scrapes: never charged, never refused here.
+            return Ok(Admitted { principal: None, rate: None });
+        }
+        let principal = match self.auth.authenticate(headers, peer) {
+            Ok(p) => p,
+            Err(e) => {
+                metrics::counter!(names::AUTH_FAILURES, "reason" => "invalid_credential").increment(1);
+                // Wrong credentials spend the peer's anonymous bucket: guessing keys is throttled.
+                let client: Arc<str> = format!("peer:{peer}").into();
+                let tier = self.limits.tier_name("", true);
+                if let Decision::Limited(info) | Decision::GlobalLimited(info) = self.limits.check(&client, tier, 1) {
+                    return Err(limited(info, false));
+                }
+                return Err(ApiError::Unauthorized { detail: e.to_string(), invalid_token: true });
+            }
+        };
+        let anonymous = principal.method == Method::Anonymous && principal.scopes == Scopes::default();
+        let tier = self.limits.tier_name(&principal.tier, anonymous);
+        let rate = match self.limits.check(&principal.client, tier, cost.max(1)) {
+            Decision::Allowed(info) => info,
+            Decision::Limited(info) => {
+                metrics::counter!(names::RATE_LIMITED, "scope" => "client").increment(1);
+                return Err(limited(info, false));
+            }
+            Decision::GlobalLimited(info) => {
+                metrics::counter!(names::RATE_LIMITED, "scope" => "global").increment(1);
+                return Err(limited(info, true));
+            }
+        };
+        if let Access::Scope(needed) = access {
+            if !principal.scopes.contains(needed) {
+                if anonymous {
+                    metrics::counter!(names::AUTH_FAILURES, "reason" => "missing_credential").increment(1);
+                    return Err(ApiError::Unauthorized {
+                        detail: format!(
+                            "this endpoint needs a credential with scope {}: send `Authorization: Bearer <key or token>` or `x-api-key: <key>`",
+                            needed.as_str()
+                        ),
+                        invalid_token: false,
+                    });
+                }
+                metrics::counter!(names::AUTH_FAILURES, "reason" => "missing_scope").increment(1);
+                return Err(ApiError::Forbidden(format!(
+                    "the credential of {} lacks the scope {} (it has: {})",
+                    principal.client,
+                    needed.as_str(),
+                    principal.scopes.names().join(", ")
+                )));
+            }
+        }
+        Ok(Admitted { principal: Some(principal), rate })
+    }
+}
+
+fn limited(info: RateInfo, global: bool) -> ApiError {
+    ApiError::RateLimited { info, global }
+}

@@ -7,6 +7,8 @@ import http from 'k6/http';
 import { check } from 'k6';
 
 const BASE = __ENV.BASE_URL || 'http://127.0.0.1:8080';
+// The key loadtest/run.sh configured (unlimited tier: the scenario measures the gateway, not its limits).
+const AUTH = { Authorization: `Bearer ${__ENV.API_KEY || ''}` };
 const DURATION = __ENV.DURATION || '20s';
 const DAY = 86400000;
 // Every VU runs this init code: round the clock so they all ask the same "cached" query.
@@ -35,14 +37,14 @@ const fixedFrom = iso(now - 3 * 365 * DAY - DAY);
 const fixedTo = iso(now + DAY);
 
 export function cached() {
-  const r = http.get(`${BASE}/v1/analytics/kpis?from=${fixedFrom}&to=${fixedTo}`, { tags: { name: 'kpis' } });
+  const r = http.get(`${BASE}/v1/analytics/kpis?from=${fixedFrom}&to=${fixedTo}`, { headers: AUTH, tags: { name: 'kpis' } });
   check(r, { 'status 200': (x) => x.status === 200 });
 }
 
 export function uncached() {
   // A window ending at a random millisecond is a query nobody asked before.
   const to = now - Math.floor(Math.random() * 30 * DAY);
-  const r = http.get(`${BASE}/v1/analytics/kpis?from=${iso(to - 365 * DAY)}&to=${iso(to)}`, { tags: { name: 'kpis' } });
+  const r = http.get(`${BASE}/v1/analytics/kpis?from=${iso(to - 365 * DAY)}&to=${iso(to)}`, { headers: AUTH, tags: { name: 'kpis' } });
   check(r, { 'status 200': (x) => x.status === 200 });
 }
 

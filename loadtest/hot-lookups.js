@@ -10,6 +10,8 @@ import { check } from 'k6';
 import { SharedArray } from 'k6/data';
 
 const BASE = __ENV.BASE_URL || 'http://127.0.0.1:8080';
+// The key loadtest/run.sh configured (unlimited tier: the scenario measures the gateway, not its limits).
+const AUTH = { Authorization: `Bearer ${__ENV.API_KEY || ''}` };
 const RATE = parseInt(__ENV.RATE || '10000', 10);
 const DURATION = __ENV.DURATION || '30s';
 const ids = new SharedArray('ids', () => JSON.parse(open(__ENV.IDS || 'ids.json')));
@@ -40,7 +42,7 @@ function zipfIndex(n) {
 
 export function lookup() {
   const id = ids[zipfIndex(ids.length)];
-  const r = http.get(`${BASE}/v1/orders/${id}`, { tags: { name: 'GET /v1/orders/{order_id}' } });
+  const r = http.get(`${BASE}/v1/orders/${id}`, { headers: AUTH, tags: { name: 'GET /v1/orders/{order_id}' } });
   check(r, { 'status 200': (x) => x.status === 200 });
 }
 

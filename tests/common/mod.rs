@@ -65,6 +65,20 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// The API key every test gateway knows, with every scope and no rate limit;
+/// [`client`] sends it. Tests of the edge itself use [`bare_client`].
+pub const TEST_KEY: &str = "ogw_integration_tests_all_scopes";
+
+/// `auth.keys` holding [`TEST_KEY`] plus `extra` (TOML inline tables).
+pub fn keys_env(extra: &[String]) -> String {
+    let mut keys = vec![format!(
+        "{{name=\"tests\",hash=\"{}\",scopes=[\"orders:read\",\"orders:pii\",\"analytics:read\",\"admin\"],tier=\"unlimited\"}}",
+        order_gateway::edge::auth::hash_key(TEST_KEY)
+    )];
+    keys.extend(extra.iter().cloned());
+    format!("[{}]", keys.join(","))
+}
+
 /// The gateway binary running `serve` against the real stack.
 pub struct Gateway {
     pub child: Child,
@@ -86,6 +100,7 @@ impl Gateway {
             .env("ORDER_GATEWAY__SCHEMA_REGISTRY__URL", registry_url())
             // Tests of the read path turn the stream on with their own topics.
             .env("ORDER_GATEWAY__STREAM__ENABLED", "false")
+            .env("ORDER_GATEWAY__AUTH__KEYS", keys_env(&[]))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         for (k, v) in extra_env {
@@ -137,8 +152,16 @@ impl Drop for Gateway {
     }
 }
 
-/// An HTTP client with a deadline, so a hung server fails the test instead of hanging it.
+/// An HTTP client with a deadline, so a hung server fails the test instead of
+/// hanging it, sending [`TEST_KEY`].
 pub fn client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {TEST_KEY}").parse().unwrap());
+    reqwest::Client::builder().timeout(Duration::from_secs(15)).default_headers(headers).build().unwrap()
+}
+
+/// A client without credentials.
+pub fn bare_client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap()
 }
 

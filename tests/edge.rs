@@ -1,0 +1,379 @@
+//! The edge, as clients see it: credentials and scopes, PII redaction, JWTs,
+//! mesh identities, rate limits, load shedding, size limits, slow clients,
+//! hot reload and the admin surface. Against the real stack.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use common::world::*;
+use common::*;
+use order_gateway::model::{Component, OrderView};
+use serde_json::Value;
+
+fn key_entry(name: &str, key: &str, scopes: &[&str], tier: &str) -> String {
+    let scopes = scopes.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(",");
+    format!(
+        "{{name=\"{name}\",hash=\"{}\",scopes=[{scopes}],tier=\"{tier}\"}}",
+        order_gateway::edge::auth::hash_key(key)
+    )
+}
+
+fn with_key(key: &str) -> reqwest::Client {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert("x-api-key", key.parse().unwrap());
+    reqwest::Client::builder().timeout(Duration::from_secs(15)).default_headers(h).build().unwrap()
+}
+
+async fn problem(r: reqwest::Response) -> Value {
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    r.json().await.unwrap()
+}
+
+const READER: &str = "ogw_test_reader_orders_read_only";
+const PII: &str = "ogw_test_pii_reader_with_orders_pii";
+
+#[tokio::test]
+async fn credentials_scopes_and_open_probes() {
+    let keys = keys_env(&[key_entry("reader", READER, &["orders:read"], "")]);
+    let gw = Gateway::start(&[("ORDER_GATEWAY__AUTH__KEYS", &keys)]).await;
+    let bare = bare_client();
+
+    // Probes, metrics and the API document stay open.
+    for path in ["/healthz", "/metrics", "/openapi.json"] {
+        assert_eq!(bare.get(gw.url(path)).send().await.unwrap().status(), 200, "{path}");
+    }
+    // No credential: 401 with a challenge.
+    let r = bare.get(gw.url("/v1/orders/o-1")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"order-gateway\"");
+    let p = problem(r).await;
+    assert!(p["detail"].as_str().unwrap().contains("orders:read"), "{p}");
+    assert_eq!(p["type"], "urn:order-gateway:problem:unauthorized");
+    // A wrong key is refused, never downgraded to anonymous.
+    let r = with_key("ogw_not_a_key_anyone_has_0000").get(gw.url("/openapi.json")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
+    assert!(problem(r).await["detail"].as_str().unwrap().contains("not known"));
+    let r = bare.get(gw.url("/v1/orders/o-1")).header("authorization", "Basic dTpw").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    // A valid key without the scope: 403 naming the scope.
+    let reader = with_key(READER);
+    for path in ["/v1/analytics/kpis?from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z", "/admin/config"] {
+        let r = reader.get(gw.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+        let p = problem(r).await;
+        assert!(p["detail"].as_str().unwrap().contains("key:reader"), "{p}");
+    }
+    // Authenticated, authorised: rate-limit headers on the answer.
+    let r = reader.get(gw.url("/openapi.json")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().contains_key("ratelimit-remaining"));
+}
+
+#[tokio::test]
+async fn personal_data_only_with_the_pii_scope() {
+    let w = World::new();
+    let keys = keys_env(&[
+        key_entry("reader", READER, &["orders:read"], ""),
+        key_entry("pii", PII, &["orders:read", "orders:pii"], ""),
+    ]);
+    let gw = w.gateway(&[("ORDER_GATEWAY__AUTH__KEYS", &keys)]).await;
+    let id = format!("pii-{}", uuid::Uuid::new_v4().simple());
+    let mut o = order(&id, 2);
+    o.phone = Some("+49 30 1234567".into());
+    let mut v = OrderView::new(id.as_str());
+    v.apply(Component::Order(o));
+    w.index(&v).await;
+
+    let full = with_key(PII).get(gw.url(&format!("/v1/orders/{id}"))).send().await.unwrap();
+    assert_eq!(full.status(), 200);
+    let full_etag = full.headers()["etag"].clone();
+    let body: Value = full.json().await.unwrap();
+    assert_eq!(body["order"]["email"], "someone@example.com");
+    assert_eq!(body["order"]["phone"], "+49 30 1234567");
+
+    let r = with_key(READER).get(gw.url(&format!("/v1/orders/{id}"))).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_ne!(r.headers()["etag"], full_etag, "each representation has its own ETag");
+    let body: Value = r.json().await.unwrap();
+    assert!(body["order"].get("email").is_none() && body["order"].get("phone").is_none(), "{body}");
+    assert_eq!(body["order"]["total"], 1190, "the rest of the order is there");
+
+    // Lists and searches redact too, and text search cannot probe personal fields.
+    let r: Value = with_key(READER).get(gw.url("/v1/customers/cust-rp/orders")).send().await.unwrap().json().await.unwrap();
+    assert!(!r.to_string().contains("someone@example.com"), "{r}");
+    assert!(r["orders"].as_array().is_some_and(|a| !a.is_empty()), "{r}");
+    let q = "/v1/orders?q=someone%40example.com";
+    let r: Value = with_key(READER).get(gw.url(q)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(r["orders"].as_array().map(Vec::len), Some(0), "{r}");
+    let r: Value = with_key(PII).get(gw.url(q)).send().await.unwrap().json().await.unwrap();
+    assert!(r["orders"].as_array().is_some_and(|a| !a.is_empty()), "{r}");
+    let r: Value = with_key(READER)
+        .post(gw.url("/v1/orders:batchGet"))
+        .json(&serde_json::json!({ "ids": [id] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(!r.to_string().contains("someone@example.com") && r["orders"][0]["order_id"] == id.as_str(), "{r}");
+}
+
+#[tokio::test]
+async fn jwt_bearer_tokens_hs256_and_rs256() {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    let secret = "integration-test-secret-of-at-least-32-bytes";
+    let now = jsonwebtoken::get_current_timestamp();
+    let gw = Gateway::start(&[
+        ("ORDER_GATEWAY__AUTH__JWT__ALGORITHM", "HS256"),
+        ("ORDER_GATEWAY__AUTH__JWT__SECRET", secret),
+        ("ORDER_GATEWAY__AUTH__JWT__AUDIENCE", "order-gateway"),
+    ])
+    .await;
+    let hs = |claims: Value| encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap();
+    let c = bare_client();
+    let get = |token: String| c.get(gw.url("/admin/config")).bearer_auth(token).send();
+
+    let ok = hs(serde_json::json!({"sub": "ops-bot", "aud": "order-gateway", "exp": now + 300, "scope": "admin"}));
+    assert_eq!(get(ok).await.unwrap().status(), 200);
+    let no_scope = hs(serde_json::json!({"sub": "ops-bot", "aud": "order-gateway", "exp": now + 300, "scope": "orders:read"}));
+    assert_eq!(get(no_scope).await.unwrap().status(), 403);
+    for (claims, why) in [
+        (serde_json::json!({"sub": "a", "aud": "order-gateway", "exp": now - 120, "scope": "admin"}), "expired"),
+        (serde_json::json!({"sub": "a", "aud": "someone-else", "exp": now + 300, "scope": "admin"}), "audience"),
+    ] {
+        let r = get(hs(claims)).await.unwrap();
+        assert_eq!(r.status(), 401, "{why}");
+        assert!(problem(r).await["detail"].as_str().unwrap().contains(why));
+    }
+    let forged = encode(
+        &Header::new(Algorithm::HS256),
+        &serde_json::json!({"sub": "a", "aud": "order-gateway", "exp": now + 300, "scope": "admin"}),
+        &EncodingKey::from_secret(b"not-the-secret-but-also-32-bytes-long!"),
+    )
+    .unwrap();
+    assert_eq!(get(forged).await.unwrap().status(), 401);
+    drop(gw);
+
+    let public = repo_root().join("tests/fixtures/jwt-rs256-public.pem");
+    let gw = Gateway::start(&[
+        ("ORDER_GATEWAY__AUTH__JWT__ALGORITHM", "RS256"),
+        ("ORDER_GATEWAY__AUTH__JWT__PUBLIC_KEY_FILE", public.to_str().unwrap()),
+        ("ORDER_GATEWAY__AUTH__JWT__ISSUER", "https://idp.test"),
+    ])
+    .await;
+    let private = std::fs::read(repo_root().join("tests/fixtures/jwt-rs256-private.pem")).unwrap();
+    let rs = |claims: Value| encode(&Header::new(Algorithm::RS256), &claims, &EncodingKey::from_rsa_pem(&private).unwrap()).unwrap();
+    let ok = rs(serde_json::json!({"sub": "svc", "iss": "https://idp.test", "exp": now + 300, "scp": ["admin"]}));
+    let r = c.get(gw.url("/admin/config")).bearer_auth(ok).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let bad_iss = rs(serde_json::json!({"sub": "svc", "iss": "https://evil.test", "exp": now + 300, "scp": ["admin"]}));
+    assert_eq!(c.get(gw.url("/admin/config")).bearer_auth(bad_iss).send().await.unwrap().status(), 401);
+    // An HS256 token cannot pass where RS256 is configured (no algorithm confusion).
+    let hs_here = hs(serde_json::json!({"sub": "a", "iss": "https://idp.test", "exp": now + 300, "scope": "admin"}));
+    assert_eq!(c.get(gw.url("/admin/config")).bearer_auth(hs_here).send().await.unwrap().status(), 401);
+}
+
+#[tokio::test]
+async fn mesh_identity_is_believed_only_from_trusted_peers_and_client_state_stays_bounded() {
+    let gw = Gateway::start(&[
+        ("ORDER_GATEWAY__AUTH__MESH__IDENTITY_HEADER", "x-client-id"),
+        ("ORDER_GATEWAY__AUTH__MESH__TRUSTED_PEERS", "[\"127.0.0.2/32\"]"),
+        ("ORDER_GATEWAY__AUTH__MESH__SCOPES", "[\"admin\"]"),
+        ("ORDER_GATEWAY__RATE_LIMIT__MAX_CLIENTS", "50"),
+    ])
+    .await;
+    let from = |ip: &str| {
+        reqwest::Client::builder().local_address(ip.parse::<std::net::IpAddr>().unwrap()).timeout(Duration::from_secs(15)).build().unwrap()
+    };
+    let (sidecar, stranger) = (from("127.0.0.2"), from("127.0.0.1"));
+    let r = sidecar.get(gw.url("/admin/cache")).header("x-client-id", "crm-ui").send().await.unwrap();
+    assert_eq!(r.status(), 200, "a trusted peer's identity header is believed");
+    let r = stranger.get(gw.url("/admin/cache")).header("x-client-id", "crm-ui").send().await.unwrap();
+    assert_eq!(r.status(), 401, "anyone else's is ignored");
+
+    // A flood of distinct identities: keyed state stays at max_clients.
+    for i in 0..600 {
+        let _ = sidecar.get(gw.url("/admin/stream")).header("x-client-id", format!("flood-{i}")).send().await.unwrap();
+    }
+    let stats: Value = client().get(gw.url("/admin/cache")).send().await.unwrap().json().await.unwrap();
+    let clients = stats["rate_limit_clients"].as_u64().unwrap();
+    // 50 in the mesh's tier plus its shared overflow bucket, plus the stranger's
+    // address in the anonymous tier (max_clients holds per tier).
+    assert!(clients <= 52, "bounded by max_clients: {clients}");
+    let metrics = bare_client().get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("rate_limit_overflow_total"), "overflow is counted");
+    assert!(metrics.contains("auth_untrusted_identity_headers_total"));
+}
+
+#[tokio::test]
+async fn a_burst_is_refused_with_429_and_headers_then_recovers() {
+    let keys = keys_env(&[key_entry("bursty", READER, &["orders:read"], "tiny")]);
+    let gw = Gateway::start(&[
+        ("ORDER_GATEWAY__AUTH__KEYS", &keys),
+        ("ORDER_GATEWAY__RATE_LIMIT__TIERS__TINY__RATE", "2"),
+        ("ORDER_GATEWAY__RATE_LIMIT__TIERS__TINY__BURST", "10"),
+    ])
+    .await;
+    let c = with_key(READER);
+    let mut statuses = Vec::new();
+    let mut refused = None;
+    for _ in 0..15 {
+        let r = c.get(gw.url("/openapi.json")).send().await.unwrap();
+        statuses.push(r.status().as_u16());
+        if r.status() == 429 && refused.is_none() {
+            refused = Some(r);
+        }
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 10, "the burst passes: {statuses:?}");
+    let r = refused.expect("a 429 after the burst");
+    assert_eq!(r.headers()["ratelimit-limit"], "10");
+    assert_eq!(r.headers()["ratelimit-remaining"], "0");
+    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry), "retry-after {retry}");
+    assert!(r.headers().contains_key("ratelimit-reset"));
+    let p = problem(r).await;
+    assert_eq!(p["type"], "urn:order-gateway:problem:rate-limited");
+    // Another client is not affected.
+    assert_eq!(client().get(gw.url("/openapi.json")).send().await.unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_secs(retry)).await;
+    assert_eq!(c.get(gw.url("/openapi.json")).send().await.unwrap().status(), 200, "recovered after Retry-After");
+}
+
+#[tokio::test]
+async fn a_concurrency_flood_is_shed_fast_while_healthz_answers() {
+    let w = World::new();
+    let gw = w
+        .gateway(&[
+            ("ORDER_GATEWAY__SERVER__MAX_IN_FLIGHT", "2"),
+            ("ORDER_GATEWAY__CACHE__READ_YOUR_WRITES_WAIT", "3s"),
+        ])
+        .await;
+    let id = format!("shed-{}", uuid::Uuid::new_v4().simple());
+    let mut v = OrderView::new(id.as_str());
+    v.apply(Component::Order(order(&id, 1)));
+    w.index(&v).await;
+    let c = client();
+    // Each waits up to 3 s for a version that never comes, holding its slot.
+    let slow = format!("/v1/orders/{id}?min_version=999");
+    let holders: Vec<_> = (0..2).map(|_| tokio::spawn(c.get(gw.url(&slow)).send())).collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let r = c.get(gw.url(&format!("/v1/orders/{id}"))).send().await.unwrap();
+    assert!(started.elapsed() < Duration::from_millis(500), "shed at once, took {:?}", started.elapsed());
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert_eq!(problem(r).await["type"], "urn:order-gateway:problem:overloaded");
+    assert_eq!(c.get(gw.url("/healthz")).send().await.unwrap().status(), 200, "probes are never shed");
+    assert_eq!(c.get(gw.url("/metrics")).send().await.unwrap().status(), 200);
+    for h in holders {
+        let _ = h.await;
+    }
+    assert_eq!(c.get(gw.url(&format!("/v1/orders/{id}"))).send().await.unwrap().status(), 200, "served again");
+}
+
+#[tokio::test]
+async fn oversized_bodies_and_headers_get_413_and_431() {
+    let gw = Gateway::start(&[("ORDER_GATEWAY__SERVER__MAX_BODY_BYTES", "2048")]).await;
+    let c = client();
+    let ids: Vec<String> = (0..200).map(|i| format!("order-{i:04}")).collect();
+    let r = c.post(gw.url("/v1/orders:batchGet")).json(&serde_json::json!({ "ids": ids })).send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    assert!(problem(r).await["detail"].as_str().unwrap().contains("2048"));
+    let r = c.get(gw.url("/healthz")).header("x-padding", "a".repeat(20_000)).send().await.unwrap();
+    assert_eq!(r.status(), 431);
+    assert!(problem(r).await["detail"].as_str().unwrap().contains("server.max_header_bytes"));
+}
+
+#[tokio::test]
+async fn a_client_too_slow_to_send_its_headers_is_cut_off() {
+    let gw = Gateway::start(&[("ORDER_GATEWAY__SERVER__HEADER_READ_TIMEOUT", "1s")]).await;
+    let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    // The server closes the connection (EOF) instead of waiting for the rest.
+    let n = s.read_to_end(&mut buf);
+    let took = started.elapsed();
+    assert!(n.is_ok(), "closed, not timed out on our side: {n:?}");
+    assert!(took >= Duration::from_millis(800) && took < Duration::from_secs(4), "cut off after about 1 s: {took:?}");
+    // A prompt client on another connection is unaffected.
+    assert_eq!(client().get(gw.url("/healthz")).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn reload_changes_a_limit_without_restart_and_a_bad_one_changes_nothing() {
+    let dir = std::env::temp_dir().join(unique("reload"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("gateway.toml");
+    let write = |burst: u32, extra: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "[rate_limit]\ncosts = {{ lookup = 1, batch_get = 1, search = 1, analytics = 1, admin = 1, docs = 1 }}\n{extra}\n[rate_limit.tiers.standard]\nrate = 1\nburst = {burst}\n"
+            ),
+        )
+        .unwrap()
+    };
+    write(3, "");
+    let keys = keys_env(&[key_entry("std", READER, &["orders:read"], "")]);
+    let gw = Gateway::start(&[("ORDER_GATEWAY_CONFIG", file.to_str().unwrap()), ("ORDER_GATEWAY__AUTH__KEYS", &keys)]).await;
+    let std_client = with_key(READER);
+    let limit = || async {
+        let r = std_client.get(gw.url("/openapi.json")).send().await.unwrap();
+        r.headers().get("ratelimit-limit").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
+    };
+    assert_eq!(limit().await, "3");
+
+    write(50, "");
+    let r = client().post(gw.url("/admin/reload")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let report: Value = r.json().await.unwrap();
+    assert!(report["applied"].as_array().unwrap().iter().any(|k| k == "rate_limit.tiers.standard.burst"), "{report}");
+    assert_eq!(limit().await, "50", "the new limit is in effect without a restart");
+
+    write(7, "default_tier = \"gold\"");
+    let r = client().post(gw.url("/admin/reload")).send().await.unwrap();
+    assert_eq!(r.status(), 422);
+    let p = problem(r).await;
+    assert!(p["detail"].as_str().unwrap().contains("gold"), "{p}");
+    assert_eq!(limit().await, "50", "a refused reload changes nothing");
+
+    // SIGHUP does the same.
+    write(9, "");
+    let ok = std::process::Command::new("kill").args(["-HUP", &gw.child.id().to_string()]).status().unwrap().success();
+    assert!(ok);
+    eventually(Duration::from_secs(5), "the SIGHUP reload", || async { limit().await == "9" }).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn admin_endpoints_and_their_own_listener() {
+    let admin_port = free_port();
+    let admin_addr = format!("127.0.0.1:{admin_port}");
+    let gw = Gateway::start(&[
+        ("ORDER_GATEWAY__ADMIN__LISTEN", &admin_addr),
+        ("ORDER_GATEWAY__CLICKHOUSE__PASSWORD", "do-not-show-me"),
+    ])
+    .await;
+    let c = client();
+    let admin = |path: &str| format!("http://{admin_addr}{path}");
+    assert_eq!(c.get(gw.url("/admin/config")).send().await.unwrap().status(), 404, "not on the main listener");
+    let config: Value = c.get(admin("/admin/config")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(config["clickhouse"]["password"], "********");
+    assert!(!config.to_string().contains("do-not-show-me"));
+    let stats: Value = c.get(admin("/admin/cache")).send().await.unwrap().json().await.unwrap();
+    assert!(stats["entries"].is_u64() && stats["max_bytes"].is_u64(), "{stats}");
+    let stream: Value = c.get(admin("/admin/stream")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(stream["enabled"], false, "{stream}");
+    let r = c.delete(admin("/admin/cache/orders/o-123")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["was_cached"], false);
+    assert_eq!(bare_client().get(admin("/admin/cache")).send().await.unwrap().status(), 401);
+    assert_eq!(c.get(admin("/v1/orders/o-1")).send().await.unwrap().status(), 404, "the API is not on the admin listener");
+    assert_eq!(c.get(admin("/healthz")).send().await.unwrap().status(), 200);
+}

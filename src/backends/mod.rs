@@ -5,6 +5,7 @@
 //! the outcome into a [`BackendError`] that says which backend failed and how.
 
 pub mod analytics;
+pub mod breaker;
 pub mod clickhouse;
 pub mod elasticsearch;
 pub mod kafka;

@@ -1,5 +1,7 @@
 //! Fault test: Elasticsearch stopped and started again under a running gateway.
-//! Its own test binary: nothing else runs while Elasticsearch is down.
+//! Its own test binary: nothing else runs while Elasticsearch is down. One
+//! test, so Elasticsearch is stopped once per run: the stale cache, the fast
+//! 503, the circuit breaker opening and closing again are checked in turn.
 
 mod common;
 
@@ -8,6 +10,15 @@ use std::time::{Duration, Instant};
 use common::world::*;
 use common::*;
 use order_gateway::model::{Component, OrderView};
+
+/// The value of one series in the gateway's /metrics, e.g.
+/// `backend_circuit_state{backend="elasticsearch"}`.
+async fn metric(c: &reqwest::Client, gw: &Gateway, series: &str) -> Option<f64> {
+    let text = c.get(gw.url("/metrics")).send().await.ok()?.text().await.ok()?;
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+const ES_CIRCUIT: &str = r#"backend_circuit_state{backend="elasticsearch"}"#;
 
 #[tokio::test]
 async fn cached_orders_are_served_stale_and_uncached_ones_fail_fast_then_recovery() {
@@ -19,6 +30,10 @@ async fn cached_orders_are_served_stale_and_uncached_ones_fail_fast_then_recover
         ("ORDER_GATEWAY__CACHE__DEGRADED_TTL", "1s"),
         ("ORDER_GATEWAY__ELASTICSEARCH__TIMEOUT", "1s"),
         ("ORDER_GATEWAY__READINESS__CACHE_FOR", "100ms"),
+        // Three failed calls open the circuit; it stays open long enough to
+        // look at it, short enough for the test to see it close again.
+        ("ORDER_GATEWAY__BREAKER__FAILURE_THRESHOLD", "3"),
+        ("ORDER_GATEWAY__BREAKER__OPEN_FOR", "2s"),
     ]);
     let gw = Gateway::start(&env).await;
     let cached = format!("fe-{}", uuid::Uuid::new_v4().simple());
@@ -31,6 +46,7 @@ async fn cached_orders_are_served_stale_and_uncached_ones_fail_fast_then_recover
     let c = client();
     let r = c.get(gw.url(&format!("/v1/orders/{cached}"))).send().await.unwrap();
     assert_eq!(r.status(), 200);
+    assert_eq!(metric(&c, &gw, ES_CIRCUIT).await, Some(0.0), "closed while Elasticsearch answers");
     tokio::time::sleep(Duration::from_millis(1100)).await;
 
     stack("stop", "elasticsearch");
@@ -49,18 +65,54 @@ async fn cached_orders_are_served_stale_and_uncached_ones_fail_fast_then_recover
         assert_eq!(r.headers()["content-type"], "application/problem+json");
         let p: serde_json::Value = r.json().await.unwrap();
         assert_eq!(p["backend"], "elasticsearch", "{p}");
+        assert!(!p["detail"].as_str().unwrap().contains("circuit"), "2 failures of 3: still closed: {p}");
         let ready = c.get(gw.url("/readyz")).send().await.unwrap();
         assert_eq!(ready.status(), 503, "Elasticsearch is required");
+
+        // Circuit breaker. The stale read above asked Elasticsearch first
+        // (failure 1), the uncached lookup failed (2); readiness pings do not
+        // count. The next uncached lookup is failure 3 and opens the circuit.
+        let r = c.get(gw.url(&format!("/v1/orders/{uncached}"))).send().await.unwrap();
+        assert_eq!(r.status(), 503);
+        let p: serde_json::Value = r.json().await.unwrap();
+        assert!(!p["detail"].as_str().unwrap().contains("circuit"), "failure 3 still reached Elasticsearch: {p}");
+        assert_eq!(metric(&c, &gw, ES_CIRCUIT).await, Some(2.0), "open after 3 consecutive failures");
+        // Open: the lookup fails at once without reaching Elasticsearch, and says so.
+        let r = c.get(gw.url(&format!("/v1/orders/{uncached}"))).send().await.unwrap();
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+        let p: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(p["backend"], "elasticsearch", "{p}");
+        assert_eq!(p["type"], "urn:order-gateway:problem:backend-unavailable", "{p}");
+        let detail = p["detail"].as_str().unwrap();
+        assert!(
+            detail.starts_with("elasticsearch failed: circuit open after 3 consecutive failures (last: ")
+                && detail.contains("; retrying in "),
+            "{p}"
+        );
+        let rejected = metric(&c, &gw, r#"backend_circuit_rejected_total{backend="elasticsearch",call="get_order"}"#).await;
+        assert_eq!(rejected, Some(1.0), "the rejected lookup is counted");
+        // /readyz still probes Elasticsearch itself (and finds it down), circuit or not.
+        let ready: serde_json::Value = c.get(gw.url("/readyz")).send().await.unwrap().json().await.unwrap();
+        assert!(!ready["checks"]["elasticsearch"]["detail"].as_str().unwrap().contains("circuit"), "{ready}");
     }))
     .await;
     stack("start", "elasticsearch");
     if let Err(p) = outcome {
         std::panic::resume_unwind(p);
     }
+    // Once open_for has passed, the next lookup is the half-open probe; its
+    // success closes the circuit (a probe failing while Elasticsearch is still
+    // recovering opens it for another 2s, hence eventually).
     eventually(Duration::from_secs(30), "the uncached order served again", || async {
         matches!(c.get(gw.url(&format!("/v1/orders/{uncached}"))).send().await, Ok(r) if r.status() == 200)
     })
     .await;
+    assert_eq!(metric(&c, &gw, ES_CIRCUIT).await, Some(0.0), "closed again after a probe succeeded");
+    for to in ["open", "half_open", "closed"] {
+        let series = format!(r#"backend_circuit_transitions_total{{backend="elasticsearch",to="{to}"}}"#);
+        assert!(metric(&c, &gw, &series).await.is_some_and(|n| n >= 1.0), "a transition to {to}");
+    }
     let r = c.get(gw.url(&format!("/v1/orders/{cached}"))).send().await.unwrap();
     assert_ne!(r.headers()["x-cache"], "STALE", "fresh again after recovery");
 }

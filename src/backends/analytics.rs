@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 use super::clickhouse::ChClient;
-use super::{timed, Backend, BackendError};
+use super::{timed, BackendError, Refused};
 
 /// The common filter: `from <= created_at < to` (milliseconds), optional channel and currency.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -103,7 +103,7 @@ impl ChClient {
              FROM orders AS o FINAL LEFT JOIN ({FULFILMENT_TIMES}) AS f ON f.order_id = o.order_id \
              WHERE {SCOPE_WHERE} SETTINGS join_use_nulls = 1"
         );
-        let kpis = timed(Backend::ClickHouse, "kpis", self.timeout(), async {
+        let kpis = timed(self.breaker(), "kpis", self.timeout(), async {
             bind(self.client().query(&sql), s).fetch_one::<Kpis>().await
         })
         .await?;
@@ -112,7 +112,7 @@ impl ChClient {
              sumIf(o.total, o.status NOT IN ('cancelled', 'returned')) AS revenue \
              FROM orders AS o FINAL WHERE {SCOPE_WHERE} GROUP BY currency ORDER BY currency"
         );
-        let revenue = timed(Backend::ClickHouse, "revenue", self.timeout(), async {
+        let revenue = timed(self.breaker(), "revenue", self.timeout(), async {
             bind(self.client().query(&sql), s).fetch_all::<Revenue>().await
         })
         .await?;
@@ -122,7 +122,7 @@ impl ChClient {
     /// Orders per latest status.
     pub async fn status_counts(&self, s: &Scope) -> Result<Vec<StatusCount>, BackendError> {
         let sql = format!("SELECT toString(o.status) AS status, count() AS orders FROM orders AS o FINAL WHERE {SCOPE_WHERE} GROUP BY status");
-        timed(Backend::ClickHouse, "status_counts", self.timeout(), async {
+        timed(self.breaker(), "status_counts", self.timeout(), async {
             bind(self.client().query(&sql), s).fetch_all::<StatusCount>().await
         })
         .await
@@ -140,7 +140,7 @@ impl ChClient {
              ON l.order_id = live.order_id AND l.version = live.version \
              GROUP BY sku ORDER BY {order} LIMIT {{limit:UInt64}}"
         );
-        timed(Backend::ClickHouse, "top_skus", self.timeout(), async {
+        timed(self.breaker(), "top_skus", self.timeout(), async {
             bind(self.client().query(&sql), s).param("limit", limit).fetch_all::<SkuSales>().await
         })
         .await
@@ -169,8 +169,15 @@ impl ChClient {
              toUInt64(sumIf(o.units, o.status != 'cancelled')) AS units \
              FROM orders AS o FINAL WHERE {SCOPE_WHERE} GROUP BY bucket_ms, group ORDER BY bucket_ms, group"
         );
-        timed(Backend::ClickHouse, "timeseries", self.timeout(), async {
-            bind(self.client().query(&sql), s).param("tz", tz).fetch_all::<Point>().await
+        timed(self.breaker(), "timeseries", self.timeout(), async {
+            bind(self.client().query(&sql), s).param("tz", tz).fetch_all::<Point>().await.map_err(|e| match &e {
+                // An unknown `tz` is the caller's mistake (the API answers 400
+                // on the same words), not a sign of a sick ClickHouse.
+                clickhouse::error::Error::BadResponse(m) if m.contains("time zone") || m.contains("TIMEZONE") => {
+                    anyhow::Error::new(Refused(e.to_string()))
+                }
+                _ => anyhow::Error::new(e),
+            })
         })
         .await
     }

@@ -1,8 +1,9 @@
 //! The ClickHouse client (analytical store and orders older than the hot window).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::{timed, Backend, BackendError};
+use super::{timed, timed_unguarded, Backend, BackendError, Breaker};
 use crate::config::ClickHouseConfig;
 
 /// Shared ClickHouse client with the configured deadline.
@@ -10,11 +11,12 @@ use crate::config::ClickHouseConfig;
 pub struct ChClient {
     client: clickhouse::Client,
     timeout: Duration,
+    breaker: Arc<Breaker>,
 }
 
 impl ChClient {
-    /// Builds the client; no query is sent.
-    pub fn new(cfg: &ClickHouseConfig) -> Self {
+    /// Builds the client; no query is sent. Its queries go through `breaker`.
+    pub fn new(cfg: &ClickHouseConfig, breaker: Arc<Breaker>) -> Self {
         let mut client = clickhouse::Client::default()
             .with_url(cfg.url.as_str().trim_end_matches('/'))
             .with_database(&cfg.database)
@@ -25,7 +27,7 @@ impl ChClient {
         // The server stops a query when the gateway would stop waiting for it:
         // abandoned queries must not pile up and starve the ones still wanted.
         client = client.with_setting("max_execution_time", cfg.timeout.as_secs_f64().ceil().max(1.0).to_string());
-        ChClient { client, timeout: cfg.timeout }
+        ChClient { client, timeout: cfg.timeout, breaker }
     }
 
     /// The underlying client, for the modules that query.
@@ -38,9 +40,14 @@ impl ChClient {
         self.timeout
     }
 
+    /// The breaker every query goes through.
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
+    }
+
     /// `SELECT version()`: usable when the server answers a query.
     pub async fn ping(&self) -> Result<String, BackendError> {
-        let version: String = timed(Backend::ClickHouse, "ping", self.timeout, async {
+        let version: String = timed_unguarded(Backend::ClickHouse, "ping", self.timeout, async {
             self.client.query("SELECT version()").fetch_one::<String>().await
         })
         .await?;
@@ -108,7 +115,7 @@ impl ChClient {
             return Ok(Vec::new());
         }
         let ids: Vec<String> = ids.iter().map(|s| (*s).to_owned()).collect();
-        let (orders, lines, fuls) = timed(Backend::ClickHouse, "get_orders", self.timeout, async {
+        let (orders, lines, fuls) = timed(&self.breaker, "get_orders", self.timeout, async {
             let orders: Vec<OrderRow> = self
                 .client
                 .query(
@@ -202,7 +209,7 @@ impl ChClient {
 
     /// The id of the order with this number, if ClickHouse has it.
     pub async fn find_by_number(&self, number: &str) -> Result<Option<String>, BackendError> {
-        timed(Backend::ClickHouse, "find_by_number", self.timeout, async {
+        timed(&self.breaker, "find_by_number", self.timeout, async {
             self.client
                 .query("SELECT order_id FROM orders_latest WHERE order_number = ? LIMIT 1")
                 .bind(number)

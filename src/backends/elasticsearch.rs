@@ -1,5 +1,6 @@
 //! The Elasticsearch client (operational store).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use elasticsearch::auth::Credentials;
@@ -7,7 +8,7 @@ use elasticsearch::cluster::ClusterHealthParts;
 use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 use elasticsearch::Elasticsearch;
 
-use super::{timed, Backend, BackendError};
+use super::{timed, timed_unguarded, Backend, BackendError, Breaker, Refused};
 use crate::config::ElasticsearchConfig;
 
 /// Shared Elasticsearch client with the configured deadline.
@@ -15,11 +16,12 @@ use crate::config::ElasticsearchConfig;
 pub struct EsClient {
     client: Elasticsearch,
     timeout: Duration,
+    breaker: Arc<Breaker>,
 }
 
 impl EsClient {
-    /// Builds the client; no request is made.
-    pub fn new(cfg: &ElasticsearchConfig) -> anyhow::Result<Self> {
+    /// Builds the client; no request is made. Its searches go through `breaker`.
+    pub fn new(cfg: &ElasticsearchConfig, breaker: Arc<Breaker>) -> anyhow::Result<Self> {
         let pool = SingleNodeConnectionPool::new(cfg.url.clone());
         let mut builder = TransportBuilder::new(pool).timeout(cfg.timeout);
         if !cfg.username.is_empty() {
@@ -31,7 +33,7 @@ impl EsClient {
         let transport = builder
             .build()
             .map_err(|e| anyhow::anyhow!("elasticsearch client for {}: {e}", cfg.url))?;
-        Ok(EsClient { client: Elasticsearch::new(transport), timeout: cfg.timeout })
+        Ok(EsClient { client: Elasticsearch::new(transport), timeout: cfg.timeout, breaker })
     }
 
     /// The underlying client, for the modules that issue requests.
@@ -46,7 +48,7 @@ impl EsClient {
 
     /// Cluster health: usable when yellow or green.
     pub async fn ping(&self) -> Result<String, BackendError> {
-        let body: serde_json::Value = timed(Backend::Elasticsearch, "cluster_health", self.timeout, async {
+        let body: serde_json::Value = timed_unguarded(Backend::Elasticsearch, "cluster_health", self.timeout, async {
             let resp = self
                 .client
                 .cluster()
@@ -94,7 +96,7 @@ impl EsClient {
         body: serde_json::Value,
         traceparent: Option<&str>,
     ) -> Result<Vec<Hit>, BackendError> {
-        let value: serde_json::Value = timed(Backend::Elasticsearch, call, self.timeout, async {
+        let value: serde_json::Value = timed(&self.breaker, call, self.timeout, async {
             let indices = [alias];
             let mut req = self.client.search(elasticsearch::SearchParts::Index(&indices)).body(body);
             if let Some(tp) = traceparent {
@@ -107,7 +109,12 @@ impl EsClient {
             let status = resp.status_code();
             let v: serde_json::Value = resp.json().await?;
             if !status.is_success() {
-                anyhow::bail!("status {status}: {}", v["error"]["reason"].as_str().unwrap_or("no reason"));
+                let why = format!("status {status}: {}", v["error"]["reason"].as_str().unwrap_or("no reason"));
+                // 4xx refuses this search; 408 and 429 say the cluster is struggling.
+                if (400..500).contains(&status.as_u16()) && !matches!(status.as_u16(), 408 | 429) {
+                    return Err(Refused(why).into());
+                }
+                anyhow::bail!(why);
             }
             Ok::<_, anyhow::Error>(v)
         })

@@ -6,7 +6,7 @@ use std::time::Duration;
 use rdkafka::producer::FutureProducer;
 use rdkafka::ClientConfig;
 
-use super::{timed, Backend, BackendError};
+use super::{timed_unguarded, Backend, BackendError};
 use crate::config::KafkaConfig;
 
 /// Shared Kafka handle.
@@ -37,7 +37,7 @@ impl KafkaClient {
         let producer = self.producer.clone();
         let timeout = self.timeout;
         // librdkafka's metadata call blocks its thread; keep it off the runtime.
-        let brokers = timed(Backend::Kafka, "metadata", timeout + Duration::from_millis(500), async move {
+        let brokers = timed_unguarded(Backend::Kafka, "metadata", timeout + Duration::from_millis(500), async move {
             tokio::task::spawn_blocking(move || {
                 use rdkafka::producer::Producer;
                 producer

@@ -1,10 +1,13 @@
 //! Clients of the four backends, built once from configuration and shared.
 //!
-//! Every call goes through [`timed`], which applies the backend's deadline,
-//! records its latency and failures under one set of metric names, and turns
-//! the outcome into a [`BackendError`] that says which backend failed and how.
+//! Every call goes through [`timed`], which first asks the backend's circuit
+//! breaker ([`breaker`]), then applies the backend's deadline, records its
+//! latency and failures under one set of metric names, and turns the outcome
+//! into a [`BackendError`] that says which backend failed and how. Readiness
+//! pings use [`timed_unguarded`], the same without the breaker.
 
 pub mod analytics;
+pub mod breaker;
 pub mod clickhouse;
 pub mod elasticsearch;
 pub mod kafka;
@@ -14,6 +17,8 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+
+pub use breaker::{Breaker, Breakers};
 
 use crate::config::Config;
 use crate::telemetry::names;
@@ -78,8 +83,53 @@ impl BackendError {
     }
 }
 
-/// Runs one backend call under its deadline and records it in metrics.
+/// An error the backend answered with because of the request itself (a
+/// parameter it refuses): the backend is healthy, so its breaker counts the
+/// call as a success. Otherwise anyone could open a breaker for everybody by
+/// sending a few bad requests.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+/// Runs one backend call through the backend's breaker, under its deadline,
+/// and records it in metrics. While the circuit is open the call is not made
+/// and the error says so.
 pub async fn timed<T, E, F>(
+    breaker: &Breaker,
+    call: &'static str,
+    timeout: Duration,
+    fut: F,
+) -> Result<T, BackendError>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<anyhow::Error>,
+{
+    let permit = breaker.admit(call)?;
+    let (result, refused) = measured(breaker.backend(), call, timeout, fut).await;
+    match &result {
+        Err(BackendError::Timeout { timeout, .. }) => {
+            permit.record(Err(&format!("no answer within {}", humantime::format_duration(*timeout))))
+        }
+        Err(BackendError::Failed { detail, .. }) if !refused => permit.record(Err(detail)),
+        Ok(_) | Err(BackendError::Failed { .. }) => permit.record(Ok(())),
+    }
+    result
+}
+
+/// [`timed`] without the breaker, for readiness pings. A ping must see the
+/// backend as it is: blocked by an open circuit it would report "down" for as
+/// long as the circuit stays open, whatever the backend does.
+///
+/// Nor does a ping's outcome feed the breaker. A ping checks a cheaper path
+/// than the calls the breaker guards (cluster health, `SELECT version()`,
+/// metadata), so its success does not show that those calls work again: an
+/// overloaded Elasticsearch answers cluster health at once while its searches
+/// time out, exactly the case the breaker is there for, and closing the
+/// circuit on every /readyz would let the full load through again each time.
+/// A half-open probe, a real call, is the evidence that decides. Counting a
+/// ping's failure would make the circuit depend on how often an orchestrator
+/// probes rather than on the calls themselves.
+pub async fn timed_unguarded<T, E, F>(
     backend: Backend,
     call: &'static str,
     timeout: Duration,
@@ -89,14 +139,34 @@ where
     F: Future<Output = Result<T, E>>,
     E: Into<anyhow::Error>,
 {
+    measured(backend, call, timeout, fut).await.0
+}
+
+/// The call under its deadline, with its metrics; true beside an error that is
+/// the request's fault ([`Refused`]).
+async fn measured<T, E, F>(
+    backend: Backend,
+    call: &'static str,
+    timeout: Duration,
+    fut: F,
+) -> (Result<T, BackendError>, bool)
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<anyhow::Error>,
+{
     let started = Instant::now();
     let outcome = tokio::time::timeout(timeout, fut).await;
     metrics::histogram!(names::BACKEND_CALL_DURATION, "backend" => backend.name(), "call" => call)
         .record(started.elapsed().as_secs_f64());
+    let mut refused = false;
     let result = match outcome {
         Ok(Ok(v)) => Ok(v),
-        // `{:#}` keeps the cause chain ("error sending request: connection refused").
-        Ok(Err(e)) => Err(BackendError::failed(backend, format!("{:#}", e.into()))),
+        Ok(Err(e)) => {
+            let e = e.into();
+            refused = e.downcast_ref::<Refused>().is_some();
+            // `{:#}` keeps the cause chain ("error sending request: connection refused").
+            Err(BackendError::failed(backend, format!("{e:#}")))
+        }
         Err(_) => Err(BackendError::Timeout { backend, timeout }),
     };
     if let Err(e) = &result {
@@ -107,7 +177,7 @@ where
         metrics::counter!(names::BACKEND_CALL_ERRORS, "backend" => backend.name(), "call" => call, "reason" => reason)
             .increment(1);
     }
-    result
+    (result, refused)
 }
 
 /// All backend clients, cheap to clone.
@@ -117,21 +187,28 @@ pub struct Backends {
     pub clickhouse: clickhouse::ChClient,
     pub kafka: kafka::KafkaClient,
     pub schema_registry: schema_registry::RegistryClient,
+    /// One breaker per backend, shared by every clone (and by the clients
+    /// above, whose calls consult them).
+    pub breakers: Breakers,
 }
 
 impl Backends {
     /// Builds every client; nothing is contacted yet, so a backend that is
     /// down at start-up shows in `/readyz` instead of stopping the process.
     pub fn from_config(cfg: &Config) -> anyhow::Result<Self> {
+        let breakers = Breakers::new(&cfg.breaker);
         Ok(Backends {
-            elasticsearch: elasticsearch::EsClient::new(&cfg.elasticsearch)?,
-            clickhouse: clickhouse::ChClient::new(&cfg.clickhouse),
+            elasticsearch: elasticsearch::EsClient::new(&cfg.elasticsearch, breakers.elasticsearch.clone())?,
+            clickhouse: clickhouse::ChClient::new(&cfg.clickhouse, breakers.clickhouse.clone()),
             kafka: kafka::KafkaClient::new(&cfg.kafka)?,
             schema_registry: schema_registry::RegistryClient::new(&cfg.schema_registry)?,
+            breakers,
         })
     }
 
     /// Probes one backend: Ok with a short description when it is usable.
+    /// Never blocked by the backend's breaker, and never moves it (see
+    /// [`timed_unguarded`] for why).
     pub async fn ping(&self, backend: Backend) -> Result<String, BackendError> {
         match backend {
             Backend::Elasticsearch => self.elasticsearch.ping().await,

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::{timed, Backend, BackendError};
+use super::{timed_unguarded, Backend, BackendError};
 use crate::config::SchemaRegistryConfig;
 
 /// Shared HTTP client for the registry.
@@ -97,7 +97,7 @@ impl RegistryClient {
 
     /// `GET /subjects`: usable when it answers 200.
     pub async fn ping(&self) -> Result<String, BackendError> {
-        let subjects: Vec<String> = timed(Backend::SchemaRegistry, "list_subjects", self.timeout, async {
+        let subjects: Vec<String> = timed_unguarded(Backend::SchemaRegistry, "list_subjects", self.timeout, async {
             self.get("subjects").send().await?.error_for_status()?.json::<Vec<String>>().await
         })
         .await?;

@@ -36,6 +36,7 @@ pub struct Config {
     pub clickhouse: ClickHouseConfig,
     pub kafka: KafkaConfig,
     pub schema_registry: SchemaRegistryConfig,
+    pub breaker: BreakerConfig,
     pub topics: TopicsConfig,
     pub ingest: IngestConfig,
     pub setup: SetupConfig,
@@ -136,6 +137,17 @@ pub struct SchemaRegistryConfig {
     pub timeout: Duration,
     pub username: String,
     pub password: Secret,
+}
+
+/// The circuit breaker in front of each backend (one per backend, same settings).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConfig {
+    pub enabled: bool,
+    pub failure_threshold: u32,
+    #[serde(with = "humantime_serde")]
+    pub open_for: Duration,
+    pub half_open_probes: u32,
 }
 
 /// Kafka topics and their formats.
@@ -306,10 +318,17 @@ impl Config {
             ("clickhouse.timeout", self.clickhouse.timeout),
             ("kafka.timeout", self.kafka.timeout),
             ("schema_registry.timeout", self.schema_registry.timeout),
+            ("breaker.open_for", self.breaker.open_for),
         ] {
             if d.is_zero() {
                 return bad(key, &humantime::format_duration(d), "must be greater than zero");
             }
+        }
+        if self.breaker.failure_threshold < 1 {
+            return bad("breaker.failure_threshold", &self.breaker.failure_threshold, "must be at least 1");
+        }
+        if self.breaker.half_open_probes < 1 {
+            return bad("breaker.half_open_probes", &self.breaker.half_open_probes, "must be at least 1");
         }
         if self.topics.partitions < 1 {
             return bad("topics.partitions", &self.topics.partitions, "must be at least 1");

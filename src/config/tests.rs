@@ -113,3 +113,27 @@ fn every_default_key_is_documented_by_a_comment() {
         }
     }
 }
+
+#[test]
+fn breaker_defaults_and_rules() {
+    Jail::expect_with(|jail| {
+        let c = load_in(jail, None).expect("valid");
+        assert!(c.breaker.enabled);
+        assert_eq!(c.breaker.failure_threshold, 5);
+        assert_eq!(c.breaker.open_for, Duration::from_secs(5));
+        assert_eq!(c.breaker.half_open_probes, 1);
+        Ok(())
+    });
+    for (var, value, key) in [
+        ("ORDER_GATEWAY__BREAKER__FAILURE_THRESHOLD", "0", "breaker.failure_threshold"),
+        ("ORDER_GATEWAY__BREAKER__HALF_OPEN_PROBES", "0", "breaker.half_open_probes"),
+        ("ORDER_GATEWAY__BREAKER__OPEN_FOR", "0s", "breaker.open_for"),
+    ] {
+        Jail::expect_with(|jail| {
+            jail.set_env(var, value);
+            let err = load_in(jail, None).unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+            Ok(())
+        });
+    }
+}

@@ -31,7 +31,7 @@ release: ## optimised binary at target/release/order-gateway
 dev: stack-up release ## stack up, then the gateway on $(GATEWAY_LISTEN) in the foreground (Ctrl-C stops it)
 	@eval "$$(scripts/stack/env)"; \
 	  ORDER_GATEWAY__SERVER__LISTEN=$(GATEWAY_LISTEN) ORDER_GATEWAY__LOG__FORMAT=$${ORDER_GATEWAY__LOG__FORMAT:-text} \
-	  exec target/release/order-gateway serve
+	  exec target/release/order-gateway --config $${ORDER_GATEWAY_CONFIG:-config/dev.toml} serve
 
 test: prereqs ## stack up, every test, stack down; non-zero on any failure
 	@scripts/test.sh

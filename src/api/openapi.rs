@@ -83,7 +83,7 @@ fn batch_get() {}
     params(("customer_id" = Option<String>, Query), ("status" = Option<OrderStatus>, Query), ("channel" = Option<Channel>, Query),
            ("from" = Option<String>, Query, description = "RFC 3339, inclusive (order.created_at)"),
            ("to" = Option<String>, Query, description = "RFC 3339, exclusive"),
-           ("q" = Option<String>, Query, description = "Free text: order number, customer, e-mail, SKU, product name, city, tracking number"),
+           ("q" = Option<String>, Query, description = "Free text: order number, customer, SKU, product name, tracking number; with scope orders:pii also e-mail, addressee and city"),
            ("limit" = Option<u32>, Query, description = "1 to api.max_limit"),
            ("cursor" = Option<String>, Query, description = "next_cursor of the previous page, for the same filters")),
     responses((status = 200, body = OrderPage), (status = 400, body = Problem, content_type = "application/problem+json")))]
@@ -135,11 +135,75 @@ fn readyz() {}
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format")))]
 fn metrics() {}
 
+#[utoipa::path(get, path = "/admin/cache", tag = "admin",
+    responses((status = 200, description = "entries, weighted_bytes, max_bytes, negative_entries, seen_versions, order_numbers, analytics_answers, rate_limit_clients, ttl")))]
+fn admin_cache() {}
+
+#[utoipa::path(delete, path = "/admin/cache/orders/{order_id}", tag = "admin", params(("order_id" = String, Path)),
+    responses((status = 200, description = "{order_id, was_cached}: the next read goes to the backends"),
+              (status = 400, body = Problem, content_type = "application/problem+json")))]
+fn admin_evict() {}
+
+#[utoipa::path(get, path = "/admin/stream", tag = "admin",
+    responses((status = 200, description = "enabled, assigned, healthy, lag_messages, lag_ms, partitions: [{topic, partition, position, high_watermark, lag}]")))]
+fn admin_stream() {}
+
+#[utoipa::path(get, path = "/admin/config", tag = "admin",
+    responses((status = 200, description = "The configuration in effect, secrets masked")))]
+fn admin_config() {}
+
+#[utoipa::path(post, path = "/admin/reload", tag = "admin",
+    responses((status = 200, description = "{applied: [keys], restart_required: [keys]}"),
+              (status = 422, description = "The new configuration is invalid; nothing changed", body = Problem, content_type = "application/problem+json")))]
+fn admin_reload() {}
+
+/// What the edge adds to every operation: the credentials it accepts, and the
+/// answers any route can give (401, 403, 429, 503 shedding, 413, 431).
+struct EdgeDocs;
+
+impl utoipa::Modify for EdgeDocs {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        components.add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))));
+        let problem = |description: &str| -> RefOr<utoipa::openapi::Response> {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content("application/problem+json", ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build())
+                    .build(),
+            )
+        };
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let probe = matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics");
+            for op in [&mut item.get, &mut item.post, &mut item.delete].into_iter().flatten() {
+                let r = &mut op.responses.responses;
+                if !probe {
+                    op.security = Some(vec![
+                        SecurityRequirement::new("bearer", Vec::<String>::new()),
+                        SecurityRequirement::new("api_key", Vec::<String>::new()),
+                    ]);
+                    r.entry("401".into()).or_insert_with(|| problem("No credential, or one that is not valid (WWW-Authenticate says which)"));
+                    r.entry("403".into()).or_insert_with(|| problem("The credential lacks the scope this route needs"));
+                    r.entry("429".into()).or_insert_with(|| problem("Rate limit spent: Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"));
+                    r.entry("503".into()).or_insert_with(|| problem("Overloaded (server.max_in_flight) or a backend failed; Retry-After"));
+                }
+                r.entry("413".into()).or_insert_with(|| problem("Request body larger than server.max_body_bytes"));
+                r.entry("431".into()).or_insert_with(|| problem("Request headers larger than server.max_header_bytes"));
+            }
+        }
+    }
+}
+
 /// The document.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "order-gateway", description = "Read layer of the Order Management System"),
-    paths(get_order, get_by_number, batch_get, search, customer_orders, kpis, timeseries, top_skus, status_funnel, healthz, readyz, metrics),
+    modifiers(&EdgeDocs),
+    paths(get_order, get_by_number, batch_get, search, customer_orders, kpis, timeseries, top_skus, status_funnel, healthz, readyz, metrics,
+          admin_cache, admin_evict, admin_stream, admin_config, admin_reload),
     components(schemas(OrderView, Order, Fulfillment, OrderLine, Address, Problem, InvalidParam, BatchGetRequest, BatchGetResponse, OrderPage))
 )]
 pub struct ApiDoc;

@@ -332,7 +332,7 @@ async fn resolve(state: &AppState, id: &str, ctx: &RequestContext) -> Result<(Ar
     // The backend may trail the stream by its refresh interval: retry briefly.
     let deadline = Instant::now() + Duration::from_millis(1500);
     loop {
-        match fill(state, id, ctx).await {
+        match fill(state, id, ctx, true).await {
             Ok(Some(Filled::Ok(e))) => return Ok((e, CacheStatus::Miss)),
             Ok(None) => return Err(not_found(id)),
             Ok(Some(Filled::Behind { seen, got })) => {
@@ -359,29 +359,47 @@ async fn resolve(state: &AppState, id: &str, ctx: &RequestContext) -> Result<(Ar
     }
 }
 
-/// One backend read for `id`, shared by every concurrent caller, merged into the cache.
-async fn fill(state: &AppState, id: &str, ctx: &RequestContext) -> Result<Option<Filled>, crate::backends::BackendError> {
+/// One backend read for `id`, shared by every concurrent caller, merged into
+/// the cache inside the shared flight: when the flight ends the cache already
+/// holds its answer, so a caller that missed just before cannot start a second
+/// backend read for the same order.
+///
+/// `reuse_hit`: a current entry found inside the flight is the answer (a
+/// miss); read-your-writes passes false, as it asks the backend for a newer
+/// version than the cache holds.
+async fn fill(
+    state: &AppState,
+    id: &str,
+    ctx: &RequestContext,
+    reuse_hit: bool,
+) -> Result<Option<Filled>, crate::backends::BackendError> {
     let es = state.backends.elasticsearch.clone();
     let ch = state.backends.clickhouse.clone();
+    let cache = state.cache.clone();
     let alias = state.config.elasticsearch.read_alias.clone();
     let key = id.to_owned();
     let traceparent = ctx.trace.child_header();
-    let result = state
+    state
         .cache
         .fills
         .run(id, move || async move {
+            // A flight that just ended may have filled the entry after this caller's lookup.
+            if reuse_hit {
+                if let Lookup::Hit(e) = cache.lookup(&key) {
+                    return Ok(Some(Filled::Ok(e)));
+                }
+            }
             let mut views = es.get_orders(&alias, &[&key], Some(&traceparent)).await?;
             if let Some(v) = views.pop() {
-                return Ok(Some((v, Source::Elasticsearch)));
+                return Ok(cache.fill(&key, Some(v), Source::Elasticsearch));
             }
             // Not in the hot store: older orders live in ClickHouse only.
-            Ok(ch.get_orders(&[&key]).await?.pop().map(|v| (v, Source::ClickHouse)))
+            Ok(match ch.get_orders(&[&key]).await?.pop() {
+                Some(v) => cache.fill(&key, Some(v), Source::ClickHouse),
+                None => cache.fill(&key, None, Source::Elasticsearch),
+            })
         })
-        .await?;
-    Ok(match result {
-        Some((view, source)) => state.cache.fill(id, Some(view), source),
-        None => state.cache.fill(id, None, Source::Elasticsearch),
-    })
+        .await
 }
 
 /// Read-your-writes: wait for the stream, then ask Elasticsearch directly.
@@ -400,7 +418,7 @@ async fn wait_for_version(
             }
         }
     }
-    if let Ok(Some(Filled::Ok(e))) = fill(state, id, ctx).await {
+    if let Ok(Some(Filled::Ok(e))) = fill(state, id, ctx, false).await {
         if order_version(&e) >= min {
             return Ok((e, CacheStatus::Miss));
         }

@@ -128,7 +128,7 @@ impl StreamState {
 type Versions = Arc<(u64, Vec<(String, u64)>)>;
 
 /// Outcome of merging a backend's answer into the cache.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Filled {
     Ok(Arc<CachedView>),
     /// The backend's view is older than what the stream already delivered.
@@ -142,7 +142,7 @@ pub struct OrderCache {
     /// Orders known not to exist, with when that was learnt.
     negative: moka::sync::Cache<String, Instant>,
     /// Shared single-flight of backend fills, by order id.
-    pub fills: SingleFlight<Result<Option<(OrderView, Source)>, crate::backends::BackendError>>,
+    pub fills: SingleFlight<Result<Option<Filled>, crate::backends::BackendError>>,
     pub stream: Arc<StreamState>,
     /// `cache.degraded_ttl` and `cache.negative_ttl` in milliseconds: atomics,
     /// so a configuration reload changes them under running lookups.

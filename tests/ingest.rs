@@ -19,6 +19,9 @@ use serde_json::{json, Value};
 const HOT_WINDOW_MS: i64 = 730 * 86_400_000;
 
 /// One isolated pipeline: every name is unique to the test.
+/// A dead-lettered message: (reason header, key, payload).
+type DeadLetter = (String, Option<Vec<u8>>, Option<Vec<u8>>);
+
 struct Pipeline {
     env: Vec<(String, String)>,
     orders: String,
@@ -128,8 +131,8 @@ impl Pipeline {
         ClientConfig::new().set("bootstrap.servers", kafka_brokers()).create().unwrap()
     }
 
-    /// Every message of the dead-letter topic: (reason header, key, payload).
-    fn dead_letters(&self) -> Vec<(String, Option<Vec<u8>>, Option<Vec<u8>>)> {
+    /// Every message of the dead-letter topic.
+    fn dead_letters(&self) -> Vec<DeadLetter> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", kafka_brokers())
             .set("group.id", unique("it-dlq-reader"))

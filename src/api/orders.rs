@@ -176,7 +176,7 @@ where
                     }
                 }
             }
-            None => found.extend(stale.into_iter()),
+            None => found.extend(stale),
         }
     }
 

@@ -1,3 +1,6 @@
+// figment's Jail closures return figment::Error, whose size is figment's choice.
+#![allow(clippy::result_large_err)]
+
 use super::*;
 use figment::Jail;
 

@@ -169,7 +169,7 @@ async fn es_json(
 ) -> anyhow::Result<(u16, Value)> {
     use elasticsearch::http::headers::HeaderMap;
     let es = backends.elasticsearch.client();
-    let body = body.map(|b| elasticsearch::http::request::JsonBody::new(b));
+    let body = body.map(elasticsearch::http::request::JsonBody::new);
     let resp = es
         .send(method, path, HeaderMap::new(), Option::<&()>::None, body, Some(backends.elasticsearch.timeout() * 5))
         .await

@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 use super::{Fulfillment, Order};
 
 /// One versioned part of a view.
+// Not boxed: a component is built once per event and moved into its view;
+// a box would cost an allocation per event to save stack space in transit.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Component {
     Order(Order),

@@ -287,7 +287,7 @@ async fn run_search(
             out.put_u8(b',');
         }
         match state.cache.lookup(&h.view.order_id) {
-            Lookup::Hit(e) | Lookup::Stale(e) if e.complete && e.view.dominates(&h.view) => out.put_slice(e.body(pii)),
+            Lookup::Hit(e) | Lookup::Stale(e) if e.complete && e.versions.dominates(&h.view) => out.put_slice(e.body(pii)),
             _ if pii => out.put_slice(&serde_json::to_vec(&h.view).expect("views serialise")),
             _ => out.put_slice(&serde_json::to_vec(&h.view.without_pii()).expect("views serialise")),
         }
@@ -305,7 +305,7 @@ fn count(result: &'static str) {
 }
 
 fn order_version(e: &CachedView) -> u64 {
-    e.view.order.as_ref().map_or(0, |o| o.version)
+    e.order_version()
 }
 
 /// The view of `id`: from the cache when current, else filled (coalesced)

@@ -30,13 +30,19 @@ pub enum Source {
     ClickHouse,
 }
 
-/// One cached order.
+/// One cached order. It keeps the view's JSON, not the parsed view: the bytes
+/// are what a hit serves, and a parsed copy beside them would about double the
+/// memory per order. Merges (events, fills) parse the JSON again; they are
+/// rare next to reads.
 #[derive(Debug)]
 pub struct CachedView {
-    pub view: OrderView,
     /// The view's JSON, as served.
     pub json: Bytes,
     pub etag: String,
+    /// Component versions, for monotonicity checks without parsing.
+    pub versions: ComponentVersions,
+    /// Whether the JSON holds personal data (address, e-mail, phone).
+    has_pii: bool,
     /// When the content was last known current (a fill, or an event).
     pub refreshed_at: Instant,
     /// Whether the entry holds the whole order. An event for an order that
@@ -49,25 +55,65 @@ pub struct CachedView {
     redacted: std::sync::OnceLock<Bytes>,
 }
 
+/// The order header's version (0 when absent) and each fulfilment's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentVersions {
+    pub order: u64,
+    pub fulfillments: Box<[(Box<str>, u64)]>,
+}
+
+impl ComponentVersions {
+    fn of(view: &OrderView) -> Self {
+        let (order, fs) = view.versions();
+        ComponentVersions { order, fulfillments: fs.into_iter().map(|(id, v)| (Box::from(id), v)).collect() }
+    }
+
+    /// Whether these versions are at least those of every component of `other`.
+    pub fn dominates(&self, other: &OrderView) -> bool {
+        other.order.as_ref().is_none_or(|o| self.order >= o.version)
+            && other.fulfillments.iter().all(|f| {
+                self.fulfillments.iter().any(|(id, v)| **id == *f.fulfillment_id && *v >= f.version)
+            })
+    }
+}
+
 impl CachedView {
-    fn new(view: OrderView, complete: bool, source: Source) -> Self {
-        let json = Bytes::from(serde_json::to_vec(&view).expect("views always serialise"));
-        let etag = view.etag();
-        CachedView { view, json, etag, refreshed_at: Instant::now(), complete, source, redacted: Default::default() }
+    fn new(view: &OrderView, complete: bool, source: Source) -> Self {
+        let json = Bytes::from(serde_json::to_vec(view).expect("views always serialise"));
+        CachedView {
+            json,
+            etag: view.etag(),
+            versions: ComponentVersions::of(view),
+            has_pii: view.has_pii(),
+            refreshed_at: Instant::now(),
+            complete,
+            source,
+            redacted: Default::default(),
+        }
+    }
+
+    /// The parsed view (a copy made from the cached JSON).
+    pub fn view(&self) -> OrderView {
+        serde_json::from_slice(&self.json).expect("the cache holds JSON it serialised itself")
+    }
+
+    /// The order header's version; 0 while only fulfilments are known.
+    pub fn order_version(&self) -> u64 {
+        self.versions.order
     }
 
     /// The JSON as served to a caller with (`pii`) or without `orders:pii`.
     pub fn body(&self, pii: bool) -> &Bytes {
-        if pii || !self.view.has_pii() {
+        if pii || !self.has_pii {
             return &self.json;
         }
-        self.redacted.get_or_init(|| Bytes::from(serde_json::to_vec(&self.view.without_pii()).expect("views always serialise")))
+        self.redacted.get_or_init(|| Bytes::from(serde_json::to_vec(&self.view().without_pii()).expect("views always serialise")))
     }
 
     /// The ETag of that representation: the redacted one differs, so a shared
     /// cache can never answer one audience with the other's bytes.
     pub fn etag_for(&self, pii: bool) -> std::borrow::Cow<'_, str> {
-        if pii || !self.view.has_pii() {
+        if pii || !self.has_pii {
             std::borrow::Cow::Borrowed(&self.etag)
         } else {
             std::borrow::Cow::Owned(format!("{}-r\"", self.etag.trim_end_matches('"')))
@@ -150,8 +196,9 @@ pub struct OrderCache {
     negative_ttl_ms: AtomicU64,
 }
 
-/// Bytes an entry costs beyond its JSON: the parsed view, keys, bookkeeping.
-const ENTRY_OVERHEAD: u32 = 512;
+/// Bytes an entry costs beyond its JSON and key: the entry struct, its ETag
+/// and versions, and moka's own bookkeeping (measured: see BENCHMARKS.md).
+const ENTRY_OVERHEAD: u32 = 320;
 
 impl OrderCache {
     /// An empty cache sized by `cfg`.
@@ -159,8 +206,7 @@ impl OrderCache {
         let views = moka::sync::Cache::builder()
             .max_capacity(cfg.max_bytes)
             .weigher(|k: &String, v: &Arc<CachedView>| {
-                // The parsed view costs about as much again as its JSON.
-                (k.len() as u32).saturating_add((v.json.len() as u32).saturating_mul(2)).saturating_add(ENTRY_OVERHEAD)
+                (k.len() as u32).saturating_add(v.json.len() as u32).saturating_add(ENTRY_OVERHEAD)
             })
             .time_to_live(cfg.max_ttl)
             .eviction_listener(|_k, _v, cause| {
@@ -223,11 +269,11 @@ impl OrderCache {
         let brand_new = matches!(&c, Component::Order(o) if o.version == 1);
         let result = self.views.entry(id.clone()).and_compute_with(|current| {
             let (mut view, complete) = match &current {
-                Some(e) => (e.value().view.clone(), e.value().complete),
+                Some(e) => (e.value().view(), e.value().complete),
                 None => (OrderView::new(&id), brand_new),
             };
             if view.apply(c) || current.is_none() {
-                Op::Put(Arc::new(CachedView::new(view, complete, Source::Stream)))
+                Op::Put(Arc::new(CachedView::new(&view, complete, Source::Stream)))
             } else {
                 Op::Nop
             }
@@ -255,17 +301,18 @@ impl OrderCache {
         let result = self.views.entry(id.to_owned()).and_compute_with(|current| {
             let mut view = fetched.clone();
             if let Some(e) = &current {
-                view.merge(e.value().view.clone());
+                view.merge(e.value().view());
             }
-            Op::Put(Arc::new(CachedView::new(view, true, source)))
+            Op::Put(Arc::new(CachedView::new(&view, true, source)))
         });
         let entry = match result {
             moka::ops::compute::CompResult::Inserted(e) | moka::ops::compute::CompResult::ReplacedWith(e) => e.into_value(),
             _ => return None,
         };
         if let Some(s) = seen {
-            let behind = entry.view.versions().0 < s.0
-                || s.1.iter().any(|(fid, v)| !entry.view.fulfillments.iter().any(|f| &f.fulfillment_id == fid && f.version >= *v));
+            let have = &entry.versions;
+            let behind = have.order < s.0
+                || s.1.iter().any(|(fid, v)| !have.fulfillments.iter().any(|(id, hv)| **id == **fid && *hv >= *v));
             if behind {
                 return Some(Filled::Behind { seen: s.0, got });
             }

@@ -1,0 +1,62 @@
+//! Resident memory of the order cache per cached order, against the orders'
+//! JSON size. Not a criterion benchmark: one measurement, printed.
+//!
+//!   MEMORY_ORDERS=1000000 cargo bench --bench memory
+//!
+//! Views come from the seed generator (realistic lifecycles, addresses,
+//! lines, fulfilments); 10,000 distinct ones are cloned under new ids up to
+//! MEMORY_ORDERS. Without the variable it runs 2,000 orders as a smoke test.
+
+use std::sync::Arc;
+
+use order_gateway::cache::{OrderCache, Source, StreamState};
+use order_gateway::config::Config;
+use order_gateway::model::Timestamp;
+use order_gateway::seed::generate;
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn main() {
+    let n: u64 = std::env::var("MEMORY_ORDERS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000);
+    let base = generate::truth(&generate::generate(10_000.min(n), 7, Timestamp::now()));
+    let mut config = Config::defaults().cache;
+    // Large enough that nothing is evicted: the measurement is of holding them all.
+    config.max_bytes = 64 << 30;
+    config.max_ttl = std::time::Duration::from_secs(3600);
+    let cache = OrderCache::new(&config, Arc::new(StreamState::default()));
+    let before = rss_bytes();
+    let mut json_bytes = 0u64;
+    for i in 0..n {
+        let mut v = base[(i % base.len() as u64) as usize].clone();
+        let id = format!("{i:08}-{}", &v.order_id[..v.order_id.len().min(27)]);
+        v.order_id = id.clone();
+        if let Some(o) = &mut v.order {
+            o.order_id = id.clone();
+        }
+        for f in &mut v.fulfillments {
+            f.order_id = id.clone();
+        }
+        json_bytes += serde_json::to_vec(&v).map(|b| b.len() as u64).unwrap_or(0);
+        cache.fill(&id, Some(v), Source::Elasticsearch);
+    }
+    let (entries, weighted) = cache.stats();
+    let grown = rss_bytes().saturating_sub(before);
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    println!(
+        "memory: {entries} orders cached; their JSON {:.0} MiB ({:.0} B/order); resident memory grew {:.0} MiB ({:.0} B/order) = {:.2}x the JSON; cache weigher {:.0} MiB",
+        mib(json_bytes),
+        json_bytes as f64 / n as f64,
+        mib(grown),
+        grown as f64 / n as f64,
+        grown as f64 / json_bytes.max(1) as f64,
+        mib(weighted),
+    );
+    assert_eq!(entries, n, "every order stays cached");
+}

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make test`: build once, start the native stack, run every test, stop the stack.
+# `make test`: build once, start the native stack, run every test, fuzz the API
+# (scripts/fuzz-gateway.sh; FUZZ=0 skips it), stop the stack.
 # Exits non-zero when anything fails; the stack is stopped in every case.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,3 +34,10 @@ echo "[test] running the tests" >&2
 cargo test --locked --lib --bins --tests --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"
 # Each criterion benchmark once, as a smoke test (its harness has no --test-threads).
 cargo test --locked --benches
+
+# schemathesis against the debug gateway built above (target/debug/order-gateway),
+# bounded to FUZZ_MAX_SECONDS (default 150 s).
+if [[ "${FUZZ:-1}" != 0 ]]; then
+  echo "[test] fuzzing the API (FUZZ=0 skips this)" >&2
+  scripts/fuzz-gateway.sh
+fi

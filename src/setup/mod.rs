@@ -26,6 +26,51 @@ pub struct SetupArgs {
     /// delete indices wholly older than the hot window.
     #[arg(long)]
     pub rollover: bool,
+    /// Run only these parts, comma separated or repeated: topics, schemas,
+    /// elasticsearch, clickhouse (default: all of them).
+    #[arg(long, value_name = "PART[,PART...]", value_delimiter = ',')]
+    pub only: Vec<Part>,
+}
+
+/// One part of `setup`, as `--only` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Topics,
+    Schemas,
+    Elasticsearch,
+    Clickhouse,
+}
+
+impl Part {
+    /// Every part, in the order `setup` runs them.
+    pub const ALL: [Part; 4] = [Part::Topics, Part::Schemas, Part::Elasticsearch, Part::Clickhouse];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Part::Topics => "topics",
+            Part::Schemas => "schemas",
+            Part::Elasticsearch => "elasticsearch",
+            Part::Clickhouse => "clickhouse",
+        }
+    }
+}
+
+impl std::str::FromStr for Part {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Part, String> {
+        Part::ALL.into_iter().find(|p| p.name() == s.trim()).ok_or_else(|| {
+            let names: Vec<&str> = Part::ALL.iter().map(|p| p.name()).collect();
+            format!("unknown setup part {s:?}; expected one of: {}", names.join(", "))
+        })
+    }
+}
+
+impl SetupArgs {
+    /// Whether `part` runs: every part when `--only` is not given.
+    pub fn runs(&self, part: Part) -> bool {
+        self.only.is_empty() || self.only.contains(&part)
+    }
 }
 
 /// What happened to one object.
@@ -53,10 +98,20 @@ fn say(what: &str, outcome: Outcome, extra: &str) {
 /// Runs `setup`; stops at the first failure, naming the object and backend.
 pub async fn run(config: &Config, args: &SetupArgs) -> anyhow::Result<()> {
     let backends = Backends::from_config(config)?;
-    topics(config).await?;
-    schemas(config, &backends).await?;
-    elasticsearch(config, &backends).await?;
-    clickhouse(config, &backends).await?;
+    if args.runs(Part::Topics) {
+        topics(config).await?;
+    }
+    if args.runs(Part::Schemas) {
+        schemas(config, &backends).await?;
+    }
+    if args.runs(Part::Elasticsearch) {
+        elasticsearch(config, &backends).await?;
+    }
+    if args.runs(Part::Clickhouse) {
+        clickhouse(config, &backends).await?;
+    }
+    // An explicit request: runs whatever `--only` says (it needs the write alias
+    // that the elasticsearch part creates).
     if args.rollover {
         rollover(config, &backends).await?;
     }
@@ -484,6 +539,36 @@ mod tests {
             ("o-4".to_string(), Some(10)),
         ];
         assert_eq!(expired_indices(&newest, "o-4", cutoff), ["o-1"]);
+    }
+
+    #[test]
+    fn only_parses_part_names_and_names_a_bad_one() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            setup: SetupArgs,
+        }
+        let parse = |args: &[&str]| Cli::try_parse_from(std::iter::once("setup").chain(args.iter().copied())).map(|c| c.setup);
+
+        let all = parse(&[]).unwrap();
+        assert!(all.only.is_empty() && !all.rollover);
+        assert!(Part::ALL.iter().all(|p| all.runs(*p)));
+
+        let one = parse(&["--only", "schemas"]).unwrap();
+        assert_eq!(one.only, [Part::Schemas]);
+        assert!(one.runs(Part::Schemas) && !one.runs(Part::Topics) && !one.runs(Part::Elasticsearch));
+
+        let two = parse(&["--only=elasticsearch,clickhouse", "--rollover"]).unwrap();
+        assert_eq!(two.only, [Part::Elasticsearch, Part::Clickhouse]);
+        assert!(two.rollover && !two.runs(Part::Schemas));
+        assert_eq!(parse(&["--only", "topics", "--only", "schemas"]).unwrap().only, [Part::Topics, Part::Schemas]);
+
+        let err = parse(&["--only", "schemas,indices"]).unwrap_err().to_string();
+        assert!(err.contains("\"indices\"") && err.contains("--only"), "{err}");
+        assert!(err.contains("topics, schemas, elasticsearch, clickhouse"), "{err}");
+        assert!(parse(&["--only", ""]).is_err(), "an empty part is refused");
+        assert_eq!("clickhouse".parse::<Part>(), Ok(Part::Clickhouse));
     }
 
     #[test]

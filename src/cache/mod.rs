@@ -209,6 +209,10 @@ impl OrderCache {
                 (k.len() as u32).saturating_add(v.json.len() as u32).saturating_add(ENTRY_OVERHEAD)
             })
             .time_to_live(cfg.max_ttl)
+            .eviction_policy(match cfg.eviction {
+                crate::config::EvictionPolicy::Lru => moka::policy::EvictionPolicy::lru(),
+                crate::config::EvictionPolicy::TinyLfu => moka::policy::EvictionPolicy::tiny_lfu(),
+            })
             .eviction_listener(|_k, _v, cause| {
                 if cause.was_evicted() {
                     metrics::counter!(names::CACHE_EVICTIONS, "cause" => format!("{cause:?}").to_lowercase()).increment(1);

@@ -4,6 +4,7 @@ use crate::model::*;
 fn cfg() -> CacheConfig {
     CacheConfig {
         max_bytes: 16 * 1024 * 1024,
+        eviction: crate::config::EvictionPolicy::Lru,
         max_ttl: Duration::from_secs(600),
         degraded_ttl: Duration::from_millis(50),
         negative_ttl: Duration::from_secs(5),

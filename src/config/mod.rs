@@ -218,6 +218,7 @@ pub struct CdcConfig {
 #[serde(deny_unknown_fields)]
 pub struct CacheConfig {
     pub max_bytes: u64,
+    pub eviction: EvictionPolicy,
     #[serde(with = "humantime_serde")]
     pub max_ttl: Duration,
     #[serde(with = "humantime_serde")]
@@ -229,6 +230,17 @@ pub struct CacheConfig {
     pub seen_versions_ttl: Duration,
     #[serde(with = "humantime_serde")]
     pub read_your_writes_wait: Duration,
+}
+
+/// Which orders the full cache gives up first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EvictionPolicy {
+    /// Least recently used; every new order is admitted.
+    Lru,
+    /// Window TinyLFU: admits a new order only if it is likely to be used more
+    /// often than the one it would evict.
+    TinyLfu,
 }
 
 /// The event stream that keeps the cache current.

@@ -39,6 +39,14 @@ export const options = {
 const fixedFrom = iso(now - 3 * 365 * DAY - DAY);
 const fixedTo = iso(now + DAY);
 
+// Computes the "cached" answer once before the measured phase: otherwise the
+// requests that arrive while ClickHouse computes it all wait for it, and on a
+// short run they alone make the p99.
+export function setup() {
+  const r = http.get(`${BASE}/v1/analytics/kpis?from=${fixedFrom}&to=${fixedTo}`, { headers: AUTH, tags: { name: 'kpis' } });
+  if (r.status !== 200) throw new Error(`GET /v1/analytics/kpis: ${r.status}`);
+}
+
 export function cached() {
   const r = http.get(`${BASE}/v1/analytics/kpis?from=${fixedFrom}&to=${fixedTo}`, { headers: AUTH, tags: { name: 'kpis' } });
   check(r, { 'status 200': (x) => x.status === 200 });

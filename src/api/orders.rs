@@ -409,13 +409,17 @@ async fn wait_for_version(
     min: u64,
     ctx: &RequestContext,
 ) -> Result<(Arc<CachedView>, CacheStatus), ApiError> {
-    let deadline = Instant::now() + state.live().config.cache.read_your_writes_wait;
-    while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    let deadline = tokio::time::Instant::now() + state.live().config.cache.read_your_writes_wait;
+    loop {
+        // Registered before the check, so an event applied in between still wakes us.
+        let applied = state.cache.applied.notified();
         if let Lookup::Hit(e) = state.cache.lookup(id) {
             if order_version(&e) >= min {
                 return Ok((e, CacheStatus::Hit));
             }
+        }
+        if tokio::time::timeout_at(deadline, applied).await.is_err() {
+            break;
         }
     }
     if let Ok(Some(Filled::Ok(e))) = fill(state, id, ctx, false).await {

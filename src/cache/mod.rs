@@ -190,6 +190,9 @@ pub struct OrderCache {
     /// Shared single-flight of backend fills, by order id.
     pub fills: SingleFlight<Result<Option<Filled>, crate::backends::BackendError>>,
     pub stream: Arc<StreamState>,
+    /// Woken after every event the stream applies: read-your-writes waiters
+    /// re-check at once instead of polling.
+    pub applied: tokio::sync::Notify,
     /// `cache.degraded_ttl` and `cache.negative_ttl` in milliseconds: atomics,
     /// so a configuration reload changes them under running lookups.
     degraded_ttl_ms: AtomicU64,
@@ -233,6 +236,7 @@ impl OrderCache {
                 .build(),
             fills: SingleFlight::default(),
             stream,
+            applied: tokio::sync::Notify::new(),
             degraded_ttl_ms: AtomicU64::new(cfg.degraded_ttl.as_millis() as u64),
             negative_ttl_ms: AtomicU64::new(cfg.negative_ttl.as_millis() as u64),
         }
@@ -282,7 +286,11 @@ impl OrderCache {
                 Op::Nop
             }
         });
-        matches!(result, moka::ops::compute::CompResult::Inserted(_) | moka::ops::compute::CompResult::ReplacedWith(_))
+        let changed = matches!(result, moka::ops::compute::CompResult::Inserted(_) | moka::ops::compute::CompResult::ReplacedWith(_));
+        if changed {
+            self.applied.notify_waiters();
+        }
+        changed
     }
 
     /// Merges a backend's answer for `id` into the cache. `None` means the

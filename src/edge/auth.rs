@@ -93,10 +93,6 @@ pub enum AuthError {
     BadToken(String),
 }
 
-struct KeyEntry {
-    digest: [u8; 32],
-    principal: Principal,
-}
 
 struct Mesh {
     header: http::HeaderName,
@@ -110,7 +106,8 @@ struct Mesh {
 /// The compiled `[auth]` section.
 pub struct Authenticator {
     mode: AuthMode,
-    keys: Vec<KeyEntry>,
+    /// By the SHA-256 of the key.
+    keys: std::collections::HashMap<[u8; 32], Principal>,
     jwt: Option<JwtVerifier>,
     mesh: Option<Mesh>,
 }
@@ -151,18 +148,18 @@ impl Authenticator {
     /// Compiles the section; errors name the key and the bad value. Reads the
     /// JWT public key file, if any.
     pub fn new(cfg: &AuthConfig) -> Result<Self, String> {
-        let mut keys = Vec::with_capacity(cfg.keys.len());
+        let mut keys = std::collections::HashMap::with_capacity(cfg.keys.len());
         for (i, k) in cfg.keys.iter().enumerate() {
             let digest = parse_hash(&k.hash).map_err(|e| format!("auth.keys[{i}].hash ({:?}) {e}", k.name))?;
-            keys.push(KeyEntry {
-                digest,
-                principal: Principal {
-                    client: format!("key:{}", k.name).into(),
-                    method: Method::ApiKey,
-                    scopes: k.scopes.iter().copied().collect(),
-                    tier: k.tier.as_str().into(),
-                },
-            });
+            let principal = Principal {
+                client: format!("key:{}", k.name).into(),
+                method: Method::ApiKey,
+                scopes: k.scopes.iter().copied().collect(),
+                tier: k.tier.as_str().into(),
+            };
+            if keys.insert(digest, principal).is_some() {
+                return Err(format!("auth.keys[{i}].hash ({:?}) is the hash of another key too: one key, one entry", k.name));
+            }
         }
         let jwt = JwtVerifier::new(&cfg.jwt)?;
         let mesh = if cfg.mesh.identity_header.is_empty() {
@@ -214,18 +211,16 @@ impl Authenticator {
         Ok(anonymous(peer))
     }
 
-    /// Finds the key by its digest. Every configured key is compared, each in
-    /// constant time, so timing says nothing about which key (if any) matched
-    /// or how much of it did.
+    /// Finds the key by its SHA-256. The map lookup's timing can only tell an
+    /// attacker about digests, which say nothing about keys (preimage
+    /// resistance); the final comparison is in constant time. One lookup
+    /// whatever the number of keys.
     fn api_key(&self, secret: &str) -> Result<Principal, AuthError> {
         let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
-        let mut found: Option<&KeyEntry> = None;
-        for k in &self.keys {
-            if bool::from(k.digest.ct_eq(&digest)) {
-                found = Some(k);
-            }
+        match self.keys.get_key_value(&digest) {
+            Some((stored, p)) if bool::from(stored.ct_eq(&digest)) => Ok(p.clone()),
+            _ => Err(AuthError::UnknownKey),
         }
-        found.map(|k| k.principal.clone()).ok_or(AuthError::UnknownKey)
     }
 }
 

@@ -77,7 +77,8 @@ impl AppState {
         let cursors = CursorCodec::new(config.api.cursor_secret.expose(), config.api.cursor_ttl);
         let decoder = Arc::new(Decoder::new(backends.schema_registry.clone()));
         let numbers = moka::sync::Cache::builder().max_capacity(1_000_000).time_to_idle(config.cache.max_ttl).build();
-        let analytics_cache = crate::api::analytics::new_cache(config.analytics.settled_cache_ttl.max(config.analytics.cache_ttl));
+        let analytics_cache =
+            crate::api::analytics::new_cache(config.analytics.settled_cache_ttl.max(config.analytics.cache_ttl));
         Ok(AppState {
             live: ArcSwap::from_pointee(Live { config: config.clone(), edge }),
             config_path: None,
@@ -113,8 +114,12 @@ impl AppState {
         let label = if outcome.is_ok() { "applied" } else { "refused" };
         metrics::counter!(crate::telemetry::names::CONFIG_RELOADS, "outcome" => label).increment(1);
         match &outcome {
-            Ok(r) => tracing::info!(applied = ?r.applied, restart_required = ?r.restart_required, "configuration reloaded"),
-            Err(e) => tracing::warn!(error = %e, "configuration reload refused; the previous configuration stays in effect"),
+            Ok(r) => {
+                tracing::info!(applied = ?r.applied, restart_required = ?r.restart_required, "configuration reloaded")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "configuration reload refused; the previous configuration stays in effect")
+            }
         }
         outcome
     }

@@ -166,8 +166,12 @@ async fn kpis_funnel_top_skus_and_series_match_the_truth() {
     let mut ranked: Vec<(String, u64)> = by_sku.into_iter().collect();
     ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let got = get(format!("/v1/analytics/top-skus?{range}&limit=5")).await;
-    let got: Vec<(String, u64)> =
-        got["skus"].as_array().unwrap().iter().map(|s| (s["sku"].as_str().unwrap().to_owned(), s["units"].as_u64().unwrap())).collect();
+    let got: Vec<(String, u64)> = got["skus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["sku"].as_str().unwrap().to_owned(), s["units"].as_u64().unwrap()))
+        .collect();
     assert_eq!(got, ranked[..5].to_vec());
 
     // ---- orders per month (UTC) ----

@@ -85,16 +85,10 @@ async fn elasticsearch_index_then_get() {
     let b = backends();
     let es = b.elasticsearch.client();
     let doc = serde_json::json!({"order_id": "o-1", "total": 1234, "status": "created"});
-    let resp = es
-        .index(IndexParts::IndexId(&index, "o-1"))
-        .refresh(Refresh::True)
-        .body(doc.clone())
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        es.index(IndexParts::IndexId(&index, "o-1")).refresh(Refresh::True).body(doc.clone()).send().await.unwrap();
     assert!(resp.status_code().is_success(), "index: {}", resp.text().await.unwrap());
-    let got: serde_json::Value =
-        es.get(GetParts::IndexId(&index, "o-1")).send().await.unwrap().json().await.unwrap();
+    let got: serde_json::Value = es.get(GetParts::IndexId(&index, "o-1")).send().await.unwrap().json().await.unwrap();
     assert_eq!(got["found"], true);
     assert_eq!(got["_source"], doc);
     es.indices().delete(IndicesDeleteParts::Index(&[&index])).send().await.unwrap();

@@ -102,7 +102,8 @@ async fn personal_data_only_with_the_pii_scope() {
     assert_eq!(body["order"]["total"], 1190, "the rest of the order is there");
 
     // Lists and searches redact too, and text search cannot probe personal fields.
-    let r: Value = with_key(READER).get(gw.url("/v1/customers/cust-rp/orders")).send().await.unwrap().json().await.unwrap();
+    let r: Value =
+        with_key(READER).get(gw.url("/v1/customers/cust-rp/orders")).send().await.unwrap().json().await.unwrap();
     assert!(!r.to_string().contains("someone@example.com"), "{r}");
     assert!(r["orders"].as_array().is_some_and(|a| !a.is_empty()), "{r}");
     let q = "/v1/orders?q=someone%40example.com";
@@ -133,13 +134,16 @@ async fn jwt_bearer_tokens_hs256_and_rs256() {
         ("ORDER_GATEWAY__AUTH__JWT__AUDIENCE", "order-gateway"),
     ])
     .await;
-    let hs = |claims: Value| encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap();
+    let hs = |claims: Value| {
+        encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+    };
     let c = bare_client();
     let get = |token: String| c.get(gw.url("/admin/config")).bearer_auth(token).send();
 
     let ok = hs(serde_json::json!({"sub": "ops-bot", "aud": "order-gateway", "exp": now + 300, "scope": "admin"}));
     assert_eq!(get(ok).await.unwrap().status(), 200);
-    let no_scope = hs(serde_json::json!({"sub": "ops-bot", "aud": "order-gateway", "exp": now + 300, "scope": "orders:read"}));
+    let no_scope =
+        hs(serde_json::json!({"sub": "ops-bot", "aud": "order-gateway", "exp": now + 300, "scope": "orders:read"}));
     assert_eq!(get(no_scope).await.unwrap().status(), 403);
     for (claims, why) in [
         (serde_json::json!({"sub": "a", "aud": "order-gateway", "exp": now - 120, "scope": "admin"}), "expired"),
@@ -166,7 +170,9 @@ async fn jwt_bearer_tokens_hs256_and_rs256() {
     ])
     .await;
     let private = std::fs::read(repo_root().join("tests/fixtures/jwt-rs256-private.pem")).unwrap();
-    let rs = |claims: Value| encode(&Header::new(Algorithm::RS256), &claims, &EncodingKey::from_rsa_pem(&private).unwrap()).unwrap();
+    let rs = |claims: Value| {
+        encode(&Header::new(Algorithm::RS256), &claims, &EncodingKey::from_rsa_pem(&private).unwrap()).unwrap()
+    };
     let ok = rs(serde_json::json!({"sub": "svc", "iss": "https://idp.test", "exp": now + 300, "scp": ["admin"]}));
     let r = c.get(gw.url("/admin/config")).bearer_auth(ok).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -187,7 +193,11 @@ async fn mesh_identity_is_believed_only_from_trusted_peers_and_client_state_stay
     ])
     .await;
     let from = |ip: &str| {
-        reqwest::Client::builder().local_address(ip.parse::<std::net::IpAddr>().unwrap()).timeout(Duration::from_secs(15)).build().unwrap()
+        reqwest::Client::builder()
+            .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+            .timeout(Duration::from_secs(15))
+            .build()
+            .unwrap()
     };
     let (sidecar, stranger) = (from("127.0.0.2"), from("127.0.0.1"));
     let r = sidecar.get(gw.url("/admin/cache")).header("x-client-id", "crm-ui").send().await.unwrap();
@@ -321,7 +331,8 @@ async fn reload_changes_a_limit_without_restart_and_a_bad_one_changes_nothing() 
     };
     write(3, "");
     let keys = keys_env(&[key_entry("std", READER, &["orders:read"], "")]);
-    let gw = Gateway::start(&[("ORDER_GATEWAY_CONFIG", file.to_str().unwrap()), ("ORDER_GATEWAY__AUTH__KEYS", &keys)]).await;
+    let gw =
+        Gateway::start(&[("ORDER_GATEWAY_CONFIG", file.to_str().unwrap()), ("ORDER_GATEWAY__AUTH__KEYS", &keys)]).await;
     let std_client = with_key(READER);
     let limit = || async {
         let r = std_client.get(gw.url("/openapi.json")).send().await.unwrap();
@@ -374,6 +385,10 @@ async fn admin_endpoints_and_their_own_listener() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["was_cached"], false);
     assert_eq!(bare_client().get(admin("/admin/cache")).send().await.unwrap().status(), 401);
-    assert_eq!(c.get(admin("/v1/orders/o-1")).send().await.unwrap().status(), 404, "the API is not on the admin listener");
+    assert_eq!(
+        c.get(admin("/v1/orders/o-1")).send().await.unwrap().status(),
+        404,
+        "the API is not on the admin listener"
+    );
     assert_eq!(c.get(admin("/healthz")).send().await.unwrap().status(), 200);
 }

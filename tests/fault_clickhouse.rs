@@ -52,11 +52,9 @@ async fn in_flight_request_completes_across_sigterm() {
     // accepts, nothing answers) is a real in-flight request of known length:
     // it ends when the configured 2 s query deadline fires.
     let _serial = SERIAL.lock().await;
-    let mut gw = Gateway::start(&[
-        ("ORDER_GATEWAY__CLICKHOUSE__TIMEOUT", "2s"),
-        ("ORDER_GATEWAY__READINESS__CACHE_FOR", "1ms"),
-    ])
-    .await;
+    let mut gw =
+        Gateway::start(&[("ORDER_GATEWAY__CLICKHOUSE__TIMEOUT", "2s"), ("ORDER_GATEWAY__READINESS__CACHE_FOR", "1ms")])
+            .await;
     stack_signal("clickhouse", "STOP");
     let url = gw.url("/readyz");
     let in_flight = tokio::spawn(async move { client().get(url).send().await });
@@ -80,7 +78,8 @@ async fn analytics_answer_503_while_clickhouse_is_down_and_recover() {
     let gw = Gateway::start(&env).await;
     let c = client();
     // A range ending in the past, not asked before (so not cached).
-    let path = format!("/v1/analytics/kpis?from=2020-01-01T00:00:00Z&to=2020-0{}-01T00:00:00Z", 2 + (std::process::id() % 7));
+    let path =
+        format!("/v1/analytics/kpis?from=2020-01-01T00:00:00Z&to=2020-0{}-01T00:00:00Z", 2 + (std::process::id() % 7));
     stack("stop", "clickhouse");
     let outcome = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async {
         let started = std::time::Instant::now();

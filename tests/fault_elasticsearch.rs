@@ -90,7 +90,8 @@ async fn cached_orders_are_served_stale_and_uncached_ones_fail_fast_then_recover
                 && detail.contains("; retrying in "),
             "{p}"
         );
-        let rejected = metric(&c, &gw, r#"backend_circuit_rejected_total{backend="elasticsearch",call="get_order"}"#).await;
+        let rejected =
+            metric(&c, &gw, r#"backend_circuit_rejected_total{backend="elasticsearch",call="get_order"}"#).await;
         assert_eq!(rejected, Some(1.0), "the rejected lookup is counted");
         // /readyz still probes Elasticsearch itself (and finds it down), circuit or not.
         let ready: serde_json::Value = c.get(gw.url("/readyz")).send().await.unwrap().json().await.unwrap();

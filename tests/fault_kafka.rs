@@ -12,7 +12,9 @@ use rdkafka::producer::FutureRecord;
 #[tokio::test]
 async fn reads_go_on_without_kafka_and_the_cache_catches_up_after() {
     let w = World::new();
-    let gw = w.gateway(&[("ORDER_GATEWAY__STREAM__MAX_STALENESS", "2s"), ("ORDER_GATEWAY__READINESS__CACHE_FOR", "100ms")]).await;
+    let gw = w
+        .gateway(&[("ORDER_GATEWAY__STREAM__MAX_STALENESS", "2s"), ("ORDER_GATEWAY__READINESS__CACHE_FOR", "100ms")])
+        .await;
     let id = format!("fk-{}", uuid::Uuid::new_v4().simple());
     let mut v = OrderView::new(&id);
     v.apply(Component::Order(order(&id, 1)));

@@ -149,7 +149,11 @@ impl Pipeline {
                     idle = 0;
                     let reason = m
                         .headers()
-                        .and_then(|h| h.iter().find(|x| x.key == "dlq.reason").and_then(|x| x.value.map(|v| String::from_utf8_lossy(v).to_string())))
+                        .and_then(|h| {
+                            h.iter()
+                                .find(|x| x.key == "dlq.reason")
+                                .and_then(|x| x.value.map(|v| String::from_utf8_lossy(v).to_string()))
+                        })
                         .unwrap_or_default();
                     out.push((reason, m.key().map(<[u8]>::to_vec), m.payload().map(<[u8]>::to_vec)));
                 }
@@ -342,7 +346,11 @@ async fn compare(p: &Pipeline, truth: &BTreeMap<String, OrderView>) -> Result<()
     want_fuls.sort();
     if fuls != want_fuls {
         let first = fuls.iter().zip(&want_fuls).find(|(a, b)| a != b);
-        return Err(format!("clickhouse fulfillments differ: {} rows, {} expected; first: {first:?}", fuls.len(), want_fuls.len()));
+        return Err(format!(
+            "clickhouse fulfillments differ: {} rows, {} expected; first: {first:?}",
+            fuls.len(),
+            want_fuls.len()
+        ));
     }
     Ok(())
 }
@@ -389,9 +397,11 @@ async fn seeded_orders_reach_both_stores_exactly() {
     let hot_one = hot_orders.values().next().unwrap();
     let cold_one = truth.values().find(|v| !hot_orders.contains_key(&v.order_id)).unwrap();
     let c = client();
-    let got: OrderView = c.get(gw.url(&format!("/v1/orders/{}", hot_one.order_id))).send().await.unwrap().json().await.unwrap();
+    let got: OrderView =
+        c.get(gw.url(&format!("/v1/orders/{}", hot_one.order_id))).send().await.unwrap().json().await.unwrap();
     assert_eq!(&got, hot_one);
-    let got: OrderView = c.get(gw.url(&format!("/v1/orders/{}", cold_one.order_id))).send().await.unwrap().json().await.unwrap();
+    let got: OrderView =
+        c.get(gw.url(&format!("/v1/orders/{}", cold_one.order_id))).send().await.unwrap().json().await.unwrap();
     let mut want = cold_one.clone();
     if let Some(o) = want.order.as_mut() {
         o.shipping_address = None;
@@ -471,9 +481,13 @@ async fn bad_messages_are_dead_lettered_with_their_reason_and_the_rest_ingested(
         &order_gateway::config::Config::load(None).unwrap().schema_registry,
     )
     .unwrap();
-    let ids = order_gateway::events::SchemaIds::register(&registry, &format!("{}-value", p.orders), &format!("{}-value", p.fulfillments))
-        .await
-        .unwrap();
+    let ids = order_gateway::events::SchemaIds::register(
+        &registry,
+        &format!("{}-value", p.orders),
+        &format!("{}-value", p.fulfillments),
+    )
+    .await
+    .unwrap();
     let producer = p.producer();
     let now = Timestamp::now();
     let send = |key: Option<&str>, payload: Vec<u8>| {
@@ -511,13 +525,22 @@ async fn bad_messages_are_dead_lettered_with_their_reason_and_the_rest_ingested(
 
     let mut reasons = Vec::new();
     eventually(Duration::from_secs(60), "four dead letters", || {
-        reasons = p.dead_letters().into_iter().map(|(r, _, payload)| (r, payload)).collect::<Vec<_>>().into_iter().map(|(r, _)| r).collect();
+        reasons = p
+            .dead_letters()
+            .into_iter()
+            .map(|(r, _, payload)| (r, payload))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect();
         let n = reasons.len();
         async move { n >= 4 }
     })
     .await;
     let letters = p.dead_letters();
-    let find = |reason: &str| letters.iter().find(|(r, _, _)| r == reason).unwrap_or_else(|| panic!("no {reason} letter in {reasons:?}"));
+    let find = |reason: &str| {
+        letters.iter().find(|(r, _, _)| r == reason).unwrap_or_else(|| panic!("no {reason} letter in {reasons:?}"))
+    };
     assert_eq!(find("undecodable").2.as_deref(), Some(&malformed[..]), "original bytes kept");
     assert_eq!(find("unknown_schema").2.as_deref(), Some(&unknown[..]));
     assert!(find("missing_key").1.is_none());
@@ -547,10 +570,12 @@ async fn debezium_create_update_delete_of_a_legacy_order() {
         }
     };
     send(json!({"schema": {"type": "struct"}, "payload": {"before": null, "after": row(1, "created"), "op": "c", "source": {"ts_ms": now}}})).await;
-    send(json!({"before": row(1, "created"), "after": row(2, "shipped"), "op": "u", "source": {"ts_ms": now + 1}})).await;
+    send(json!({"before": row(1, "created"), "after": row(2, "shipped"), "op": "u", "source": {"ts_ms": now + 1}}))
+        .await;
     let _ingest = Killed(p.spawn_ingest(50));
     eventually(Duration::from_secs(60), "the legacy order, updated, in elasticsearch", || async {
-        p.es_docs().await.get("77001").and_then(|v| v.order.as_ref().map(|o| (o.version, o.status.as_str(), o.total))) == Some((2, "shipped", 4550))
+        p.es_docs().await.get("77001").and_then(|v| v.order.as_ref().map(|o| (o.version, o.status.as_str(), o.total)))
+            == Some((2, "shipped", 4550))
     })
     .await;
     send(json!({"before": row(2, "shipped"), "after": null, "op": "d", "source": {"ts_ms": now + 2}})).await;

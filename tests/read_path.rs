@@ -48,9 +48,12 @@ async fn readers_never_go_back_in_time_and_see_the_final_version_within_a_second
     let p = producer();
     for version in 1..=final_version {
         for id in &ids {
-            p.send(FutureRecord::to(&w.orders_topic).key(id).payload(&event(order(id, version))), Duration::from_secs(5))
-                .await
-                .unwrap();
+            p.send(
+                FutureRecord::to(&w.orders_topic).key(id).payload(&event(order(id, version))),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -62,7 +65,10 @@ async fn readers_never_go_back_in_time_and_see_the_final_version_within_a_second
             if resp.status() == 200 && version_of(&resp.json().await.unwrap()) == final_version {
                 break;
             }
-            assert!(stopped_writing.elapsed() < Duration::from_secs(1), "{id} not at version {final_version} within 1s");
+            assert!(
+                stopped_writing.elapsed() < Duration::from_secs(1),
+                "{id} not at version {final_version} within 1s"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -132,7 +138,9 @@ async fn etag_revalidation_and_cache_headers() {
     assert!(r.headers().contains_key("retry-after"));
     // ...and is answered as soon as the stream brings it.
     let p = producer();
-    p.send(FutureRecord::to(&w.orders_topic).key(&id).payload(&event(order(&id, 9))), Duration::from_secs(5)).await.unwrap();
+    p.send(FutureRecord::to(&w.orders_topic).key(&id).payload(&event(order(&id, 9))), Duration::from_secs(5))
+        .await
+        .unwrap();
     let r = c.get(gw.url(&format!("/v1/orders/{id}?min_version=9"))).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(version_of(&r.json().await.unwrap()), 9);
@@ -159,7 +167,8 @@ async fn batch_get_search_and_cursors() {
     assert_eq!(r["orders"][1]["order_id"], ids[0]);
     assert_eq!(r["missing"], json!(["rp-missing"]));
 
-    let page1: Value = c.get(gw.url("/v1/customers/cust-rp/orders?limit=3")).send().await.unwrap().json().await.unwrap();
+    let page1: Value =
+        c.get(gw.url("/v1/customers/cust-rp/orders?limit=3")).send().await.unwrap().json().await.unwrap();
     let got: Vec<&str> = page1["orders"].as_array().unwrap().iter().map(|o| o["order_id"].as_str().unwrap()).collect();
     assert_eq!(got, [ids[0].as_str(), ids[1].as_str(), ids[2].as_str()], "newest first");
     let cursor = page1["next_cursor"].as_str().unwrap();

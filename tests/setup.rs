@@ -101,12 +101,14 @@ async fn rollover_moves_the_write_alias_when_the_index_is_full() {
     let http = client();
     for id in ["a", "b"] {
         let doc = json!({"order_id": id, "order": null, "fulfillments": []});
-        let r = http.put(format!("{}/{}-write/_doc/{id}?refresh=true", es_url(), n.alias)).json(&doc).send().await.unwrap();
+        let r =
+            http.put(format!("{}/{}-write/_doc/{id}?refresh=true", es_url(), n.alias)).json(&doc).send().await.unwrap();
         assert!(r.status().is_success(), "{}", r.text().await.unwrap());
     }
     let out = setup(&n, &["--rollover"], &[("ORDER_GATEWAY__SETUP__ROLLOVER_MAX_DOCS", "1")]);
     assert!(out.contains("rolled over"), "{out}");
-    let aliases: Value = http.get(format!("{}/_alias/{}-write", es_url(), n.alias)).send().await.unwrap().json().await.unwrap();
+    let aliases: Value =
+        http.get(format!("{}/_alias/{}-write", es_url(), n.alias)).send().await.unwrap().json().await.unwrap();
     let new_index = format!("{}-000002", n.alias);
     assert_eq!(aliases[&new_index]["aliases"][format!("{}-write", n.alias)]["is_write_index"], true, "{aliases}");
     let read: Value = http.get(format!("{}/_alias/{}", es_url(), n.alias)).send().await.unwrap().json().await.unwrap();

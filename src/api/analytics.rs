@@ -24,14 +24,18 @@ pub fn new_cache(max_ttl: Duration) -> AnalyticsCache {
 }
 
 fn scope(state: &AppState, q: &std::collections::BTreeMap<String, String>) -> Result<Scope, ApiError> {
-    let from = params::time("from", q.get("from").ok_or_else(|| ApiError::bad_param("from", "from is required (RFC 3339)"))?)?;
+    let from =
+        params::time("from", q.get("from").ok_or_else(|| ApiError::bad_param("from", "from is required (RFC 3339)"))?)?;
     let to = params::time("to", q.get("to").ok_or_else(|| ApiError::bad_param("to", "to is required (RFC 3339)"))?)?;
     if from >= to {
         return Err(ApiError::bad_param("from", format!("from ({from}) must be before to ({to})")));
     }
     let max = state.config.analytics.max_range;
     if (to.millis() - from.millis()) as u128 > max.as_millis() {
-        return Err(ApiError::bad_param("to", format!("from..to may span at most {}", humantime::format_duration(max))));
+        return Err(ApiError::bad_param(
+            "to",
+            format!("from..to may span at most {}", humantime::format_duration(max)),
+        ));
     }
     let channel = match q.get("channel") {
         Some(c) => params::one_of::<Channel>("channel", c)?.as_str().to_owned(),
@@ -39,7 +43,12 @@ fn scope(state: &AppState, q: &std::collections::BTreeMap<String, String>) -> Re
     };
     let currency = match q.get("currency") {
         Some(c) if crate::model::valid_currency(c) => c.clone(),
-        Some(c) => return Err(ApiError::bad_param("currency", format!("currency must be an ISO 4217 code such as EUR, got {c:?}"))),
+        Some(c) => {
+            return Err(ApiError::bad_param(
+                "currency",
+                format!("currency must be an ISO 4217 code such as EUR, got {c:?}"),
+            ))
+        }
         None => String::new(),
     };
     Ok(Scope { from_ms: from.millis(), to_ms: to.millis(), channel, currency })
@@ -193,7 +202,10 @@ pub async fn top_skus(state: &AppState, query: Option<&str>) -> Result<HttpRespo
         Some(other) => return Err(ApiError::bad_param("by", format!("by must be units or revenue, got {other:?}"))),
     };
     if by_revenue && s.currency.is_empty() {
-        return Err(ApiError::bad_param("currency", "by=revenue needs currency=: revenue in different currencies does not add up"));
+        return Err(ApiError::bad_param(
+            "currency",
+            "by=revenue needs currency=: revenue in different currencies does not add up",
+        ));
     }
     let ch = state.backends.clickhouse.clone();
     let scope = s.clone();
@@ -210,7 +222,12 @@ pub async fn top_skus(state: &AppState, query: Option<&str>) -> Result<HttpRespo
                 v
             })
             .collect();
-        Ok(Bytes::from(serde_json::to_vec(&serde_json::json!({ "by": if by_revenue { "revenue" } else { "units" }, "skus": items })).expect("serialises")))
+        Ok(Bytes::from(
+            serde_json::to_vec(
+                &serde_json::json!({ "by": if by_revenue { "revenue" } else { "units" }, "skus": items }),
+            )
+            .expect("serialises"),
+        ))
     })
     .await
 }
@@ -219,10 +236,14 @@ pub async fn top_skus(state: &AppState, query: Option<&str>) -> Result<HttpRespo
 pub async fn timeseries(state: &AppState, query: Option<&str>) -> Result<HttpResponse, ApiError> {
     let q = params::query(query, &["metric", "interval", "from", "to", "group_by", "tz", "channel", "currency"])?;
     let s = scope(state, &q)?;
-    const METRICS: &[&str] = &["orders", "revenue", "average_order_value", "units_per_order", "cancellation_rate", "return_rate"];
+    const METRICS: &[&str] =
+        &["orders", "revenue", "average_order_value", "units_per_order", "cancellation_rate", "return_rate"];
     let metric = q.get("metric").map(String::as_str).unwrap_or("orders");
     if !METRICS.contains(&metric) {
-        return Err(ApiError::bad_param("metric", format!("metric must be one of {}, got {metric:?}", METRICS.join(", "))));
+        return Err(ApiError::bad_param(
+            "metric",
+            format!("metric must be one of {}, got {metric:?}", METRICS.join(", ")),
+        ));
     }
     let interval = q.get("interval").map(String::as_str).unwrap_or("day");
     let step_ms: i64 = match interval {
@@ -230,22 +251,42 @@ pub async fn timeseries(state: &AppState, query: Option<&str>) -> Result<HttpRes
         "day" => 86_400_000,
         "week" => 7 * 86_400_000,
         "month" => 28 * 86_400_000,
-        other => return Err(ApiError::bad_param("interval", format!("interval must be hour, day, week or month, got {other:?}"))),
+        other => {
+            return Err(ApiError::bad_param(
+                "interval",
+                format!("interval must be hour, day, week or month, got {other:?}"),
+            ))
+        }
     };
     if ((s.to_ms - s.from_ms) / step_ms) as u64 > state.config.analytics.max_points {
-        return Err(ApiError::bad_param("interval", format!("more than {} points: use a coarser interval or a shorter range", state.config.analytics.max_points)));
+        return Err(ApiError::bad_param(
+            "interval",
+            format!(
+                "more than {} points: use a coarser interval or a shorter range",
+                state.config.analytics.max_points
+            ),
+        ));
     }
     let group_by = q.get("group_by").map(String::as_str).unwrap_or("");
     if !["", "channel", "status", "currency", "country"].contains(&group_by) {
-        return Err(ApiError::bad_param("group_by", format!("group_by must be channel, status, currency or country, got {group_by:?}")));
+        return Err(ApiError::bad_param(
+            "group_by",
+            format!("group_by must be channel, status, currency or country, got {group_by:?}"),
+        ));
     }
     let money = matches!(metric, "revenue" | "average_order_value");
     if money && s.currency.is_empty() && group_by != "currency" {
-        return Err(ApiError::bad_param("metric", format!("{metric} needs currency= or group_by=currency: amounts in different currencies do not add up")));
+        return Err(ApiError::bad_param(
+            "metric",
+            format!("{metric} needs currency= or group_by=currency: amounts in different currencies do not add up"),
+        ));
     }
     let tz = q.get("tz").map(String::as_str).unwrap_or("UTC");
     if tz.is_empty() || tz.len() > 64 || !tz.chars().all(|c| c.is_ascii_alphanumeric() || "/_+-".contains(c)) {
-        return Err(ApiError::bad_param("tz", format!("tz must be an IANA time zone such as Europe/Berlin, got {tz:?}")));
+        return Err(ApiError::bad_param(
+            "tz",
+            format!("tz must be an IANA time zone such as Europe/Berlin, got {tz:?}"),
+        ));
     }
     let ch = state.backends.clickhouse.clone();
     let scope = s.clone();
@@ -273,14 +314,22 @@ pub async fn timeseries(state: &AppState, query: Option<&str>) -> Result<HttpRes
             })
             .collect();
         Ok(Bytes::from(
-            serde_json::to_vec(&serde_json::json!({"metric": metric, "interval": interval, "tz": tz, "points": values})).expect("serialises"),
+            serde_json::to_vec(
+                &serde_json::json!({"metric": metric, "interval": interval, "tz": tz, "points": values}),
+            )
+            .expect("serialises"),
         ))
     })
     .await;
     // ClickHouse refuses an unknown time zone: that is the client's mistake.
     match result {
-        Err(ApiError::Backend(BackendError::Failed { detail, .. })) if detail.contains("time zone") || detail.contains("TIMEZONE") => {
-            Err(ApiError::bad_param("tz", format!("unknown time zone {:?}", q.get("tz").map(String::as_str).unwrap_or("UTC"))))
+        Err(ApiError::Backend(BackendError::Failed { detail, .. }))
+            if detail.contains("time zone") || detail.contains("TIMEZONE") =>
+        {
+            Err(ApiError::bad_param(
+                "tz",
+                format!("unknown time zone {:?}", q.get("tz").map(String::as_str).unwrap_or("UTC")),
+            ))
         }
         other => other,
     }

@@ -167,7 +167,6 @@ pub async fn readyz(state: &AppState) -> HttpResponse {
     resp
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,8 +23,7 @@ pub type HttpResponse = Response<Full<Bytes>>;
 pub fn json_bytes(status: StatusCode, body: impl Into<Bytes>) -> HttpResponse {
     let mut resp = Response::new(Full::new(body.into()));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 

@@ -48,7 +48,13 @@ pub struct BatchGetRequest {
 fn batch_ids() -> utoipa::openapi::schema::Array {
     use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
     ArrayBuilder::new()
-        .items(ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(128)).pattern(Some(r"^[A-Za-z0-9._:-]{1,128}$")))
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(128))
+                .pattern(Some(r"^[A-Za-z0-9._:-]{1,128}$")),
+        )
         .min_items(Some(1))
         .max_items(Some(100))
         .description(Some("1 to `api.max_batch_ids` (default 100) order ids, each 1 to 128 of `[A-Za-z0-9._:-]`"))
@@ -336,16 +342,25 @@ struct EdgeDocs;
 
 impl utoipa::Modify for EdgeDocs {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
         use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
         let components = doc.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
-        components.add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components
+            .add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))));
         let problem = |description: &str| -> RefOr<utoipa::openapi::Response> {
             RefOr::T(
                 ResponseBuilder::new()
                     .description(description)
-                    .content("application/problem+json", ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build())
+                    .content(
+                        "application/problem+json",
+                        ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+                    )
                     .build(),
             )
         };
@@ -358,10 +373,16 @@ impl utoipa::Modify for EdgeDocs {
                         SecurityRequirement::new("bearer", Vec::<String>::new()),
                         SecurityRequirement::new("api_key", Vec::<String>::new()),
                     ]);
-                    r.entry("401".into()).or_insert_with(|| problem("No credential, or one that is not valid (WWW-Authenticate says which)"));
+                    r.entry("401".into()).or_insert_with(|| {
+                        problem("No credential, or one that is not valid (WWW-Authenticate says which)")
+                    });
                     r.entry("403".into()).or_insert_with(|| problem("The credential lacks the scope this route needs"));
-                    r.entry("429".into()).or_insert_with(|| problem("Rate limit spent: Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"));
-                    r.entry("503".into()).or_insert_with(|| problem("Overloaded (server.max_in_flight) or a backend failed; Retry-After"));
+                    r.entry("429".into()).or_insert_with(|| {
+                        problem("Rate limit spent: Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset")
+                    });
+                    r.entry("503".into()).or_insert_with(|| {
+                        problem("Overloaded (server.max_in_flight) or a backend failed; Retry-After")
+                    });
                 }
                 r.entry("413".into()).or_insert_with(|| problem("Request body larger than server.max_body_bytes"));
                 r.entry("431".into()).or_insert_with(|| problem("Request headers larger than server.max_header_bytes"));
@@ -405,11 +426,23 @@ mod tests {
     #[test]
     fn document_lists_every_route_and_the_view_schema() {
         let doc: serde_json::Value = serde_json::from_slice(&super::json()).unwrap();
-        for p in ["/v1/orders/{order_id}", "/v1/orders/by-number/{order_number}", "/v1/orders:batchGet", "/v1/orders", "/v1/customers/{customer_id}/orders", "/readyz", "/v1/analytics/kpis", "/v1/analytics/timeseries"] {
+        for p in [
+            "/v1/orders/{order_id}",
+            "/v1/orders/by-number/{order_number}",
+            "/v1/orders:batchGet",
+            "/v1/orders",
+            "/v1/customers/{customer_id}/orders",
+            "/readyz",
+            "/v1/analytics/kpis",
+            "/v1/analytics/timeseries",
+        ] {
             assert!(doc["paths"][p].is_object(), "{p} missing");
         }
         assert!(doc["components"]["schemas"]["OrderView"].is_object());
-        assert_eq!(doc["components"]["schemas"]["Fulfillment"]["properties"]["type"]["$ref"], "#/components/schemas/FulfillmentType");
+        assert_eq!(
+            doc["components"]["schemas"]["Fulfillment"]["properties"]["type"]["$ref"],
+            "#/components/schemas/FulfillmentType"
+        );
     }
 
     #[test]
@@ -426,7 +459,9 @@ mod tests {
         assert_eq!(batch["additionalProperties"], false, "unknown fields are refused");
         assert_eq!(batch["properties"]["ids"]["maxItems"], 100);
         assert_eq!(batch["properties"]["ids"]["items"]["maxLength"], 128);
-        for p in ["/v1/analytics/kpis", "/v1/analytics/timeseries", "/v1/analytics/top-skus", "/v1/analytics/status-funnel"] {
+        for p in
+            ["/v1/analytics/kpis", "/v1/analytics/timeseries", "/v1/analytics/top-skus", "/v1/analytics/status-funnel"]
+        {
             let ok = &doc["paths"][p]["get"]["responses"]["200"]["content"]["application/json"]["schema"];
             assert!(ok["$ref"].is_string(), "{p}: the 200 body has no schema");
             assert!(doc["paths"][p]["get"]["responses"]["503"].is_object(), "{p}: 503 missing");

@@ -74,7 +74,12 @@ pub async fn get_by_number(
             let hits = state
                 .backends
                 .elasticsearch
-                .search_orders(&state.config.elasticsearch.read_alias, "get_by_number", body, Some(&ctx.trace.child_header()))
+                .search_orders(
+                    &state.config.elasticsearch.read_alias,
+                    "get_by_number",
+                    body,
+                    Some(&ctx.trace.child_header()),
+                )
                 .await?;
             let id = match hits.into_iter().next() {
                 Some(hit) => {
@@ -96,7 +101,12 @@ pub async fn get_by_number(
 
 /// `POST /v1/orders:batchGet` with `{"ids": [...]}`: cache first, one
 /// Elasticsearch request for the rest, then ClickHouse; results in request order.
-pub async fn batch_get<B>(state: &AppState, req: hyper::Request<B>, ctx: &RequestContext, pii: bool) -> Result<HttpResponse, ApiError>
+pub async fn batch_get<B>(
+    state: &AppState,
+    req: hyper::Request<B>,
+    ctx: &RequestContext,
+    pii: bool,
+) -> Result<HttpResponse, ApiError>
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -112,7 +122,10 @@ where
     let body: Body = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_param("body", format!("expected {{\"ids\": [\"...\"]}}: {e}")))?;
     if body.ids.is_empty() || body.ids.len() > max {
-        return Err(ApiError::bad_param("ids", format!("ids must hold between 1 and {max} ids, got {}", body.ids.len())));
+        return Err(ApiError::bad_param(
+            "ids",
+            format!("ids must hold between 1 and {max} ids, got {}", body.ids.len()),
+        ));
     }
     let mut ids = Vec::with_capacity(body.ids.len());
     for (i, raw) in body.ids.iter().enumerate() {
@@ -144,14 +157,15 @@ where
     misses.dedup();
     if !misses.is_empty() {
         let alias = &state.config.elasticsearch.read_alias;
-        let fetched = match state.backends.elasticsearch.get_orders(alias, &misses, Some(&ctx.trace.child_header())).await {
-            Ok(v) => Some(v),
-            Err(e) if misses.iter().all(|m| stale.get(*m).is_some_and(|s| s.complete)) => {
-                tracing::warn!(error = %e, "batchGet: serving cached views after a backend failure");
-                None
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let fetched =
+            match state.backends.elasticsearch.get_orders(alias, &misses, Some(&ctx.trace.child_header())).await {
+                Ok(v) => Some(v),
+                Err(e) if misses.iter().all(|m| stale.get(*m).is_some_and(|s| s.complete)) => {
+                    tracing::warn!(error = %e, "batchGet: serving cached views after a backend failure");
+                    None
+                }
+                Err(e) => return Err(e.into()),
+            };
         match fetched {
             Some(views) => {
                 let mut rest: Vec<&str> = misses.clone();
@@ -203,7 +217,12 @@ where
 }
 
 /// `GET /v1/orders?customer_id=&status=&channel=&from=&to=&q=&limit=&cursor=`.
-pub async fn search(state: &AppState, query: Option<&str>, ctx: &RequestContext, pii: bool) -> Result<HttpResponse, ApiError> {
+pub async fn search(
+    state: &AppState,
+    query: Option<&str>,
+    ctx: &RequestContext,
+    pii: bool,
+) -> Result<HttpResponse, ApiError> {
     let q = params::query(query, &["customer_id", "status", "channel", "from", "to", "q", "limit", "cursor"])?;
     let mut f = Filters {
         customer_id: q.get("customer_id").map(|v| params::id("customer_id", v)).transpose()?,
@@ -227,7 +246,10 @@ pub async fn search(state: &AppState, query: Option<&str>, ctx: &RequestContext,
         }
         let max = state.config.api.max_search_range;
         if (to.millis() - from.millis()) as u128 > max.as_millis() {
-            return Err(ApiError::bad_param("to", format!("the range from..to may span at most {}", humantime::format_duration(max))));
+            return Err(ApiError::bad_param(
+                "to",
+                format!("the range from..to may span at most {}", humantime::format_duration(max)),
+            ));
         }
     }
     run_search(state, f, &q, ctx, pii).await
@@ -261,7 +283,9 @@ async fn run_search(
     let query_hash = f.hash();
     let now = crate::model::Timestamp::now().millis() / 1000;
     let after = match q.get("cursor") {
-        Some(c) => Some(state.cursors.decode(c, query_hash, now).map_err(|e| ApiError::bad_param("cursor", e.to_string()))?.after),
+        Some(c) => Some(
+            state.cursors.decode(c, query_hash, now).map_err(|e| ApiError::bad_param("cursor", e.to_string()))?.after,
+        ),
         None => None,
     };
     let body = search::query(&f, limit, after.as_ref());
@@ -273,9 +297,9 @@ async fn run_search(
     let more = hits.len() > limit;
     hits.truncate(limit);
     let next = if more {
-        hits.last().and_then(|h| search::position_of(&h.sort)).map(|after| {
-            state.cursors.encode(&super::cursor::Position { after, query: query_hash, issued: now })
-        })
+        hits.last()
+            .and_then(|h| search::position_of(&h.sort))
+            .map(|after| state.cursors.encode(&super::cursor::Position { after, query: query_hash, issued: now }))
     } else {
         None
     };
@@ -287,7 +311,9 @@ async fn run_search(
             out.put_u8(b',');
         }
         match state.cache.lookup(&h.view.order_id) {
-            Lookup::Hit(e) | Lookup::Stale(e) if e.complete && e.versions.dominates(&h.view) => out.put_slice(e.body(pii)),
+            Lookup::Hit(e) | Lookup::Stale(e) if e.complete && e.versions.dominates(&h.view) => {
+                out.put_slice(e.body(pii))
+            }
             _ if pii => out.put_slice(&serde_json::to_vec(&h.view).expect("views serialise")),
             _ => out.put_slice(&serde_json::to_vec(&h.view.without_pii()).expect("views serialise")),
         }
@@ -478,10 +504,9 @@ where
     let limited = http_body_util::Limited::new(req.into_body(), limit);
     match limited.collect().await {
         Ok(b) => Ok(b.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::PayloadTooLarge(format!(
-            "the request body exceeds {limit} bytes (server.max_body_bytes)"
-        ))),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(ApiError::PayloadTooLarge(format!("the request body exceeds {limit} bytes (server.max_body_bytes)")))
+        }
         Err(e) => Err(ApiError::bad_param("body", format!("cannot read the request body: {e}"))),
     }
 }
-

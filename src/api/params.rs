@@ -15,10 +15,16 @@ pub fn id(param: &str, v: &str) -> Result<String, ApiError> {
         return Err(ApiError::bad_param(param, format!("{param} must not be empty")));
     }
     if v.len() > MAX_ID_LEN {
-        return Err(ApiError::bad_param(param, format!("{param} is {} characters long; at most {MAX_ID_LEN} are allowed", v.len())));
+        return Err(ApiError::bad_param(
+            param,
+            format!("{param} is {} characters long; at most {MAX_ID_LEN} are allowed", v.len()),
+        ));
     }
     if let Some(c) = v.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))) {
-        return Err(ApiError::bad_param(param, format!("{param} contains {c:?}; only letters, digits and . _ : - are allowed")));
+        return Err(ApiError::bad_param(
+            param,
+            format!("{param} contains {c:?}; only letters, digits and . _ : - are allowed"),
+        ));
     }
     Ok(v.to_owned())
 }
@@ -42,9 +48,8 @@ pub fn query(raw: Option<&str>, allowed: &[&str]) -> Result<BTreeMap<String, Str
 
 /// An integer in `lo..=hi`.
 pub fn int_in(param: &str, v: &str, lo: u64, hi: u64) -> Result<u64, ApiError> {
-    let n: u64 = v
-        .parse()
-        .map_err(|_| ApiError::bad_param(param, format!("{param} must be a whole number, got {v:?}")))?;
+    let n: u64 =
+        v.parse().map_err(|_| ApiError::bad_param(param, format!("{param} must be a whole number, got {v:?}")))?;
     if n < lo || n > hi {
         return Err(ApiError::bad_param(param, format!("{param} must be between {lo} and {hi}, got {n}")));
     }
@@ -54,7 +59,10 @@ pub fn int_in(param: &str, v: &str, lo: u64, hi: u64) -> Result<u64, ApiError> {
 /// An RFC 3339 timestamp.
 pub fn time(param: &str, v: &str) -> Result<Timestamp, ApiError> {
     Timestamp::parse(v).map_err(|_| {
-        ApiError::bad_param(param, format!("{param} must be an RFC 3339 timestamp such as 2025-01-31T00:00:00Z, got {v:?}"))
+        ApiError::bad_param(
+            param,
+            format!("{param} must be an RFC 3339 timestamp such as 2025-01-31T00:00:00Z, got {v:?}"),
+        )
     })
 }
 

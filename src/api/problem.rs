@@ -129,9 +129,7 @@ impl ApiError {
         let status = self.status();
         let (backend, invalid_params) = match &self {
             ApiError::Backend(e) => (Some(e.backend()), Vec::new()),
-            ApiError::BadRequest { param, detail } => {
-                (None, vec![InvalidParam { name: param, reason: detail }])
-            }
+            ApiError::BadRequest { param, detail } => (None, vec![InvalidParam { name: param, reason: detail }]),
             _ => (None, Vec::new()),
         };
         let problem = Problem {
@@ -187,11 +185,7 @@ pub fn rate_limit_headers(headers: &mut http::HeaderMap, info: &crate::edge::Rat
 
 fn rate_limited_detail(info: &crate::edge::RateInfo, global: bool) -> String {
     let whose = if global { "the gateway's global rate limit" } else { "this client's rate limit" };
-    format!(
-        "{whose} of {} request units is spent; retry in {} s",
-        info.limit,
-        info.retry_after_secs.unwrap_or(1)
-    )
+    format!("{whose} of {} request units is spent; retry in {} s", info.limit, info.retry_after_secs.unwrap_or(1))
 }
 
 #[cfg(test)]
@@ -206,8 +200,8 @@ mod tests {
 
     #[tokio::test]
     async fn bad_request_names_the_parameter() {
-        let resp = ApiError::bad_param("limit", "limit must be between 1 and 100, got 0")
-            .into_response("/v1/orders", "r-1");
+        let resp =
+            ApiError::bad_param("limit", "limit must be between 1 and 100, got 0").into_response("/v1/orders", "r-1");
         assert_eq!(resp.status(), 400);
         assert_eq!(resp.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
         let v = body_json(resp).await;
@@ -227,10 +221,8 @@ mod tests {
 
     #[tokio::test]
     async fn backend_errors_name_the_backend_and_are_retryable() {
-        let err = BackendError::Timeout {
-            backend: Backend::Elasticsearch,
-            timeout: std::time::Duration::from_millis(200),
-        };
+        let err =
+            BackendError::Timeout { backend: Backend::Elasticsearch, timeout: std::time::Duration::from_millis(200) };
         let resp = ApiError::from(err).into_response("/v1/orders/x", "");
         assert_eq!(resp.status(), 503);
         assert!(resp.headers().contains_key(header::RETRY_AFTER));

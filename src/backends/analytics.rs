@@ -28,7 +28,10 @@ const FULFILMENT_TIMES: &str = "SELECT order_id, \
     FROM fulfillments FINAL GROUP BY order_id";
 
 fn bind(q: clickhouse::query::Query, s: &Scope) -> clickhouse::query::Query {
-    q.param("from", s.from_ms).param("to", s.to_ms).param("channel", s.channel.as_str()).param("currency", s.currency.as_str())
+    q.param("from", s.from_ms)
+        .param("to", s.to_ms)
+        .param("channel", s.channel.as_str())
+        .param("currency", s.currency.as_str())
 }
 
 /// Currency-independent KPIs.
@@ -147,7 +150,13 @@ impl ChClient {
     }
 
     /// Counts and sums per time bucket (in `tz`) and group.
-    pub async fn timeseries(&self, s: &Scope, interval: &str, group_by: &str, tz: &str) -> Result<Vec<Point>, BackendError> {
+    pub async fn timeseries(
+        &self,
+        s: &Scope,
+        interval: &str,
+        group_by: &str,
+        tz: &str,
+    ) -> Result<Vec<Point>, BackendError> {
         // Both come from closed sets chosen by the caller, never from the request text.
         let bucket = match interval {
             "hour" => "toStartOfHour(o.created_at, {tz:String})",

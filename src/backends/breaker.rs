@@ -174,13 +174,15 @@ impl Circuit {
         match (self.state, kind) {
             // A probe decides: one success shows the backend answers again, one
             // failure shows it does not, and it is left alone for another `open_for`.
-            (State::HalfOpen { round, .. }, Kind::Probe { round: probe_round }) if round == probe_round => match outcome {
-                Ok(()) => self.close(),
-                Err(e) => {
-                    self.note_failure(e);
-                    self.state = State::Open { until: now + self.policy.open_for };
+            (State::HalfOpen { round, .. }, Kind::Probe { round: probe_round }) if round == probe_round => {
+                match outcome {
+                    Ok(()) => self.close(),
+                    Err(e) => {
+                        self.note_failure(e);
+                        self.state = State::Open { until: now + self.policy.open_for };
+                    }
                 }
-            },
+            }
             // Closed, whether the call was admitted as a call or as a probe whose
             // sibling already closed the circuit: count it like any call.
             (State::Closed, _) => match outcome {
@@ -202,7 +204,9 @@ impl Circuit {
     /// A probe that ended without an outcome (its caller went away): its slot
     /// is free for the next call, or half-open would wait forever.
     pub fn release(&mut self, kind: Kind) {
-        if let (State::HalfOpen { round, probes_in_flight }, Kind::Probe { round: probe_round }) = (&mut self.state, kind) {
+        if let (State::HalfOpen { round, probes_in_flight }, Kind::Probe { round: probe_round }) =
+            (&mut self.state, kind)
+        {
             if *round == probe_round {
                 *probes_in_flight = probes_in_flight.saturating_sub(1);
             }
@@ -551,7 +555,9 @@ mod tests {
         assert_eq!(err.backend(), Backend::ClickHouse);
         let text = err.to_string();
         assert!(
-            text.starts_with("clickhouse failed: circuit open after 2 consecutive failures (last: connection refused); retrying in "),
+            text.starts_with(
+                "clickhouse failed: circuit open after 2 consecutive failures (last: connection refused); retrying in "
+            ),
             "{text}"
         );
         std::thread::sleep(Duration::from_millis(25));

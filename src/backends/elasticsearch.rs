@@ -25,14 +25,9 @@ impl EsClient {
         let pool = SingleNodeConnectionPool::new(cfg.url.clone());
         let mut builder = TransportBuilder::new(pool).timeout(cfg.timeout);
         if !cfg.username.is_empty() {
-            builder = builder.auth(Credentials::Basic(
-                cfg.username.clone(),
-                cfg.password.expose().to_string(),
-            ));
+            builder = builder.auth(Credentials::Basic(cfg.username.clone(), cfg.password.expose().to_string()));
         }
-        let transport = builder
-            .build()
-            .map_err(|e| anyhow::anyhow!("elasticsearch client for {}: {e}", cfg.url))?;
+        let transport = builder.build().map_err(|e| anyhow::anyhow!("elasticsearch client for {}: {e}", cfg.url))?;
         Ok(EsClient { client: Elasticsearch::new(transport), timeout: cfg.timeout, breaker })
     }
 
@@ -49,13 +44,7 @@ impl EsClient {
     /// Cluster health: usable when yellow or green.
     pub async fn ping(&self) -> Result<String, BackendError> {
         let body: serde_json::Value = timed_unguarded(Backend::Elasticsearch, "cluster_health", self.timeout, async {
-            let resp = self
-                .client
-                .cluster()
-                .health(ClusterHealthParts::None)
-                .send()
-                .await?
-                .error_for_status_code()?;
+            let resp = self.client.cluster().health(ClusterHealthParts::None).send().await?.error_for_status_code()?;
             resp.json::<serde_json::Value>().await
         })
         .await?;
@@ -124,8 +113,12 @@ impl EsClient {
             .into_iter()
             .flatten()
             .map(|h| {
-                let view = serde_json::from_value(h["_source"].clone())
-                    .map_err(|e| BackendError::failed(Backend::Elasticsearch, format!("document {} is not an order view: {e}", h["_id"])))?;
+                let view = serde_json::from_value(h["_source"].clone()).map_err(|e| {
+                    BackendError::failed(
+                        Backend::Elasticsearch,
+                        format!("document {} is not an order view: {e}", h["_id"]),
+                    )
+                })?;
                 Ok(Hit { view, sort: h["sort"].as_array().cloned().unwrap_or_default() })
             })
             .collect()

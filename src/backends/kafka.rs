@@ -40,11 +40,7 @@ impl KafkaClient {
         let brokers = timed_unguarded(Backend::Kafka, "metadata", timeout + Duration::from_millis(500), async move {
             tokio::task::spawn_blocking(move || {
                 use rdkafka::producer::Producer;
-                producer
-                    .client()
-                    .fetch_metadata(None, timeout)
-                    .map(|m| m.brokers().len())
-                    .map_err(anyhow::Error::from)
+                producer.client().fetch_metadata(None, timeout).map(|m| m.brokers().len()).map_err(anyhow::Error::from)
             })
             .await
             .map_err(anyhow::Error::from)?

@@ -94,12 +94,7 @@ pub struct Refused(pub String);
 /// Runs one backend call through the backend's breaker, under its deadline,
 /// and records it in metrics. While the circuit is open the call is not made
 /// and the error says so.
-pub async fn timed<T, E, F>(
-    breaker: &Breaker,
-    call: &'static str,
-    timeout: Duration,
-    fut: F,
-) -> Result<T, BackendError>
+pub async fn timed<T, E, F>(breaker: &Breaker, call: &'static str, timeout: Duration, fut: F) -> Result<T, BackendError>
 where
     F: Future<Output = Result<T, E>>,
     E: Into<anyhow::Error>,

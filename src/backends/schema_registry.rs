@@ -27,8 +27,7 @@ impl RegistryClient {
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
         }
-        let auth = (!cfg.username.is_empty())
-            .then(|| (cfg.username.clone(), cfg.password.expose().to_string()));
+        let auth = (!cfg.username.is_empty()).then(|| (cfg.username.clone(), cfg.password.expose().to_string()));
         Ok(RegistryClient { http, base, timeout: cfg.timeout, auth })
     }
 
@@ -71,7 +70,13 @@ impl RegistryClient {
         }
     }
 
-    async fn post_schema_once(&self, path: &str, schema: &str, what: &str, subject: &str) -> anyhow::Result<Option<u32>> {
+    async fn post_schema_once(
+        &self,
+        path: &str,
+        schema: &str,
+        what: &str,
+        subject: &str,
+    ) -> anyhow::Result<Option<u32>> {
         let url = self.base.join(path)?;
         let mut req = self
             .http

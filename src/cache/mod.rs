@@ -71,9 +71,10 @@ impl ComponentVersions {
     /// Whether these versions are at least those of every component of `other`.
     pub fn dominates(&self, other: &OrderView) -> bool {
         other.order.as_ref().is_none_or(|o| self.order >= o.version)
-            && other.fulfillments.iter().all(|f| {
-                self.fulfillments.iter().any(|(id, v)| **id == *f.fulfillment_id && *v >= f.version)
-            })
+            && other
+                .fulfillments
+                .iter()
+                .all(|f| self.fulfillments.iter().any(|(id, v)| **id == *f.fulfillment_id && *v >= f.version))
     }
 }
 
@@ -107,7 +108,9 @@ impl CachedView {
         if pii || !self.has_pii {
             return &self.json;
         }
-        self.redacted.get_or_init(|| Bytes::from(serde_json::to_vec(&self.view().without_pii()).expect("views always serialise")))
+        self.redacted.get_or_init(|| {
+            Bytes::from(serde_json::to_vec(&self.view().without_pii()).expect("views always serialise"))
+        })
     }
 
     /// The ETag of that representation: the redacted one differs, so a shared
@@ -178,7 +181,10 @@ type Versions = Arc<(u64, Vec<(String, u64)>)>;
 pub enum Filled {
     Ok(Arc<CachedView>),
     /// The backend's view is older than what the stream already delivered.
-    Behind { seen: u64, got: u64 },
+    Behind {
+        seen: u64,
+        got: u64,
+    },
 }
 
 /// The cache itself.
@@ -218,7 +224,8 @@ impl OrderCache {
             })
             .eviction_listener(|_k, _v, cause| {
                 if cause.was_evicted() {
-                    metrics::counter!(names::CACHE_EVICTIONS, "cause" => format!("{cause:?}").to_lowercase()).increment(1);
+                    metrics::counter!(names::CACHE_EVICTIONS, "cause" => format!("{cause:?}").to_lowercase())
+                        .increment(1);
                 }
             })
             .build();
@@ -247,8 +254,8 @@ impl OrderCache {
     /// within `cache.degraded_ttl`.
     pub fn lookup(&self, id: &str) -> Lookup {
         if let Some(e) = self.views.get(id) {
-            let fresh = e.complete
-                && (self.stream.is_healthy() || e.refreshed_at.elapsed() < self.ttl(&self.degraded_ttl_ms));
+            let fresh =
+                e.complete && (self.stream.is_healthy() || e.refreshed_at.elapsed() < self.ttl(&self.degraded_ttl_ms));
             return if fresh { Lookup::Hit(e) } else { Lookup::Stale(e) };
         }
         match self.negative.get(id) {
@@ -286,7 +293,10 @@ impl OrderCache {
                 Op::Nop
             }
         });
-        let changed = matches!(result, moka::ops::compute::CompResult::Inserted(_) | moka::ops::compute::CompResult::ReplacedWith(_));
+        let changed = matches!(
+            result,
+            moka::ops::compute::CompResult::Inserted(_) | moka::ops::compute::CompResult::ReplacedWith(_)
+        );
         if changed {
             self.applied.notify_waiters();
         }
@@ -318,7 +328,9 @@ impl OrderCache {
             Op::Put(Arc::new(CachedView::new(&view, true, source)))
         });
         let entry = match result {
-            moka::ops::compute::CompResult::Inserted(e) | moka::ops::compute::CompResult::ReplacedWith(e) => e.into_value(),
+            moka::ops::compute::CompResult::Inserted(e) | moka::ops::compute::CompResult::ReplacedWith(e) => {
+                e.into_value()
+            }
             _ => return None,
         };
         if let Some(s) = seen {

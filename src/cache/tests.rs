@@ -83,7 +83,10 @@ fn a_backend_behind_the_stream_is_detected_after_eviction() {
         Some(Filled::Behind { seen: 5, got: 4 }) => {}
         other => panic!("{other:?}"),
     }
-    assert!(matches!(c.fill("o-1", None, Source::Elasticsearch), Some(Filled::Behind { .. })), "not-found is behind too");
+    assert!(
+        matches!(c.fill("o-1", None, Source::Elasticsearch), Some(Filled::Behind { .. })),
+        "not-found is behind too"
+    );
     assert!(matches!(c.fill("o-1", Some(view(5, None)), Source::Elasticsearch), Some(Filled::Ok(_))));
 }
 

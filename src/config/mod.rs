@@ -291,10 +291,7 @@ impl Config {
         let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
         if let Some(path) = file {
             if !path.is_file() {
-                return Err(ConfigError(format!(
-                    "config file {} does not exist or is not a file",
-                    path.display()
-                )));
+                return Err(ConfigError(format!("config file {} does not exist or is not a file", path.display())));
             }
             figment = figment.merge(Toml::file(path));
         }
@@ -404,7 +401,11 @@ impl Config {
             }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            return bad("log.level", &self.log.level, "is not a valid level filter (e.g. \"info\" or \"info,order_gateway=debug\")");
+            return bad(
+                "log.level",
+                &self.log.level,
+                "is not a valid level filter (e.g. \"info\" or \"info,order_gateway=debug\")",
+            );
         }
         Ok(())
     }
@@ -433,10 +434,9 @@ fn describe(figment: &Figment, err: figment::Error) -> String {
                 })
                 .unwrap_or_default();
             let source = match &e.metadata {
-                Some(m) if m.name.contains("environment") => format!(
-                    " (from environment variable {ENV_PREFIX}{})",
-                    e.path.join("__").to_ascii_uppercase()
-                ),
+                Some(m) if m.name.contains("environment") => {
+                    format!(" (from environment variable {ENV_PREFIX}{})", e.path.join("__").to_ascii_uppercase())
+                }
                 Some(m) => match &m.source {
                     Some(src) => format!(" (from {src})"),
                     None => format!(" (from {})", m.name),

@@ -13,14 +13,8 @@ use serde_json::Value;
 use super::Config;
 
 /// Keys (or key prefixes ending in '.') that a reload applies.
-pub const HOT_KEYS: &[&str] = &[
-    "auth.",
-    "rate_limit.",
-    "log.level",
-    "cache.degraded_ttl",
-    "cache.negative_ttl",
-    "cache.read_your_writes_wait",
-];
+pub const HOT_KEYS: &[&str] =
+    &["auth.", "rate_limit.", "log.level", "cache.degraded_ttl", "cache.negative_ttl", "cache.read_your_writes_wait"];
 
 /// Whether a dotted key is hot.
 pub fn is_hot(key: &str) -> bool {

@@ -93,7 +93,6 @@ pub enum AuthError {
     BadToken(String),
 }
 
-
 struct Mesh {
     header: http::HeaderName,
     xfcc: bool,
@@ -158,7 +157,10 @@ impl Authenticator {
                 tier: k.tier.as_str().into(),
             };
             if keys.insert(digest, principal).is_some() {
-                return Err(format!("auth.keys[{i}].hash ({:?}) is the hash of another key too: one key, one entry", k.name));
+                return Err(format!(
+                    "auth.keys[{i}].hash ({:?}) is the hash of another key too: one key, one entry",
+                    k.name
+                ));
             }
         }
         let jwt = JwtVerifier::new(&cfg.jwt)?;
@@ -166,7 +168,9 @@ impl Authenticator {
             None
         } else {
             let header = http::HeaderName::from_bytes(cfg.mesh.identity_header.to_ascii_lowercase().as_bytes())
-                .map_err(|_| format!("auth.mesh.identity_header = {:?} is not a header name", cfg.mesh.identity_header))?;
+                .map_err(|_| {
+                    format!("auth.mesh.identity_header = {:?} is not a header name", cfg.mesh.identity_header)
+                })?;
             let mut trusted = Vec::new();
             for (i, p) in cfg.mesh.trusted_peers.iter().enumerate() {
                 trusted.push(parse_net(p).map_err(|e| format!("auth.mesh.trusted_peers[{i}] = {p:?} {e}"))?);
@@ -303,7 +307,12 @@ mod tests {
     fn cfg() -> AuthConfig {
         let mut c = Config::defaults().auth;
         c.keys = vec![
-            ApiKeyConfig { name: "crm".into(), hash: hash_key("k-crm"), scopes: vec![Scope::OrdersRead], tier: "".into() },
+            ApiKeyConfig {
+                name: "crm".into(),
+                hash: hash_key("k-crm"),
+                scopes: vec![Scope::OrdersRead],
+                tier: "".into(),
+            },
             ApiKeyConfig {
                 name: "ops".into(),
                 hash: hash_key("k-ops"),
@@ -343,7 +352,10 @@ mod tests {
     fn wrong_or_malformed_credentials_are_refused_not_downgraded() {
         let a = Authenticator::new(&cfg()).unwrap();
         assert_eq!(a.authenticate(&headers(&[("x-api-key", "k-crm2")]), PEER).unwrap_err(), AuthError::UnknownKey);
-        assert_eq!(a.authenticate(&headers(&[("authorization", "Basic eDp5")]), PEER).unwrap_err(), AuthError::BadScheme);
+        assert_eq!(
+            a.authenticate(&headers(&[("authorization", "Basic eDp5")]), PEER).unwrap_err(),
+            AuthError::BadScheme
+        );
         assert_eq!(a.authenticate(&headers(&[("authorization", "Bearer")]), PEER).unwrap_err(), AuthError::BadScheme);
         let p = a.authenticate(&HeaderMap::new(), PEER).unwrap();
         assert_eq!(p.method, Method::Anonymous);

@@ -81,9 +81,11 @@ impl JwtVerifier {
 
     /// Checks a token; the error says what was wrong with it.
     pub fn verify(&self, token: &str) -> Result<Principal, String> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| describe(e.kind()))?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| describe(e.kind()))?;
         let claims = data.claims;
-        let sub = claims.sub.filter(|s| !s.is_empty() && s.len() <= 256).ok_or("the `sub` claim is empty or too long")?;
+        let sub =
+            claims.sub.filter(|s| !s.is_empty() && s.len() <= 256).ok_or("the `sub` claim is empty or too long")?;
         let mut scopes = Scopes::default();
         for claim in [claims.scope, claims.scp].into_iter().flatten() {
             let names: Vec<String> = match claim {
@@ -162,7 +164,8 @@ mod tests {
     #[test]
     fn expired_wrong_audience_wrong_key_are_refused_with_reasons() {
         let v = JwtVerifier::new(&cfg()).unwrap().unwrap();
-        let base = serde_json::json!({"sub": "a", "aud": "order-gateway", "iss": "https://idp.example", "exp": now() + 60});
+        let base =
+            serde_json::json!({"sub": "a", "aud": "order-gateway", "iss": "https://idp.example", "exp": now() + 60});
         let mut expired = base.clone();
         expired["exp"] = (now() - 10).into();
         assert!(v.verify(&token(expired, SECRET)).unwrap_err().contains("expired"));
@@ -172,7 +175,10 @@ mod tests {
         let mut iss = base.clone();
         iss["iss"] = "https://evil".into();
         assert!(v.verify(&token(iss, SECRET)).unwrap_err().contains("issuer"));
-        assert!(v.verify(&token(base.clone(), "another-secret-of-32-bytes-length!!")).unwrap_err().contains("signature"));
+        assert!(v
+            .verify(&token(base.clone(), "another-secret-of-32-bytes-length!!"))
+            .unwrap_err()
+            .contains("signature"));
         let mut no_exp = base;
         no_exp.as_object_mut().unwrap().remove("exp");
         assert!(v.verify(&token(no_exp, SECRET)).unwrap_err().contains("exp"));

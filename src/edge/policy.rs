@@ -37,7 +37,9 @@ impl Policy {
         let open_or_admin = |public: bool| if public { Access::Public } else { Access::Scope(Scope::Admin) };
         let c = &self.costs;
         match route {
-            Route::Healthz | Route::Readyz => (open_or_admin(self.public_health), if self.public_health { 0 } else { c.admin }),
+            Route::Healthz | Route::Readyz => {
+                (open_or_admin(self.public_health), if self.public_health { 0 } else { c.admin })
+            }
             Route::Metrics => (open_or_admin(self.public_metrics), if self.public_metrics { 0 } else { c.admin }),
             Route::OpenApi | Route::DocsRoot | Route::DocsIndex | Route::Docs => {
                 (if self.public_docs { Access::Public } else { Access::Scope(Scope::OrdersRead) }, c.docs)
@@ -48,9 +50,11 @@ impl Policy {
             Route::Kpis | Route::Timeseries | Route::TopSkus | Route::StatusFunnel => {
                 (Access::Scope(Scope::AnalyticsRead), c.analytics)
             }
-            Route::AdminCache | Route::AdminCacheOrder | Route::AdminStream | Route::AdminConfig | Route::AdminReload => {
-                (Access::Scope(Scope::Admin), c.admin)
-            }
+            Route::AdminCache
+            | Route::AdminCacheOrder
+            | Route::AdminStream
+            | Route::AdminConfig
+            | Route::AdminReload => (Access::Scope(Scope::Admin), c.admin),
         }
     }
 }

@@ -107,10 +107,17 @@ impl RateLimits {
     /// Errors name the key and value at fault.
     pub fn new(cfg: &RateLimitConfig) -> Result<Self, String> {
         let clock = DefaultClock::default();
-        let max_cost = [cfg.costs.lookup, cfg.costs.batch_get, cfg.costs.search, cfg.costs.analytics, cfg.costs.admin, cfg.costs.docs]
-            .into_iter()
-            .max()
-            .unwrap_or(1);
+        let max_cost = [
+            cfg.costs.lookup,
+            cfg.costs.batch_get,
+            cfg.costs.search,
+            cfg.costs.analytics,
+            cfg.costs.admin,
+            cfg.costs.docs,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(1);
         for (key, v) in [
             ("lookup", cfg.costs.lookup),
             ("batch_get", cfg.costs.batch_get),
@@ -127,7 +134,9 @@ impl RateLimits {
         for (name, t) in &cfg.tiers {
             tiers.insert(name.clone(), tier(name, t, max_cost, cfg.max_clients, &clock)?);
         }
-        for (key, name) in [("rate_limit.default_tier", &cfg.default_tier), ("rate_limit.anonymous_tier", &cfg.anonymous_tier)] {
+        for (key, name) in
+            [("rate_limit.default_tier", &cfg.default_tier), ("rate_limit.anonymous_tier", &cfg.anonymous_tier)]
+        {
             if !tiers.contains_key(name) {
                 return Err(format!("{key} = {name:?} is not a tier in rate_limit.tiers"));
             }
@@ -197,11 +206,21 @@ impl RateLimits {
                 }
                 Ok(Err(not_until)) => {
                     let wait = ceil_secs(not_until.wait_time_from(self.clock.now())).max(1);
-                    return Decision::Limited(RateInfo { limit: t.burst, remaining: 0, reset_secs: wait, retry_after_secs: Some(wait) });
+                    return Decision::Limited(RateInfo {
+                        limit: t.burst,
+                        remaining: 0,
+                        reset_secs: wait,
+                        retry_after_secs: Some(wait),
+                    });
                 }
                 // Costs are validated against bursts, so this is a cost above the burst.
                 Err(_) => {
-                    return Decision::Limited(RateInfo { limit: t.burst, remaining: 0, reset_secs: 1, retry_after_secs: Some(1) })
+                    return Decision::Limited(RateInfo {
+                        limit: t.burst,
+                        remaining: 0,
+                        reset_secs: 1,
+                        retry_after_secs: Some(1),
+                    })
                 }
             },
         };
@@ -210,10 +229,20 @@ impl RateLimits {
                 Ok(Ok(())) => {}
                 Ok(Err(not_until)) => {
                     let wait = ceil_secs(not_until.wait_time_from(self.clock.now())).max(1);
-                    return Decision::GlobalLimited(RateInfo { limit: *burst, remaining: 0, reset_secs: wait, retry_after_secs: Some(wait) });
+                    return Decision::GlobalLimited(RateInfo {
+                        limit: *burst,
+                        remaining: 0,
+                        reset_secs: wait,
+                        retry_after_secs: Some(wait),
+                    });
                 }
                 Err(_) => {
-                    return Decision::GlobalLimited(RateInfo { limit: *burst, remaining: 0, reset_secs: 1, retry_after_secs: Some(1) })
+                    return Decision::GlobalLimited(RateInfo {
+                        limit: *burst,
+                        remaining: 0,
+                        reset_secs: 1,
+                        retry_after_secs: Some(1),
+                    })
                 }
             }
         }
@@ -253,7 +282,8 @@ fn tier(name: &str, t: &TierConfig, max_cost: u32, max_clients: usize, clock: &D
     let burst = NonZeroU32::new(t.burst).expect("burst >= max_cost >= 1");
     let quota = Quota::per_second(rate).allow_burst(burst);
     let store = BoundedStore { inner: DashMap::new(), max: max_clients, overflow: Arc::from(OVERFLOW) };
-    let limiter: RateLimiter<_, _, _, governor::middleware::NoOpMiddleware<_>> = RateLimiter::new(quota, store, clock.clone());
+    let limiter: RateLimiter<_, _, _, governor::middleware::NoOpMiddleware<_>> =
+        RateLimiter::new(quota, store, clock.clone());
     let limiter = limiter.with_middleware::<StateInformationMiddleware>();
     Ok(Tier { limiter: Some(limiter), burst: t.burst, interval: quota.replenish_interval() })
 }

@@ -18,8 +18,9 @@ pub fn decode(payload: &[u8], map: &CdcConfig) -> Result<Option<Event>, DecodeEr
     if payload.is_empty() {
         return Ok(None);
     }
-    let root: Value = serde_json::from_slice(payload)
-        .map_err(|e| DecodeError::Malformed(format!("debezium json: {:?} error at column {}", e.classify(), e.column())))?;
+    let root: Value = serde_json::from_slice(payload).map_err(|e| {
+        DecodeError::Malformed(format!("debezium json: {:?} error at column {}", e.classify(), e.column()))
+    })?;
     let env = match root.get("payload") {
         Some(p) if root.get("schema").is_some() => p,
         _ => &root,
@@ -87,7 +88,15 @@ pub fn decode(payload: &[u8], map: &CdcConfig) -> Result<Option<Event>, DecodeEr
     let event = Event {
         envelope: Envelope {
             event_id: format!("cdc:{order_id}:{version}:{op}"),
-            event_type: format!("order.cdc.{}", match op { "c" => "create", "u" => "update", "r" => "read", _ => "delete" }),
+            event_type: format!(
+                "order.cdc.{}",
+                match op {
+                    "c" => "create",
+                    "u" => "update",
+                    "r" => "read",
+                    _ => "delete",
+                }
+            ),
             source: "cdc.legacy".into(),
             occurred_at: Timestamp(source_ts),
             schema_version: 1,
@@ -121,9 +130,7 @@ fn field(name: &str, detail: &str) -> DecodeError {
 }
 
 fn column<'a>(row: &'a Map<String, Value>, col: &str, what: &str) -> Result<&'a Value, DecodeError> {
-    row.get(col)
-        .filter(|v| !v.is_null())
-        .ok_or_else(|| field(what, &format!("column {col:?} is missing or null")))
+    row.get(col).filter(|v| !v.is_null()).ok_or_else(|| field(what, &format!("column {col:?} is missing or null")))
 }
 
 fn text(row: &Map<String, Value>, col: &str, what: &str) -> Result<String, DecodeError> {

@@ -23,11 +23,12 @@ struct FulfillmentEventJson {
 /// Encodes an event as JSON.
 pub fn encode_json(event: &Event) -> Vec<u8> {
     let out = match &event.component {
-        Component::Order(o) => serde_json::to_vec(&OrderEventJson { envelope: event.envelope.clone(), order: o.clone() }),
-        Component::Fulfillment(f) => serde_json::to_vec(&FulfillmentEventJson {
-            envelope: event.envelope.clone(),
-            fulfillment: f.clone(),
-        }),
+        Component::Order(o) => {
+            serde_json::to_vec(&OrderEventJson { envelope: event.envelope.clone(), order: o.clone() })
+        }
+        Component::Fulfillment(f) => {
+            serde_json::to_vec(&FulfillmentEventJson { envelope: event.envelope.clone(), fulfillment: f.clone() })
+        }
     };
     out.expect("model types always serialise")
 }

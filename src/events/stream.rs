@@ -113,15 +113,18 @@ pub fn spawn(config: &Config, cache: Arc<OrderCache>, decoder: Arc<Decoder>) -> 
             match decoded {
                 Ok(event) if msg.key() == Some(event.order_id().as_bytes()) => {
                     cache.apply_event(event.component);
-                    metrics::counter!(names::STREAM_EVENTS, "outcome" => "applied", "topic" => topic.clone()).increment(1);
+                    metrics::counter!(names::STREAM_EVENTS, "outcome" => "applied", "topic" => topic.clone())
+                        .increment(1);
                 }
                 Ok(_) => {
-                    metrics::counter!(names::STREAM_EVENTS, "outcome" => "dropped", "reason" => "key_mismatch").increment(1);
+                    metrics::counter!(names::STREAM_EVENTS, "outcome" => "dropped", "reason" => "key_mismatch")
+                        .increment(1);
                     continue;
                 }
                 // Ingest dead-letters what cannot be decoded; here it is only counted.
                 Err(e) => {
-                    metrics::counter!(names::STREAM_EVENTS, "outcome" => "dropped", "reason" => e.reason()).increment(1);
+                    metrics::counter!(names::STREAM_EVENTS, "outcome" => "dropped", "reason" => e.reason())
+                        .increment(1);
                     continue;
                 }
             }

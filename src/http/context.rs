@@ -66,8 +66,7 @@ impl TraceParent {
     /// Parses `00-<32 hex>-<16 hex>-<2 hex>`; all-zero ids are invalid per the spec.
     pub fn parse(v: &str) -> Option<Self> {
         let mut parts = v.trim().split('-');
-        let (version, trace_id, parent_id, flags) =
-            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let (version, trace_id, parent_id, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
         let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         // Version ff is forbidden; future versions may append fields, version 00 may not.
         if !hex(version, 2) || version == "ff" || (version == "00" && parts.next().is_some()) {
@@ -89,7 +88,11 @@ impl TraceParent {
     /// A new trace started at the gateway, sampled.
     pub fn new_root() -> Self {
         let r = random_u128();
-        TraceParent { trace_id: format!("{:032x}", r | 1), parent_id: format!("{:016x}", (r >> 64) as u64 | 1), flags: 1 }
+        TraceParent {
+            trace_id: format!("{:032x}", r | 1),
+            parent_id: format!("{:016x}", (r >> 64) as u64 | 1),
+            flags: 1,
+        }
     }
 
     /// The header value for a call the gateway makes on behalf of this request.

@@ -120,7 +120,13 @@ pub async fn serve(
 /// rate, scope), the handler, the response headers every answer carries,
 /// metrics and the access log line. Public so benchmarks can drive the whole
 /// path in process.
-pub async fn handle<B>(state: &AppState, router: &Router, surface: Surface, peer: SocketAddr, req: Request<B>) -> HttpResponse
+pub async fn handle<B>(
+    state: &AppState,
+    router: &Router,
+    surface: Surface,
+    peer: SocketAddr,
+    req: Request<B>,
+) -> HttpResponse
 where
     B: hyper::body::Body<Data = bytes::Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -216,7 +222,8 @@ fn admit<B>(
             limits.max_header_bytes
         )));
     }
-    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if let Some(n) = declared.filter(|n| *n > limits.max_body_bytes as u64) {
         return Err(ApiError::PayloadTooLarge(format!(
             "the request body holds {n} bytes; at most {} are accepted (server.max_body_bytes)",
@@ -277,7 +284,9 @@ where
         Route::Healthz => Ok(api::health::healthz()),
         Route::Readyz => Ok(api::health::readyz(state).await),
         Route::Metrics => Ok(metrics_text(state)),
-        Route::Order => api::orders::get_order(state, &decode(param("order_id"))?, query, req.headers(), ctx, pii).await,
+        Route::Order => {
+            api::orders::get_order(state, &decode(param("order_id"))?, query, req.headers(), ctx, pii).await
+        }
         Route::OrderByNumber => {
             api::orders::get_by_number(state, &decode(param("order_number"))?, query, req.headers(), ctx, pii).await
         }
@@ -325,10 +334,8 @@ fn decode(segment: &str) -> Result<String, ApiError> {
 fn metrics_text(state: &AppState) -> HttpResponse {
     let body = state.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
     let mut resp = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     resp
 }
 

@@ -67,7 +67,10 @@ impl Route {
 
     /// Whether the route belongs to the admin surface (`admin.listen`).
     pub fn is_admin(self) -> bool {
-        matches!(self, Route::AdminCache | Route::AdminCacheOrder | Route::AdminStream | Route::AdminConfig | Route::AdminReload)
+        matches!(
+            self,
+            Route::AdminCache | Route::AdminCacheOrder | Route::AdminStream | Route::AdminConfig | Route::AdminReload
+        )
     }
 
     /// Probes and scrapes: never shed under overload.
@@ -156,8 +159,14 @@ mod tests {
             Matched::Found { route: Route::Order, params } => assert_eq!(params, vec![("order_id", "abc")]),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(r.route(&Method::GET, "/v1/orders/by-number/ON-1"), Matched::Found { route: Route::OrderByNumber, .. }));
-        assert!(matches!(r.route(&Method::POST, "/v1/orders:batchGet"), Matched::Found { route: Route::OrdersBatchGet, .. }));
+        assert!(matches!(
+            r.route(&Method::GET, "/v1/orders/by-number/ON-1"),
+            Matched::Found { route: Route::OrderByNumber, .. }
+        ));
+        assert!(matches!(
+            r.route(&Method::POST, "/v1/orders:batchGet"),
+            Matched::Found { route: Route::OrdersBatchGet, .. }
+        ));
         assert!(matches!(r.route(&Method::GET, "/v1/orders"), Matched::Found { route: Route::Orders, .. }));
         match r.route(&Method::POST, "/metrics") {
             Matched::MethodNotAllowed { allow, .. } => assert_eq!(allow, "GET, HEAD"),

@@ -159,7 +159,12 @@ impl Ingest {
             if stopping {
                 let secs = first_at.map_or(0.0, |f| last_commit.duration_since(f).as_secs_f64());
                 let rate = if secs > 0.0 { total as f64 / secs } else { 0.0 };
-                tracing::info!(messages = total, seconds = secs, messages_per_second = rate.round(), "ingest stopped; offsets committed");
+                tracing::info!(
+                    messages = total,
+                    seconds = secs,
+                    messages_per_second = rate.round(),
+                    "ingest stopped; offsets committed"
+                );
                 return Ok(());
             }
         }
@@ -263,7 +268,8 @@ impl Ingest {
                 store::es_refresh(&self.backends.elasticsearch, &self.config.elasticsearch.read_alias).await?;
             }
             let stored = self.lookup(&pending).await?;
-            let missing: Vec<&str> = pending.iter().filter(|id| !stored.contains_key(**id)).map(|s| s.as_str()).collect();
+            let missing: Vec<&str> =
+                pending.iter().filter(|id| !stored.contains_key(**id)).map(|s| s.as_str()).collect();
             let cold = store::ch_cold_info(&self.backends.clickhouse, &missing).await?;
             let mut actions = Vec::new();
             for id in &pending {
@@ -271,11 +277,13 @@ impl Ingest {
                 if let Some(a) = &p.es {
                     actions.push(((*id).clone(), a.clone()));
                 } else {
-                    metrics::counter!(names::INGEST_ES_DOCS, "outcome" => if p.cold { "cold" } else { "unchanged" }).increment(1);
+                    metrics::counter!(names::INGEST_ES_DOCS, "outcome" => if p.cold { "cold" } else { "unchanged" })
+                        .increment(1);
                 }
                 plans.insert((*id).clone(), p);
             }
-            let out = store::es_bulk(&self.backends.elasticsearch, &self.config.elasticsearch.write_alias, &actions).await?;
+            let out =
+                store::es_bulk(&self.backends.elasticsearch, &self.config.elasticsearch.write_alias, &actions).await?;
             for (id, action) in &actions {
                 if let Some((index, seq_no, primary_term)) = out.written.get(id) {
                     if let EsAction::Update { view, .. } | EsAction::Create { view } = action {
@@ -283,7 +291,12 @@ impl Ingest {
                         metrics::counter!(names::INGEST_ES_DOCS, "outcome" => outcome).increment(1);
                         self.written.insert(
                             id.clone(),
-                            Stored { index: index.clone(), seq_no: *seq_no, primary_term: *primary_term, view: view.clone() },
+                            Stored {
+                                index: index.clone(),
+                                seq_no: *seq_no,
+                                primary_term: *primary_term,
+                                view: view.clone(),
+                            },
                         );
                     }
                 }
@@ -316,7 +329,11 @@ impl Ingest {
             rows.extend(p.clickhouse.iter());
             for r in &p.stale {
                 if let Some(m) = find(r) {
-                    dead.push(DeadLetter { msg: m, reason: "stale_version", detail: "version lower than stored".into() });
+                    dead.push(DeadLetter {
+                        msg: m,
+                        reason: "stale_version",
+                        detail: "version lower than stored".into(),
+                    });
                 }
             }
         }
@@ -355,7 +372,10 @@ impl Ingest {
         let t = &self.config.topics;
         let Some(payload) = msg.payload.as_deref() else { return Ok(None) };
         if payload.len() > self.config.ingest.max_message_bytes {
-            return Err(Verdict::Dead("oversized", format!("{} bytes, limit {}", payload.len(), self.config.ingest.max_message_bytes)));
+            return Err(Verdict::Dead(
+                "oversized",
+                format!("{} bytes, limit {}", payload.len(), self.config.ingest.max_message_bytes),
+            ));
         }
         let Some(key) = msg.key.as_deref() else {
             return Err(Verdict::Dead("missing_key", "message has no key; the key must be the order id".into()));
@@ -376,7 +396,10 @@ impl Ingest {
         match result {
             Ok(Some(event)) => {
                 if key != event.order_id().as_bytes() {
-                    return Err(Verdict::Dead("key_mismatch", "message key differs from the order id it carries".into()));
+                    return Err(Verdict::Dead(
+                        "key_mismatch",
+                        "message key differs from the order id it carries".into(),
+                    ));
                 }
                 Ok(Some(event))
             }

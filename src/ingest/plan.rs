@@ -89,11 +89,9 @@ fn key(c: &Component) -> Option<&str> {
 fn stored_version(view: &OrderView, c: &Component) -> Option<u64> {
     match c {
         Component::Order(_) => view.order.as_ref().map(|o| o.version),
-        Component::Fulfillment(f) => view
-            .fulfillments
-            .iter()
-            .find(|g| g.fulfillment_id == f.fulfillment_id)
-            .map(|g| g.version),
+        Component::Fulfillment(f) => {
+            view.fulfillments.iter().find(|g| g.fulfillment_id == f.fulfillment_id).map(|g| g.version)
+        }
     }
 }
 
@@ -141,11 +139,8 @@ pub fn plan_order(
             }
         }
     }
-    let mut fresh: Vec<Component> = newest
-        .into_values()
-        .filter(|c| floor(c).is_none_or(|v| c.version() > v))
-        .cloned()
-        .collect();
+    let mut fresh: Vec<Component> =
+        newest.into_values().filter(|c| floor(c).is_none_or(|v| c.version() > v)).cloned().collect();
     fresh.sort_by(|a, b| key(a).cmp(&key(b)));
     plan.clickhouse = fresh.clone();
 
@@ -250,7 +245,13 @@ mod tests {
 
     #[test]
     fn new_hot_order_is_created_with_the_newest_components() {
-        let p = plan_order("o", &[d(order(2, 100, false), 1), d(order(1, 100, false), 0), d(ful(1), 2)], None, None, Timestamp(0));
+        let p = plan_order(
+            "o",
+            &[d(order(2, 100, false), 1), d(order(1, 100, false), 0), d(ful(1), 2)],
+            None,
+            None,
+            Timestamp(0),
+        );
         match p.es {
             Some(EsAction::Create { view }) => {
                 assert_eq!(view.order.unwrap().version, 2);
@@ -276,7 +277,13 @@ mod tests {
     #[test]
     fn lower_versions_than_stored_are_stale_and_equal_ones_replays() {
         let s = stored(vec![order(3, 100, false), ful(2)]);
-        let p = plan_order("o", &[d(order(2, 100, false), 7), d(order(3, 100, false), 8), d(ful(1), 9)], Some(&s), None, Timestamp(0));
+        let p = plan_order(
+            "o",
+            &[d(order(2, 100, false), 7), d(order(3, 100, false), 8), d(ful(1), 9)],
+            Some(&s),
+            None,
+            Timestamp(0),
+        );
         assert!(p.es.is_none(), "nothing new");
         assert!(p.clickhouse.is_empty());
         let stale: Vec<i64> = p.stale.iter().map(|m| m.offset).collect();

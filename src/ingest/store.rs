@@ -39,8 +39,9 @@ pub async fn es_lookup(es: &EsClient, read_alias: &str, ids: &[&str]) -> anyhow:
         else {
             continue;
         };
-        let view: OrderView = serde_json::from_value(hit["_source"].clone())
-            .map_err(|e| anyhow::anyhow!("elasticsearch: document {} in {index} is not an OrderView: {e}", hit["_id"]))?;
+        let view: OrderView = serde_json::from_value(hit["_source"].clone()).map_err(|e| {
+            anyhow::anyhow!("elasticsearch: document {} in {index} is not an OrderView: {e}", hit["_id"])
+        })?;
         out.insert(view.order_id.clone(), Stored { index: index.to_owned(), seq_no, primary_term, view });
     }
     Ok(out)
@@ -48,12 +49,8 @@ pub async fn es_lookup(es: &EsClient, read_alias: &str, ids: &[&str]) -> anyhow:
 
 /// Makes recent writes visible to [`es_lookup`] (after a write conflict).
 pub async fn es_refresh(es: &EsClient, read_alias: &str) -> anyhow::Result<()> {
-    let resp = es
-        .client()
-        .indices()
-        .refresh(elasticsearch::indices::IndicesRefreshParts::Index(&[read_alias]))
-        .send()
-        .await?;
+    let resp =
+        es.client().indices().refresh(elasticsearch::indices::IndicesRefreshParts::Index(&[read_alias])).send().await?;
     if !resp.status_code().is_success() {
         anyhow::bail!("elasticsearch: refresh of {read_alias}: {}", resp.status_code());
     }
@@ -106,13 +103,16 @@ pub async fn es_bulk(es: &EsClient, write_alias: &str, actions: &[(String, EsAct
     }
     let mut transient = None;
     for ((id, action), item) in actions.iter().zip(items) {
-        let (_, result) = item.as_object().and_then(|o| o.iter().next()).map(|(k, v)| (k.clone(), v.clone())).unwrap_or_default();
+        let (_, result) =
+            item.as_object().and_then(|o| o.iter().next()).map(|(k, v)| (k.clone(), v.clone())).unwrap_or_default();
         let code = result["status"].as_u64().unwrap_or(0);
         match code {
             200..=299 => match action {
                 EsAction::Delete { .. } => outcome.deleted.push(id.clone()),
                 _ => {
-                    if let (Some(i), Some(s), Some(p)) = (result["_index"].as_str(), result["_seq_no"].as_i64(), result["_primary_term"].as_i64()) {
+                    if let (Some(i), Some(s), Some(p)) =
+                        (result["_index"].as_str(), result["_seq_no"].as_i64(), result["_primary_term"].as_i64())
+                    {
                         outcome.written.insert(id.clone(), (i.to_owned(), s, p));
                     }
                 }
@@ -275,9 +275,20 @@ pub struct ChCounts {
 /// replay inserts rows that the version merge folds away.
 pub async fn ch_insert(ch: &ChClient, components: &[&Component]) -> anyhow::Result<ChCounts> {
     let mut counts = ChCounts::default();
-    let orders: Vec<&Order> = components.iter().filter_map(|c| match c { Component::Order(o) => Some(o), _ => None }).collect();
-    let fuls: Vec<&Fulfillment> =
-        components.iter().filter_map(|c| match c { Component::Fulfillment(f) => Some(f), _ => None }).collect();
+    let orders: Vec<&Order> = components
+        .iter()
+        .filter_map(|c| match c {
+            Component::Order(o) => Some(o),
+            _ => None,
+        })
+        .collect();
+    let fuls: Vec<&Fulfillment> = components
+        .iter()
+        .filter_map(|c| match c {
+            Component::Fulfillment(f) => Some(f),
+            _ => None,
+        })
+        .collect();
     if !orders.is_empty() {
         let mut ins = ch.client().insert::<OrderRow>("orders").await?;
         for o in &orders {
@@ -331,7 +342,10 @@ pub async fn ch_cold_info(ch: &ChClient, ids: &[&str]) -> anyhow::Result<HashMap
     Ok(rows
         .into_iter()
         .map(|r| {
-            (r.order_id, ColdInfo { created_at: Timestamp(r.created_ms), version: r.max_version, deleted: r.last_deleted != 0 })
+            (
+                r.order_id,
+                ColdInfo { created_at: Timestamp(r.created_ms), version: r.max_version, deleted: r.last_deleted != 0 },
+            )
         })
         .collect())
 }

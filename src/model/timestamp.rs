@@ -22,8 +22,7 @@ impl Timestamp {
 
     /// Parses RFC 3339 (any offset; stored as UTC, sub-millisecond digits dropped).
     pub fn parse(s: &str) -> Result<Self, String> {
-        let t = OffsetDateTime::parse(s, &Rfc3339)
-            .map_err(|e| format!("{s:?} is not an RFC 3339 timestamp: {e}"))?;
+        let t = OffsetDateTime::parse(s, &Rfc3339).map_err(|e| format!("{s:?} is not an RFC 3339 timestamp: {e}"))?;
         Ok(Timestamp((t.unix_timestamp_nanos() / 1_000_000) as i64))
     }
 

@@ -42,9 +42,9 @@ pub async fn run(config: &Config, args: &SeedArgs) -> anyhow::Result<()> {
     }
     // Open the truth file first: a bad path fails before anything is produced.
     let truth_file = match &args.truth {
-        Some(p) => Some(
-            std::fs::File::create(p).map_err(|e| anyhow::anyhow!("--truth {}: cannot create: {e}", p.display()))?,
-        ),
+        Some(p) => {
+            Some(std::fs::File::create(p).map_err(|e| anyhow::anyhow!("--truth {}: cannot create: {e}", p.display()))?)
+        }
         None => None,
     };
     let now = Timestamp::now();
@@ -53,7 +53,10 @@ pub async fn run(config: &Config, args: &SeedArgs) -> anyhow::Result<()> {
     let t = &config.topics;
     let ids = if t.orders_format == WireFormat::Avro || t.fulfillments_format == WireFormat::Avro {
         let registry = RegistryClient::new(&config.schema_registry)?;
-        Some(SchemaIds::register(&registry, &format!("{}-value", t.orders), &format!("{}-value", t.fulfillments)).await?)
+        Some(
+            SchemaIds::register(&registry, &format!("{}-value", t.orders), &format!("{}-value", t.fulfillments))
+                .await?,
+        )
     } else {
         None
     };

@@ -173,7 +173,9 @@ async fn topics(config: &Config) -> anyhow::Result<()> {
 
 async fn schemas(config: &Config, backends: &Backends) -> anyhow::Result<()> {
     let registry = &backends.schema_registry;
-    for (topic, schema) in [(&config.topics.orders, ORDER_EVENT_AVSC), (&config.topics.fulfillments, FULFILLMENT_EVENT_AVSC)] {
+    for (topic, schema) in
+        [(&config.topics.orders, ORDER_EVENT_AVSC), (&config.topics.fulfillments, FULFILLMENT_EVENT_AVSC)]
+    {
         let subject = format!("{topic}-value");
         let what = format!("schema registry subject {subject}");
         match registry.lookup(&subject, schema).await? {
@@ -241,7 +243,8 @@ async fn elasticsearch(config: &Config, backends: &Backends) -> anyhow::Result<(
     let body = template_body(&es.read_alias, &pattern, config.setup.index_shards, config.setup.index_replicas);
     let what = format!("elasticsearch index template {name} ({pattern})");
     let (status, current) = es_json(backends, Method::Get, &format!("/_index_template/{name}"), None).await?;
-    let current_hash = current["index_templates"][0]["index_template"]["_meta"]["content_hash"].as_str().map(str::to_owned);
+    let current_hash =
+        current["index_templates"][0]["index_template"]["_meta"]["content_hash"].as_str().map(str::to_owned);
     let outcome = match (status, current_hash) {
         (200, Some(h)) if Some(h.as_str()) == body["_meta"]["content_hash"].as_str() => Outcome::Unchanged,
         (200, _) => Outcome::Updated,
@@ -260,10 +263,16 @@ async fn elasticsearch(config: &Config, backends: &Backends) -> anyhow::Result<(
     if status == 200 && aliases.as_object().is_some_and(|o| !o.is_empty()) {
         let write_index = aliases
             .as_object()
-            .and_then(|o| o.iter().find(|(_, v)| v["aliases"][&es.write_alias]["is_write_index"].as_bool() != Some(false)))
+            .and_then(|o| {
+                o.iter().find(|(_, v)| v["aliases"][&es.write_alias]["is_write_index"].as_bool() != Some(false))
+            })
             .map(|(k, _)| k.clone())
             .unwrap_or_default();
-        say(&format!("elasticsearch write alias {}", es.write_alias), Outcome::Unchanged, &format!(" (-> {write_index})"));
+        say(
+            &format!("elasticsearch write alias {}", es.write_alias),
+            Outcome::Unchanged,
+            &format!(" (-> {write_index})"),
+        );
         return Ok(());
     }
     let (s, v) = es_json(
@@ -294,7 +303,11 @@ async fn elasticsearch(config: &Config, backends: &Backends) -> anyhow::Result<(
             if s != 200 {
                 anyhow::bail!("elasticsearch: adding aliases to {first}: status {s} {v}");
             }
-            say(&format!("elasticsearch aliases {} and {} on {first}", es.write_alias, es.read_alias), Outcome::Updated, "");
+            say(
+                &format!("elasticsearch aliases {} and {} on {first}", es.write_alias, es.read_alias),
+                Outcome::Updated,
+                "",
+            );
         }
         _ => anyhow::bail!("elasticsearch: creating index {first}: status {s} {v}"),
     }
@@ -435,7 +448,10 @@ async fn rollover(config: &Config, backends: &Backends) -> anyhow::Result<()> {
         );
         v["new_index"].as_str().unwrap_or_default().to_owned()
     } else {
-        println!("elasticsearch rollover of {}: not needed (max_age {max_age}, max_docs {})", es.write_alias, config.setup.rollover_max_docs);
+        println!(
+            "elasticsearch rollover of {}: not needed (max_age {max_age}, max_docs {})",
+            es.write_alias, config.setup.rollover_max_docs
+        );
         v["old_index"].as_str().unwrap_or_default().to_owned()
     };
 
@@ -549,7 +565,8 @@ mod tests {
             #[command(flatten)]
             setup: SetupArgs,
         }
-        let parse = |args: &[&str]| Cli::try_parse_from(std::iter::once("setup").chain(args.iter().copied())).map(|c| c.setup);
+        let parse =
+            |args: &[&str]| Cli::try_parse_from(std::iter::once("setup").chain(args.iter().copied())).map(|c| c.setup);
 
         let all = parse(&[]).unwrap();
         assert!(all.only.is_empty() && !all.rollover);

@@ -20,12 +20,7 @@ pub fn init_logging(cfg: &LogConfig) {
     match cfg.format {
         LogFormat::Json => registry
             .with(
-                fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true)
-                    .with_span_list(false)
-                    .with_target(true),
+                fmt::layer().json().flatten_event(true).with_current_span(true).with_span_list(false).with_target(true),
             )
             .init(),
         LogFormat::Text => registry.with(fmt::layer().with_target(false)).init(),
@@ -47,10 +42,7 @@ pub fn set_log_level(level: &str) -> Result<(), String> {
 /// Installs the Prometheus recorder and returns the handle `/metrics` renders.
 pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            Matcher::Suffix("_seconds".to_string()),
-            names::LATENCY_BUCKETS,
-        )?
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_string()), names::LATENCY_BUCKETS)?
         .install_recorder()?;
     names::describe();
     // Histograms are kept in per-thread buffers until upkeep folds them in.

@@ -42,10 +42,8 @@ pub const HTTP_SHED: &str = "http_requests_shed_total";
 pub const CONFIG_RELOADS: &str = "config_reloads_total";
 
 /// Histogram buckets for latencies: fine below a millisecond, where cache hits live.
-pub const LATENCY_BUCKETS: &[f64] = &[
-    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-    2.5, 5.0, 10.0,
-];
+pub const LATENCY_BUCKETS: &[f64] =
+    &[0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// Registers help texts so `/metrics` explains itself.
 pub fn describe() {

@@ -54,8 +54,7 @@ pub fn stack_signal(component: &str, signal: &str) {
         .unwrap_or_else(|_| repo_root().join(".stack"))
         .join("run")
         .join(format!("{component}.pid"));
-    let pid = std::fs::read_to_string(&pid_file)
-        .unwrap_or_else(|e| panic!("{}: {e}", pid_file.display()));
+    let pid = std::fs::read_to_string(&pid_file).unwrap_or_else(|e| panic!("{}: {e}", pid_file.display()));
     let ok = Command::new("kill").args([&format!("-{signal}"), pid.trim()]).status().unwrap().success();
     assert!(ok, "kill -{signal} {component}");
 }

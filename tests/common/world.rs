@@ -133,4 +133,3 @@ pub fn producer() -> FutureProducer {
 pub fn version_of(v: &Value) -> u64 {
     v["order"]["version"].as_u64().unwrap_or(0)
 }
-

@@ -69,8 +69,8 @@ impl SchemaIds {
 pub fn encode_avro(event: &Event, schema_id: u32) -> Vec<u8> {
     let stream = Stream::of(event);
     let value = to_value(event);
-    let body = apache_avro::to_avro_datum(reader_schema(stream), value)
-        .expect("model values always match the shipped schema");
+    let body =
+        apache_avro::to_avro_datum(reader_schema(stream), value).expect("model values always match the shipped schema");
     let mut out = Vec::with_capacity(5 + body.len());
     out.push(0);
     out.extend_from_slice(&schema_id.to_be_bytes());
@@ -113,11 +113,10 @@ impl Decoder {
         if !resp.status().is_success() {
             return Err(DecodeError::RegistryUnavailable(format!("status {}", resp.status())));
         }
-        let body: serde_json::Value =
-            resp.json().await.map_err(|e| DecodeError::RegistryUnavailable(e.to_string()))?;
+        let body: serde_json::Value = resp.json().await.map_err(|e| DecodeError::RegistryUnavailable(e.to_string()))?;
         let text = body.get("schema").and_then(|s| s.as_str()).ok_or(DecodeError::UnknownSchema(id))?;
-        let schema = Schema::parse_str(text)
-            .map_err(|e| DecodeError::Malformed(format!("schema {id} does not parse: {e}")))?;
+        let schema =
+            Schema::parse_str(text).map_err(|e| DecodeError::Malformed(format!("schema {id} does not parse: {e}")))?;
         let schema = Arc::new(schema);
         self.schemas.write().expect("schema cache lock").insert(id, schema.clone());
         Ok(schema)
@@ -368,7 +367,8 @@ fn order_from(mut r: Rec) -> R<Order> {
                 line_id: l.string("line_id")?,
                 sku: l.string("sku")?,
                 name: l.string("name")?,
-                quantity: u32::try_from(quantity).map_err(|_| invalid("quantity", format!("{quantity} out of range")))?,
+                quantity: u32::try_from(quantity)
+                    .map_err(|_| invalid("quantity", format!("{quantity} out of range")))?,
                 unit_price: l.long("unit_price")?,
                 status: l.parse("status")?,
             })

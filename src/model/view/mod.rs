@@ -146,9 +146,7 @@ impl OrderView {
         };
         order_ok
             && other.fulfillments.iter().all(|f| {
-                self.fulfillments
-                    .iter()
-                    .any(|g| g.fulfillment_id == f.fulfillment_id && g.version >= f.version)
+                self.fulfillments.iter().any(|g| g.fulfillment_id == f.fulfillment_id && g.version >= f.version)
             })
     }
 
@@ -182,9 +180,7 @@ fn wins<T: std::hash::Hash + PartialEq + Serialize>(cur_v: u64, cur: &T, new_v: 
     match new_v.cmp(&cur_v) {
         std::cmp::Ordering::Greater => true,
         std::cmp::Ordering::Less => false,
-        std::cmp::Ordering::Equal => {
-            cur != new && serde_json::to_vec(new).ok() > serde_json::to_vec(cur).ok()
-        }
+        std::cmp::Ordering::Equal => cur != new && serde_json::to_vec(new).ok() > serde_json::to_vec(cur).ok(),
     }
 }
 

@@ -15,15 +15,45 @@ const DAY: i64 = 24 * HOUR;
 pub const SPAN: i64 = 3 * 365 * DAY;
 
 const ADJECTIVES: &[&str] = &[
-    "Classic", "Organic", "Compact", "Deluxe", "Everyday", "Vintage", "Wireless", "Recycled", "Ceramic", "Linen",
-    "Stainless", "Bamboo", "Merino", "Ultralight", "Handmade", "Smart",
+    "Classic",
+    "Organic",
+    "Compact",
+    "Deluxe",
+    "Everyday",
+    "Vintage",
+    "Wireless",
+    "Recycled",
+    "Ceramic",
+    "Linen",
+    "Stainless",
+    "Bamboo",
+    "Merino",
+    "Ultralight",
+    "Handmade",
+    "Smart",
 ];
 const NOUNS: &[&str] = &[
-    "Mug", "Backpack", "Desk Lamp", "Water Bottle", "Headphones", "Notebook", "T-Shirt", "Sneakers", "Throw Blanket",
-    "Chef Knife", "Phone Case", "Yoga Mat", "Candle", "Coffee Grinder", "Wall Clock", "Gift Card",
+    "Mug",
+    "Backpack",
+    "Desk Lamp",
+    "Water Bottle",
+    "Headphones",
+    "Notebook",
+    "T-Shirt",
+    "Sneakers",
+    "Throw Blanket",
+    "Chef Knife",
+    "Phone Case",
+    "Yoga Mat",
+    "Candle",
+    "Coffee Grinder",
+    "Wall Clock",
+    "Gift Card",
 ];
-const FIRST: &[&str] = &["Alex", "Sam", "Maria", "Jonas", "Aiko", "Liam", "Sofia", "Noah", "Emma", "Yuki", "Lucas", "Chloe"];
-const LAST: &[&str] = &["Smith", "Müller", "Rossi", "Dubois", "Tanaka", "García", "Jansen", "Brown", "Schmidt", "Martin"];
+const FIRST: &[&str] =
+    &["Alex", "Sam", "Maria", "Jonas", "Aiko", "Liam", "Sofia", "Noah", "Emma", "Yuki", "Lucas", "Chloe"];
+const LAST: &[&str] =
+    &["Smith", "Müller", "Rossi", "Dubois", "Tanaka", "García", "Jansen", "Brown", "Schmidt", "Martin"];
 
 /// A market: currency, countries, tax rate (basis points), carriers, price factor.
 struct Market {
@@ -37,15 +67,60 @@ struct Market {
 }
 
 const MARKETS: &[(u32, Market)] = &[
-    (45, Market { currency: "USD", countries: &[("US", "Austin"), ("US", "Seattle"), ("US", "Chicago")], tax_bp: 800, carriers: &["UPS", "FedEx", "USPS"], fx: 100, shipping_fee: 599 }),
-    (30, Market { currency: "EUR", countries: &[("DE", "Berlin"), ("FR", "Lyon"), ("NL", "Utrecht"), ("ES", "Valencia")], tax_bp: 2000, carriers: &["DHL", "DPD", "GLS", "La Poste"], fx: 92, shipping_fee: 495 }),
-    (20, Market { currency: "GBP", countries: &[("GB", "Leeds"), ("GB", "Bristol")], tax_bp: 2000, carriers: &["Royal Mail", "DPD", "UPS"], fx: 79, shipping_fee: 399 }),
+    (
+        45,
+        Market {
+            currency: "USD",
+            countries: &[("US", "Austin"), ("US", "Seattle"), ("US", "Chicago")],
+            tax_bp: 800,
+            carriers: &["UPS", "FedEx", "USPS"],
+            fx: 100,
+            shipping_fee: 599,
+        },
+    ),
+    (
+        30,
+        Market {
+            currency: "EUR",
+            countries: &[("DE", "Berlin"), ("FR", "Lyon"), ("NL", "Utrecht"), ("ES", "Valencia")],
+            tax_bp: 2000,
+            carriers: &["DHL", "DPD", "GLS", "La Poste"],
+            fx: 92,
+            shipping_fee: 495,
+        },
+    ),
+    (
+        20,
+        Market {
+            currency: "GBP",
+            countries: &[("GB", "Leeds"), ("GB", "Bristol")],
+            tax_bp: 2000,
+            carriers: &["Royal Mail", "DPD", "UPS"],
+            fx: 79,
+            shipping_fee: 399,
+        },
+    ),
     // JPY has no minor unit: one "minor unit" is one yen (about 1.5 per US cent).
-    (5, Market { currency: "JPY", countries: &[("JP", "Osaka"), ("JP", "Tokyo")], tax_bp: 1000, carriers: &["Yamato", "Sagawa"], fx: 150, shipping_fee: 700 }),
+    (
+        5,
+        Market {
+            currency: "JPY",
+            countries: &[("JP", "Osaka"), ("JP", "Tokyo")],
+            tax_bp: 1000,
+            carriers: &["Yamato", "Sagawa"],
+            fx: 150,
+            shipping_fee: 700,
+        },
+    ),
 ];
 
-const CHANNELS: &[(u32, Channel)] =
-    &[(45, Channel::Web), (25, Channel::App), (12, Channel::Store), (8, Channel::CallCenter), (10, Channel::Marketplace)];
+const CHANNELS: &[(u32, Channel)] = &[
+    (45, Channel::Web),
+    (25, Channel::App),
+    (12, Channel::Store),
+    (8, Channel::CallCenter),
+    (10, Channel::Marketplace),
+];
 
 fn pick<'a, T>(rng: &mut ChaCha8Rng, weighted: &'a [(u32, T)]) -> &'a T {
     let total: u32 = weighted.iter().map(|(w, _)| w).sum();
@@ -192,7 +267,9 @@ fn lifecycle(rng: &mut ChaCha8Rng, seed: u64, i: u64, customers: u64, now: Times
             country: country.into(),
         }),
         email: Some(format!("{}.{}{}@example.com", first.to_lowercase(), customer, rng.random_range(0..100))),
-        phone: rng.random_bool(0.7).then(|| format!("+{} {}", rng.random_range(1..99), rng.random_range(1_000_000..9_999_999))),
+        phone: rng
+            .random_bool(0.7)
+            .then(|| format!("+{} {}", rng.random_range(1..99), rng.random_range(1_000_000..9_999_999))),
         promised_delivery_at: Some(Timestamp(created + rng.random_range(2..8) * DAY)),
         created_at: Timestamp(created),
         updated_at: Timestamp(created),
@@ -276,11 +353,14 @@ fn lifecycle(rng: &mut ChaCha8Rng, seed: u64, i: u64, customers: u64, now: Times
     let mut timeline: Vec<(i64, usize, u8)> = Vec::new();
     for (k, (f, _)) in fuls.iter().enumerate() {
         let start = t + em.rng.random_range(0..120) * MINUTE;
-        let ship = start + if f.kind == FulfillmentType::Digital { MINUTE } else { em.rng.random_range(2 * 60..48 * 60) * MINUTE };
+        let ship = start
+            + if f.kind == FulfillmentType::Digital { MINUTE } else { em.rng.random_range(2 * 60..48 * 60) * MINUTE };
         let deliver = match f.kind {
             FulfillmentType::Digital => ship,
             _ if late => promised + em.rng.random_range(1..72) * HOUR,
-            _ => (ship + em.rng.random_range(12..96) * HOUR).min(promised - em.rng.random_range(0..12) * HOUR).max(ship + HOUR),
+            _ => (ship + em.rng.random_range(12..96) * HOUR)
+                .min(promised - em.rng.random_range(0..12) * HOUR)
+                .max(ship + HOUR),
         };
         timeline.push((start, k, 0));
         timeline.push((ship, k, 1));
@@ -310,7 +390,11 @@ fn lifecycle(rng: &mut ChaCha8Rng, seed: u64, i: u64, customers: u64, now: Times
                         f.tracking_number = Some(tracking(em.rng, f.carrier.as_deref().unwrap_or("")));
                     }
                 }
-                let ev = if f.kind == FulfillmentType::Pickup { "fulfillment.ready_for_pickup" } else { "fulfillment.shipped" };
+                let ev = if f.kind == FulfillmentType::Pickup {
+                    "fulfillment.ready_for_pickup"
+                } else {
+                    "fulfillment.shipped"
+                };
                 em.emit(at, ev, Component::Fulfillment(f.clone()));
                 for &i in idxs.iter() {
                     order.lines[i].status = LineStatus::Shipped;
@@ -360,7 +444,9 @@ fn lifecycle(rng: &mut ChaCha8Rng, seed: u64, i: u64, customers: u64, now: Times
 
 /// A tracking number shaped like the carrier's own.
 fn tracking(rng: &mut ChaCha8Rng, carrier: &str) -> String {
-    let digits = |rng: &mut ChaCha8Rng, n: usize| (0..n).map(|_| char::from(b'0' + rng.random_range(0..10u8))).collect::<String>();
+    let digits = |rng: &mut ChaCha8Rng, n: usize| {
+        (0..n).map(|_| char::from(b'0' + rng.random_range(0..10u8))).collect::<String>()
+    };
     match carrier {
         "UPS" => format!("1Z{}", digits(rng, 16)),
         "FedEx" => digits(rng, 12),

@@ -27,7 +27,8 @@ fn the_mix_looks_like_a_shop() {
     let hot_since = NOW.millis() - 730 * DAY;
     let cold = views.iter().filter(|v| v.order.as_ref().unwrap().created_at.millis() < hot_since).count();
     assert!((800..=1200).contains(&cold), "a third outside the hot window: {cold}");
-    let currencies: std::collections::BTreeSet<_> = views.iter().map(|v| v.order.as_ref().unwrap().currency.clone()).collect();
+    let currencies: std::collections::BTreeSet<_> =
+        views.iter().map(|v| v.order.as_ref().unwrap().currency.clone()).collect();
     assert_eq!(currencies.len(), 4);
     let multi = views.iter().filter(|v| v.fulfillments.len() > 1).count();
     assert!(multi > 300, "split shipments exist: {multi}");

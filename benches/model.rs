@@ -1,6 +1,11 @@
 //! Pure hot paths of the event side: merging events into a view, Avro
-//! decoding of an event, JSON serialisation of a view.
+//! decoding of an event, JSON serialisation of a view (as filled into the
+//! cache, with PII and redacted). Before criterion runs, each benchmark
+//! prints its allocations per call.
 //! Run: `cargo bench --bench model`.
+
+#[path = "common/alloc.rs"]
+mod alloc_count;
 
 use std::hint::black_box;
 
@@ -72,10 +77,24 @@ fn view() -> OrderView {
     v
 }
 
+/// Allocation counts: calls per benchmark.
+const N: u64 = 1_000;
+
 fn bench_apply(c: &mut Criterion) {
+    let base = view();
+    // The component is made beforehand, as in the timed runs: only the merge (and drops) count.
+    alloc_count::report_batched("apply/newer_order_header", N, || (base.clone(), Component::Order(order(6, 3))), |(mut v, c)| v.apply(c));
+    alloc_count::report_batched("apply/stale_order_header", N, || (base.clone(), Component::Order(order(4, 3))), |(mut v, c)| v.apply(c));
+    alloc_count::report_batched(
+        "apply/newer_fulfillment",
+        N,
+        || (base.clone(), Component::Fulfillment(fulfillment(2, 3))),
+        |(mut v, c)| v.apply(c),
+    );
+    alloc_count::report("apply/etag", N, || base.etag());
+
     let mut g = c.benchmark_group("apply");
     g.throughput(Throughput::Elements(1));
-    let base = view();
     g.bench_function("newer_order_header", |b| {
         b.iter_batched(
             || (base.clone(), Component::Order(order(6, 3))),
@@ -114,16 +133,29 @@ fn bench_codec(c: &mut Criterion) {
     };
     let bytes = encode_avro(&event, 1);
     let writer = apache_avro::Schema::parse_str(avro::ORDER_EVENT_AVSC).unwrap();
+    let v = view();
+    let json = serde_json::to_vec(&v).unwrap();
+    assert!(v.has_pii(), "the redacted benchmark needs a view with PII");
+    alloc_count::report("codec/avro_decode_order_event", N, || avro::decode_body(Stream::Orders, &writer, &bytes[5..]).unwrap());
+    alloc_count::report("codec/avro_encode_order_event", N, || encode_avro(&event, 1));
+    alloc_count::report("codec/json_serialize_view", N, || serde_json::to_vec(&v).unwrap());
+    alloc_count::report("codec/json_serialize_view_redacted", N, || serde_json::to_vec(&v.without_pii()).unwrap());
+    alloc_count::report("codec/json_deserialize_view", N, || serde_json::from_slice::<OrderView>(&json).unwrap());
+
     let mut g = c.benchmark_group("codec");
     g.throughput(Throughput::Bytes(bytes.len() as u64));
     g.bench_function("avro_decode_order_event", |b| {
         b.iter(|| black_box(avro::decode_body(Stream::Orders, &writer, &bytes[5..]).unwrap()))
     });
     g.bench_function("avro_encode_order_event", |b| b.iter(|| black_box(encode_avro(&event, 1))));
-    let v = view();
-    let json = serde_json::to_vec(&v).unwrap();
     g.throughput(Throughput::Bytes(json.len() as u64));
     g.bench_function("json_serialize_view", |b| b.iter(|| black_box(serde_json::to_vec(&v).unwrap())));
+    // What a reader without orders:pii costs on first use of a cache entry (CachedView::body).
+    g.throughput(Throughput::Bytes(serde_json::to_vec(&v.without_pii()).unwrap().len() as u64));
+    g.bench_function("json_serialize_view_redacted", |b| {
+        b.iter(|| black_box(serde_json::to_vec(&black_box(&v).without_pii()).unwrap()))
+    });
+    g.throughput(Throughput::Bytes(json.len() as u64));
     g.bench_function("json_deserialize_view", |b| {
         b.iter(|| black_box(serde_json::from_slice::<OrderView>(&json).unwrap()))
     });

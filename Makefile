@@ -67,7 +67,7 @@ loadtest: prereqs ## k6 scenarios against the local stack after seeding (ORDERS,
 	@loadtest/run.sh
 
 bench: ## criterion micro-benchmarks
-	$(CARGO) bench --locked --bench model --bench hit_path
+	$(CARGO) bench --locked --bench model --bench hit_path --bench edge --bench cursor
 
 ci: lint test ## what CI runs, plus lint
 

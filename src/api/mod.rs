@@ -23,6 +23,9 @@ pub type HttpResponse = Response<Full<Bytes>>;
 pub fn json_bytes(status: StatusCode, body: impl Into<Bytes>) -> HttpResponse {
     let mut resp = Response::new(Full::new(body.into()));
     *resp.status_mut() = status;
+    // Room for every header a lookup answer carries (ETag, X-Cache, request
+    // id, rate-limit headers, ...): one allocation instead of regrowing.
+    *resp.headers_mut() = http::HeaderMap::with_capacity(12);
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }

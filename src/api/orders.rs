@@ -487,7 +487,7 @@ fn view_response(e: &CachedView, status: CacheStatus, req_headers: &HeaderMap, p
     };
     let h = resp.headers_mut();
     h.insert(header::ETAG, etag);
-    h.insert("x-cache", HeaderValue::from_static(status.as_str()));
+    h.insert(http::HeaderName::from_static("x-cache"), HeaderValue::from_static(status.as_str()));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
     if status == CacheStatus::Stale {
         h.insert(header::AGE, HeaderValue::from(e.age_secs()));

@@ -178,9 +178,14 @@ impl ApiError {
 /// `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` (seconds),
 /// as in the IETF httpapi rate-limit headers draft.
 pub fn rate_limit_headers(headers: &mut http::HeaderMap, info: &crate::edge::RateInfo) {
-    headers.insert("ratelimit-limit", HeaderValue::from(info.limit));
-    headers.insert("ratelimit-remaining", HeaderValue::from(info.remaining));
-    headers.insert("ratelimit-reset", HeaderValue::from(info.reset_secs));
+    // Static names: a `&str` name is copied into a new HeaderName per request.
+    const LIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit-limit");
+    const REMAINING: http::HeaderName = http::HeaderName::from_static("ratelimit-remaining");
+    const RESET: http::HeaderName = http::HeaderName::from_static("ratelimit-reset");
+    headers.reserve(3);
+    headers.insert(LIMIT, HeaderValue::from(info.limit));
+    headers.insert(REMAINING, HeaderValue::from(info.remaining));
+    headers.insert(RESET, HeaderValue::from(info.reset_secs));
 }
 
 fn rate_limited_detail(info: &crate::edge::RateInfo, global: bool) -> String {

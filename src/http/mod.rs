@@ -192,7 +192,7 @@ where
         *resp.body_mut() = Default::default();
     }
     if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
-        resp.headers_mut().insert(REQUEST_ID, v);
+        resp.headers_mut().insert(http::HeaderName::from_static(REQUEST_ID), v);
     }
     if let Some(info) = &rate {
         api::problem::rate_limit_headers(resp.headers_mut(), info);
@@ -324,10 +324,14 @@ where
 }
 
 /// Percent-decodes a path segment; ids are then checked by the handler.
-fn decode(segment: &str) -> Result<String, ApiError> {
+fn decode(segment: &str) -> Result<std::borrow::Cow<'_, str>, ApiError> {
+    // Ids are plain ASCII almost always: no copy then.
+    if !segment.contains(['%', '+']) {
+        return Ok(std::borrow::Cow::Borrowed(segment));
+    }
     url::form_urlencoded::parse(format!("x={}", segment.replace('+', "%2B")).as_bytes())
         .next()
-        .map(|(_, v)| v.into_owned())
+        .map(|(_, v)| std::borrow::Cow::Owned(v.into_owned()))
         .ok_or_else(|| ApiError::bad_param("path", "malformed path segment"))
 }
 

@@ -48,10 +48,12 @@ struct Zipf(Vec<f64>);
 impl Zipf {
     fn new(n: usize) -> Self {
         let mut acc = 0.0;
-        let mut cdf: Vec<f64> = (1..=n).map(|k| {
-            acc += 1.0 / k as f64;
-            acc
-        }).collect();
+        let mut cdf: Vec<f64> = (1..=n)
+            .map(|k| {
+                acc += 1.0 / k as f64;
+                acc
+            })
+            .collect();
         let total = acc;
         cdf.iter_mut().for_each(|c| *c /= total);
         Zipf(cdf)

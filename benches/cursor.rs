@@ -20,7 +20,8 @@ fn bench(c: &mut Criterion) {
     let codec = CursorCodec::new("bench-cursor-secret-0123456789abcdef", Duration::from_secs(3600));
     let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_secs() as i64;
     let query = 0x9e37_79b9_7f4a_7c15;
-    let pos = Position { after: (1_764_064_800_000, "0b9f3c1e-2f4e-4b8e-9a57-3c1d2e4f5a6b".into()), query, issued: now };
+    let pos =
+        Position { after: (1_764_064_800_000, "0b9f3c1e-2f4e-4b8e-9a57-3c1d2e4f5a6b".into()), query, issued: now };
     let cursor = codec.encode(&pos);
     assert_eq!(codec.decode(&cursor, query, now).expect("valid cursor"), pos);
 

@@ -75,7 +75,8 @@ fn bench_auth(c: &mut Criterion) {
     assert!(auth.authenticate(&unknown, PEER).is_err());
     assert_eq!(&*auth.authenticate(&token, PEER).unwrap().client, "jwt:agent-7");
 
-    let cases = [("api_key_of_10", &key), ("api_key_unknown", &unknown), ("jwt_hs256", &token), ("no_credential", &none)];
+    let cases =
+        [("api_key_of_10", &key), ("api_key_unknown", &unknown), ("jwt_hs256", &token), ("no_credential", &none)];
     for (name, h) in cases {
         alloc_count::report(&format!("auth/{name}"), N, || auth.authenticate(h, PEER));
     }

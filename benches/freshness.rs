@@ -101,7 +101,10 @@ async fn run(base: String) -> anyhow::Result<bool> {
         WireFormat::Avro => {
             let registry = RegistryClient::new(&config.schema_registry)?;
             let t = &config.topics;
-            Some(SchemaIds::register(&registry, &format!("{}-value", t.orders), &format!("{}-value", t.fulfillments)).await?)
+            Some(
+                SchemaIds::register(&registry, &format!("{}-value", t.orders), &format!("{}-value", t.fulfillments))
+                    .await?,
+            )
         }
         WireFormat::Json => None,
     };
@@ -148,11 +151,8 @@ async fn run(base: String) -> anyhow::Result<bool> {
     };
     let p99 = q(&visible_ms, 0.99);
     let met = errors == 0 && p99.is_some_and(|p| p < s.p99_target_ms);
-    let failed: Vec<String> = if met {
-        vec![]
-    } else {
-        vec![format!("produce->visible: p(99)<{} ms and no update lost", s.p99_target_ms)]
-    };
+    let failed: Vec<String> =
+        if met { vec![] } else { vec![format!("produce->visible: p(99)<{} ms and no update lost", s.p99_target_ms)] };
     let note = format!(
         "{} updates, {} polling; max {:.1} ms; produce acked p50 {:.1} ms",
         visible_ms.len(),
@@ -184,7 +184,8 @@ async fn run(base: String) -> anyhow::Result<bool> {
         println!("  THRESHOLD MISSED: {}", failed.join("; "));
     }
     if let Some(path) = &s.out {
-        std::fs::write(path, serde_json::to_vec_pretty(&[row])?).map_err(|e| anyhow::anyhow!("FRESHNESS_OUT {path}: {e}"))?;
+        std::fs::write(path, serde_json::to_vec_pretty(&[row])?)
+            .map_err(|e| anyhow::anyhow!("FRESHNESS_OUT {path}: {e}"))?;
     }
     Ok(met)
 }

@@ -83,8 +83,18 @@ const N: u64 = 1_000;
 fn bench_apply(c: &mut Criterion) {
     let base = view();
     // The component is made beforehand, as in the timed runs: only the merge (and drops) count.
-    alloc_count::report_batched("apply/newer_order_header", N, || (base.clone(), Component::Order(order(6, 3))), |(mut v, c)| v.apply(c));
-    alloc_count::report_batched("apply/stale_order_header", N, || (base.clone(), Component::Order(order(4, 3))), |(mut v, c)| v.apply(c));
+    alloc_count::report_batched(
+        "apply/newer_order_header",
+        N,
+        || (base.clone(), Component::Order(order(6, 3))),
+        |(mut v, c)| v.apply(c),
+    );
+    alloc_count::report_batched(
+        "apply/stale_order_header",
+        N,
+        || (base.clone(), Component::Order(order(4, 3))),
+        |(mut v, c)| v.apply(c),
+    );
     alloc_count::report_batched(
         "apply/newer_fulfillment",
         N,
@@ -136,7 +146,9 @@ fn bench_codec(c: &mut Criterion) {
     let v = view();
     let json = serde_json::to_vec(&v).unwrap();
     assert!(v.has_pii(), "the redacted benchmark needs a view with PII");
-    alloc_count::report("codec/avro_decode_order_event", N, || avro::decode_body(Stream::Orders, &writer, &bytes[5..]).unwrap());
+    alloc_count::report("codec/avro_decode_order_event", N, || {
+        avro::decode_body(Stream::Orders, &writer, &bytes[5..]).unwrap()
+    });
     alloc_count::report("codec/avro_encode_order_event", N, || encode_avro(&event, 1));
     alloc_count::report("codec/json_serialize_view", N, || serde_json::to_vec(&v).unwrap());
     alloc_count::report("codec/json_serialize_view_redacted", N, || serde_json::to_vec(&v.without_pii()).unwrap());

@@ -131,7 +131,7 @@ fn crm_run(policy: EvictionPolicy, all: &[OrderView], capacity: u64, lookups_per
 fn main() {
     let n: usize = std::env::var("ADMISSION_ORDERS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
     let all = views(n);
-    let json: u64 = all.iter().map(|v| serde_json::to_vec(v).map_or(0, |b| b.len() as u64) + 8 + 320).sum();
+    let json: u64 = all.iter().map(|v| serde_json::to_vec(v).map_or(0, |b| b.len() as u64) + 8 + 1400).sum();
     let capacity = json / 5;
     println!("admission: {n} orders, cache holds about a fifth of them ({} MiB)", capacity >> 20);
     for (name, policy) in [("lru", EvictionPolicy::Lru), ("tinylfu", EvictionPolicy::TinyLfu)] {

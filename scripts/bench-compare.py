@@ -12,11 +12,12 @@ Subcommands:
       "id<TAB>json" lines for the bare server
   warm BASE_URL PREFIX IDS_JSON
       GET BASE_URL PREFIX id for every id (fills Varnish)
-  measure NAME BASE_URL PREFIX KEY SEQ_FILE OUT_JSON PIDS
-      a short warm-up, the fixed rate, then the search for the highest rate
-      with p99 under the limit (offered rate doubled per step, then
-      bisected); every run is oha
-  table RESULTS_JSON...
+  run TARGETS_TSV SEQ_FILE TMP_DIR OUT_JSON
+      every target (lines: name, base URL, path prefix, key, server pids,
+      re-pin 0/1; tab separated): a warm-up, the fixed rate, then the search
+      for the highest rate with p99 under the limit (offered rate doubled per
+      step, then bisected), targets taking turns; every run is oha
+  table RESULTS_JSON
       the comparison table
 Settings come from the environment (see scripts/bench-compare.sh).
 """
@@ -199,57 +200,88 @@ def oha(urls_file, key, rate, seconds, pids):
             "other_cores": max(0.0, ((m1 - m0) - (s1 - s0) - (g1 - g0)) / wall)}
 
 
-def cmd_measure(name, base, prefix, key, seq, out_json, pids):
-    pids = [int(p) for p in pids.split(",") if p]
-    limit = env("P99_LIMIT_MS", 5.0)
-    step_s = env("STEP_SECONDS", 4)
-    fixed_rate = env("FIXED_RATE", 5000)
-    urls = out_json + ".urls"
-    with open(urls, "w") as f:
-        for oid in open(seq):
-            if oid.strip():
-                f.write(f"{base}{prefix}{oid.strip()}\n")
+class Target:
+    def __init__(self, line, seq, tmp):
+        self.name, self.base, self.prefix, self.key, pids, self.repin = line.rstrip("\n").split("\t")
+        self.pids = [int(p) for p in pids.split(",") if p]
+        self.urls = os.path.join(tmp, f"{self.name}.urls")
+        with open(self.urls, "w") as f:
+            for oid in open(seq):
+                if oid.strip():
+                    f.write(f"{self.base}{self.prefix}{oid.strip()}\n")
+        self.steps, self.fixed = [], None
+        self.good, self.bad, self.next, self.bisect_left = 0, None, env("START_RATE", 5000), env("BISECT_STEPS", 3)
 
-    def passes(r):
-        return not r["errors"] and r["p99_ms"] < limit and r["rps"] >= 0.95 * r["rate"]
+    def run(self, rate, seconds):
+        """oha at `rate`; a server that this script did not start (Elasticsearch)
+        is moved onto the server CPUs for the run only (REPIN=1)."""
+        cpus = os.environ.get("SERVER_CPUS", "")
+        pinned = self.repin == "1" and cpus and self.pids
+        if pinned:
+            before = subprocess.run(["taskset", "-c", "-p", str(self.pids[0])], capture_output=True, text=True,
+                                    check=True).stdout.split(": ")[1].strip()
+            subprocess.run(["taskset", "-a", "-c", "-p", cpus, str(self.pids[0])], capture_output=True, check=True)
+        try:
+            return oha(self.urls, self.key, rate, seconds, self.pids)
+        finally:
+            if pinned:
+                subprocess.run(["taskset", "-a", "-c", "-p", before, str(self.pids[0])], capture_output=True, check=True)
 
-    def step(rate):
-        r = oha(urls, key, rate, step_s, pids)
-        r["pass"] = passes(r)
-        steps.append(r)
-        log(f"{name:13} {rate:7,}/s offered: {r['rps']:8,.0f}/s  p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:8.2f} ms  "
-            f"errors {r['errors']}  cores: server {r['server_cores']:.2f}, oha {r['generator_cores']:.2f}, "
-            f"other {r['other_cores']:.2f}  {'ok' if r['pass'] else 'missed'}")
-        return r["pass"]
-
-    warm = oha(urls, key, env("WARMUP_RATE", 2000), env("WARMUP_SECONDS", 2), pids)
-    if warm["errors"] or not warm["requests"]:
-        sys.exit(f"{name}: the warm-up had {warm['errors']} errors in {warm['requests']} requests")
-    # (b) The fixed rate first, before the search has pushed the server past
-    # saturation (queues, a JVM's garbage).
-    fixed = oha(urls, key, fixed_rate, env("FIXED_SECONDS", 10), pids)
-    log(f"{name:13} fixed {fixed_rate:,}/s: achieved {fixed['rps']:,.0f}/s  p50 {fixed['p50_ms']:.2f} ms  "
-        f"p99 {fixed['p99_ms']:.2f} ms  p99.9 {fixed['p999_ms']:.2f} ms  errors {fixed['errors']}  "
-        f"cores: server {fixed['server_cores']:.2f}, oha {fixed['generator_cores']:.2f}, other {fixed['other_cores']:.2f}")
-    # (a) Double the offered rate until a step misses, then bisect between the
-    # last rate that held and the first that did not.
-    steps = []
-    good, bad, rate = 0, None, env("START_RATE", 5000)
-    while rate <= env("MAX_RATE", 400000):
-        if not step(rate):
-            bad = rate
-            break
-        good, rate = rate, rate * 2
-    for _ in range(env("BISECT_STEPS", 3) if bad else 0):
-        mid = (good + bad) // 2
-        if step(mid):
-            good = mid
+    def search_step(self, limit):
+        """One step of (a): double the offered rate until a step misses, then
+        bisect between the last rate held and the first missed."""
+        rate = self.next
+        r = self.run(rate, env("STEP_SECONDS", 4))
+        r["pass"] = not r["errors"] and r["p99_ms"] < limit and r["rps"] >= 0.95 * rate
+        self.steps.append(r)
+        log(f"{self.name:13} {rate:7,}/s offered: {r['rps']:8,.0f}/s  p50 {r['p50_ms']:7.2f} ms  "
+            f"p99 {r['p99_ms']:8.2f} ms  errors {r['errors']}  cores: server {r['server_cores']:.2f}, "
+            f"oha {r['generator_cores']:.2f}, other {r['other_cores']:.2f}  {'ok' if r['pass'] else 'missed'}")
+        if r["pass"]:
+            self.good = rate
         else:
-            bad = mid
-    best = next((r for r in steps if r["rate"] == good and r["pass"]), None)
-    failed = next((r for r in steps if r["rate"] == bad), None)
-    json.dump({"name": name, "url": base + prefix + "{id}", "steps": steps, "best": best, "failed": failed,
-               "fixed": fixed}, open(out_json, "w"), indent=1)
+            self.bad = rate
+        if self.bad is None:
+            self.next = rate * 2 if rate * 2 <= env("MAX_RATE", 400000) else None
+        elif self.bisect_left > 0 and self.bad - self.good > 1:
+            self.bisect_left -= 1
+            self.next = (self.good + self.bad) // 2
+        else:
+            self.next = None
+
+    def result(self):
+        best = next((r for r in self.steps if r["rate"] == self.good and r["pass"]), None)
+        failed = next((r for r in self.steps if r["rate"] == self.bad), None)
+        return {"name": self.name, "url": self.base + self.prefix + "{id}", "steps": self.steps, "best": best,
+                "failed": failed, "fixed": self.fixed}
+
+
+def cmd_run(targets_tsv, seq, tmp, out_json):
+    """Every target in turn within each phase and each round of the search, so
+    that load from outside this run (other processes) falls on all of them
+    alike instead of on whichever target happened to be measured then."""
+    targets = [Target(line, seq, tmp) for line in open(targets_tsv) if line.strip()]
+    limit = env("P99_LIMIT_MS", 5.0)
+    fixed_rate = env("FIXED_RATE", 5000)
+    for t in targets:
+        warm = t.run(env("WARMUP_RATE", 2000), env("WARMUP_SECONDS", 2))
+        if warm["errors"] or not warm["requests"]:
+            sys.exit(f"{t.name}: the warm-up had {warm['errors']} errors in {warm['requests']} requests")
+    # (b) The fixed rate first, before the search has pushed any server past
+    # saturation (queues, a JVM's garbage).
+    for t in targets:
+        f = t.fixed = t.run(fixed_rate, env("FIXED_SECONDS", 10))
+        log(f"{t.name:13} fixed {fixed_rate:,}/s: achieved {f['rps']:,.0f}/s  p50 {f['p50_ms']:.2f} ms  "
+            f"p99 {f['p99_ms']:.2f} ms  p99.9 {f['p999_ms']:.2f} ms  errors {f['errors']}  "
+            f"cores: server {f['server_cores']:.2f}, oha {f['generator_cores']:.2f}, other {f['other_cores']:.2f}")
+    # (a) Rounds: one step for every target still searching, the order rotated.
+    n = 0
+    while any(t.next for t in targets):
+        for t in targets[n % len(targets):] + targets[:n % len(targets)]:
+            if t.next:
+                t.search_step(limit)
+        n += 1
+    json.dump([t.result() for t in targets], open(out_json, "w"), indent=1)
 
 
 # ---------------------------------------------------------------- table
@@ -274,8 +306,8 @@ def limited_by(r):
     return "no CPU full"
 
 
-def cmd_table(*files):
-    res = [json.load(open(f)) for f in files]
+def cmd_table(results_json):
+    res = json.load(open(results_json))
     gw = res[0]
     limit = env("P99_LIMIT_MS", 5.0)
 
@@ -320,7 +352,7 @@ def cmd_table(*files):
 
 if __name__ == "__main__":
     commands = {"ids": cmd_ids, "warm-gateway": cmd_warm_gateway, "dump": cmd_dump, "warm": cmd_warm,
-                "measure": cmd_measure, "table": cmd_table}
+                "run": cmd_run, "table": cmd_table}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         sys.exit(__doc__)
     commands[sys.argv[1]](*sys.argv[2:])

@@ -24,11 +24,15 @@
 # loadtest/run.sh does; the truth file in .stack/bench-compare/ marks them
 # seeded, and they are seeded again when Elasticsearch no longer has them.
 #
+# All five servers are started first and measured in turns (each phase, and
+# each round of the search, goes through every target), so that load from
+# outside the run falls on all of them alike.
+#
 # The load generator and the servers share this machine's cores. With PIN=1
 # (the default) each server runs on SERVER_CPUS (0) and the generator on
 # GENERATOR_CPUS (1), with taskset; Elasticsearch, which the stack started, is
-# re-pinned for its turn and given back its affinity afterwards. PIN=0 lets
-# the scheduler place everything.
+# moved onto SERVER_CPUS for each of its own runs and given its affinity back
+# after each. PIN=0 lets the scheduler place everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -179,10 +183,9 @@ tier = "bench"
 rate = 100000000
 burst = 100000000
 EOF
-results=()
-measure() {  # measure NAME BASE_URL PATH_PREFIX KEY PIDS
-  "${helper[@]}" measure "$1" "$2" "$3" "$4" "$tmp/sequence.txt" "$tmp/$1.json" "$5"
-  results+=("$tmp/$1.json")
+targets="$tmp/targets.tsv"; : >"$targets"
+target() {  # target NAME BASE_URL PATH_PREFIX KEY PIDS REPIN: one line of the run's targets
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$targets"
 }
 
 "${on_server[@]}" "$bin" --config "$tmp/gateway.toml" serve >"$tmp/gateway.log" 2>&1 &
@@ -191,10 +194,7 @@ wait_http "http://127.0.0.1:$gateway_port/healthz" gateway "$gw" || { tail -20 "
 "${helper[@]}" warm-gateway "$gateway_port" "$api_key" "$tmp/ids.json"
 "${helper[@]}" dump "$gateway_port" "$api_key" "$tmp/ids.json" "$tmp/www" "$tmp/orders.tsv"
 n_ids="$(python3 -c "import json; print(len(json.load(open('$tmp/ids.json'))))")"
-say "$n_ids orders in the gateway's cache; $placement; $(nproc) cores in all"
-measure gateway "http://127.0.0.1:$gateway_port" /v1/orders/ "$api_key" "$gw"
-rss_gateway="$(ps -o rss= -p "$gw" | awk '{printf "%.0f MiB", $1/1024}')"
-stop "$gw"
+target gateway "http://127.0.0.1:$gateway_port" /v1/orders/ "$api_key" "$gw" 0
 
 # --- 2. Varnish in front of Elasticsearch, warmed with every id
 mkdir -p "$tmp/varnish"
@@ -216,17 +216,13 @@ EOF
 vn=$!; pids+=("$vn")
 wait_http "http://127.0.0.1:$varnish_port/$prefix/_count" varnish "$vn" || { tail -20 "$tmp/varnish.log" >&2; exit 1; }
 "${helper[@]}" warm "http://127.0.0.1:$varnish_port" "/$prefix/_source/" "$tmp/ids.json"
-measure varnish "http://127.0.0.1:$varnish_port" "/$prefix/_source/" "" "$vn"
-stop "$vn"
+target varnish "http://127.0.0.1:$varnish_port" "/$prefix/_source/" "" "$vn" 0
 
-# --- 3. Elasticsearch GET directly
+# --- 3. Elasticsearch GET directly: the stack's node, moved onto the server
+# CPUs only while it is measured (the helper does that around each of its runs)
 es_pid="$(ss -Hltnp "sport = :$es_port" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2 || true)"
-if [[ "$pin" == 1 && -n "$es_pid" ]]; then
-  es_affinity="$(taskset -c -p "$es_pid" | awk -F': ' '{print $2}')"
-  taskset -a -c -p "$server_cpus" "$es_pid" >/dev/null
-fi
-measure elasticsearch "$es_url" "/$prefix/_source/" "" "$es_pid"
-if [[ -n "$es_affinity" ]]; then taskset -a -c -p "$es_affinity" "$es_pid" >/dev/null; es_affinity=""; fi
+if [[ -n "$es_pid" ]]; then es_affinity="$(taskset -c -p "$es_pid" | awk -F': ' '{print $2}')"; fi
+target elasticsearch "$es_url" "/$prefix/_source/" "" "$es_pid" "$pin"
 
 # --- 4. nginx: the gateway's JSON as static files, one per order id
 mkdir -p "$tmp/nginx"
@@ -260,15 +256,22 @@ chmod -R a+rX "$tmp/www"
 ng=$!; pids+=("$ng")
 first_id="$(head -1 "$tmp/sequence.txt")"
 wait_http "http://127.0.0.1:$nginx_port/v1/orders/$first_id" nginx "$ng" || { cat "$tmp/nginx/error.log" >&2; exit 1; }
-measure nginx "http://127.0.0.1:$nginx_port" /v1/orders/ "" "$ng"
-stop "$ng"
+target nginx "http://127.0.0.1:$nginx_port" /v1/orders/ "" "$ng" 0
 
 # --- 5. the bare hyper + moka server (benches/bare_server.rs): the floor
 BARE_SERVER_LISTEN="127.0.0.1:$bare_port" BARE_SERVER_DATA="$tmp/orders.tsv" "${on_server[@]}" "$bare_bin" >"$tmp/bare.log" 2>&1 &
 bs=$!; pids+=("$bs")
 wait_http "http://127.0.0.1:$bare_port/v1/orders/$first_id" bare "$bs" || { cat "$tmp/bare.log" >&2; exit 1; }
-measure bare "http://127.0.0.1:$bare_port" /v1/orders/ "" "$bs"
-stop "$bs"
+target bare "http://127.0.0.1:$bare_port" /v1/orders/ "" "$bs" 0
+
+# --- the measurements: every server is up (idle but for the one being
+# measured) and the targets take turns, so outside load falls on all alike
+say "$n_ids orders; $placement; $(nproc) cores in all"
+export SERVER_CPUS="$server_cpus"
+"${helper[@]}" run "$targets" "$tmp/sequence.txt" "$tmp" "$tmp/results.json"
+rss_gateway="$(ps -o rss= -p "$gw" | awk '{printf "%.0f MiB", $1/1024}')"
+for p in "${pids[@]}"; do stop "$p"; done
+pids=()
 
 # --- the table
 echo
@@ -282,7 +285,7 @@ echo "limited by, at the first rate missed: 'server CPU' or 'generator CPU' when
 echo "  other cores >= 0.5, else 'no CPU full' (the tail grew with no CPU saturated: scheduling, queueing)"
 echo "ratios are to the gateway (/gw): above 1 is more requests, or slower"
 echo
-"${helper[@]}" table "${results[@]}"
+"${helper[@]}" table "$tmp/results.json"
 echo
 echo "gateway: release build, auth on (x-api-key, SHA-256 checked), rate limit on (GCRA bucket of 1e8/s), metrics and ETags on, log level warn; RSS $rss_gateway"
 echo "varnish $(varnishd -V 2>&1 | grep -o 'varnish-[0-9.]*' | head -1) (malloc 256 MB, TTL 1 h) caching Elasticsearch GET /$prefix/_source/{id}, warmed with every id"

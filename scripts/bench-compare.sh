@@ -105,7 +105,7 @@ es_port="${es_url##*:}"
 tmp="$(mktemp -d /tmp/bench-compare.XXXXXX)"
 chmod 755 "$tmp"   # nginx's and varnish's unprivileged workers read their files here
 pids=()
-es_pid="" es_affinity=""
+es_pid="" es_affinity="" varnish_shm=""
 cleanup() {
   local rc=$?
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -115,6 +115,7 @@ cleanup() {
   done
   if [[ -n "$es_affinity" ]]; then taskset -a -c -p "$es_affinity" "$es_pid" >/dev/null 2>&1 || true; fi
   rm -rf "$tmp"
+  if [[ -n "$varnish_shm" ]]; then rm -rf "$varnish_shm"; fi
   exit $rc
 }
 trap cleanup EXIT
@@ -211,7 +212,15 @@ sub vcl_backend_response {
   set beresp.ttl = 1h;
 }
 EOF
-"${on_server[@]}" varnishd -F -n "$tmp/varnish/work" -a "127.0.0.1:$varnish_port" -f "$tmp/varnish/default.vcl" \
+# Its working directory (the shared-memory log, written on every request) on
+# tmpfs, as Varnish recommends: on a disk, page writeback stalls it.
+# varnishd makes the directory itself, for its unprivileged user.
+varnish_work="$tmp/varnish/work"
+if [[ -d /dev/shm ]]; then
+  varnish_shm="$(mktemp -d /dev/shm/bench-compare-varnish.XXXXXX)"; chmod 755 "$varnish_shm"
+  varnish_work="$varnish_shm/work"
+fi
+"${on_server[@]}" varnishd -F -n "$varnish_work" -a "127.0.0.1:$varnish_port" -f "$tmp/varnish/default.vcl" \
   -s malloc,256m -p http_gzip_support=off -T none >"$tmp/varnish.log" 2>&1 &
 vn=$!; pids+=("$vn")
 wait_http "http://127.0.0.1:$varnish_port/$prefix/_count" varnish "$vn" || { tail -20 "$tmp/varnish.log" >&2; exit 1; }

@@ -125,6 +125,11 @@ stop() {  # stop PID: TERM, wait, KILL
   for _ in $(seq 1 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
   kill -KILL "$1" 2>/dev/null || true
 }
+for port in "$gateway_port" "$varnish_port" "$nginx_port" "$bare_port"; do
+  if [[ -n "$(ss -Hltn "sport = :$port")" ]]; then
+    say "port $port is taken (ss -ltnp 'sport = :$port'); set GATEWAY_PORT, VARNISH_PORT, NGINX_PORT or BARE_PORT"; exit 1
+  fi
+done
 wait_http() {  # wait_http URL NAME PID
   for _ in $(seq 1 150); do
     curl -fs -o /dev/null "$1" && return 0

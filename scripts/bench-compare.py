@@ -16,7 +16,8 @@ Subcommands:
       every target (lines: name, base URL, path prefix, key, server pids,
       re-pin 0/1; tab separated): a warm-up, the fixed rate, then the search
       for the highest rate with p99 under the limit (offered rate doubled per
-      step, then bisected), targets taking turns; every run is oha
+      step, then bisected), then a capacity run (wrk, closed model), targets
+      taking turns
   table RESULTS_JSON
       the comparison table
 Settings come from the environment (see scripts/bench-compare.sh).
@@ -167,24 +168,32 @@ def generator(cmd):
     return (["taskset", "-c", cpus] if cpus else []) + cmd
 
 
-def oha(urls_file, key, rate, seconds, pids):
-    """One oha run at `rate` requests/s (open model, latency counted from when
-    each request was due); returns achieved rate, errors, percentiles and the
-    cores the server and oha used meanwhile."""
-    # Identity encoding for every target: oha asks for gzip by default, which
-    # Elasticsearch (and so Varnish) would honour and the others would not.
-    cmd = generator([os.environ.get("OHA_BIN", "oha"), "--no-tui", "--output-format", "json", "-z", f"{seconds}s",
-                     "-q", str(rate), "--latency-correction", "-c", str(env("CONNECTIONS", 100)),
-                     "-H", "accept-encoding: identity", "--urls-from-file", urls_file]
-                    + (["-H", f"x-api-key: {key}"] if key else []))
+def measured(cmd, pids, seconds):
+    """Runs the load generator `cmd`; returns its output and the cores used
+    meanwhile by the server (pids and their children), by the generator, and
+    by everything else (other processes, and kernel time charged to none)."""
     procs = descendants(pids)
     s0, g0, m0, t0 = cpu_seconds(procs), children_cpu(), machine_busy(), time.monotonic()
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    done = subprocess.run(generator(cmd), capture_output=True, text=True, timeout=seconds + 60)
     wall = time.monotonic() - t0
     s1, g1, m1 = cpu_seconds(descendants(pids) | procs), children_cpu(), machine_busy()
     if done.returncode != 0:
-        sys.exit(f"oha failed ({done.returncode}): {done.stderr.strip()[-500:]}")
-    r = json.loads(done.stdout)
+        sys.exit(f"{os.path.basename(cmd[0])} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+    server, gen = (s1 - s0) / wall, (g1 - g0) / wall
+    return done.stdout, {"server_cores": server, "generator_cores": gen,
+                         "other_cores": max(0.0, (m1 - m0) / wall - server - gen)}
+
+
+def oha(urls_file, key, rate, seconds, pids):
+    """One oha run at `rate` requests/s (open model, latency counted from when
+    each request was due): achieved rate, errors, percentiles, cores."""
+    # Identity encoding for every target: oha asks for gzip by default, which
+    # Elasticsearch (and so Varnish) would honour and the others would not.
+    cmd = [os.environ.get("OHA_BIN", "oha"), "--no-tui", "--output-format", "json", "-z", f"{seconds}s",
+           "-q", str(rate), "--latency-correction", "-c", str(env("CONNECTIONS", 100)),
+           "-H", "accept-encoding: identity", "--urls-from-file", urls_file] + (["-H", f"x-api-key: {key}"] if key else [])
+    out, cores = measured(cmd, pids, seconds)
+    r = json.loads(out)
     lat = r["latencyPercentiles"]
     codes = r.get("statusCodeDistribution", {})
     # Requests still in flight at the deadline are cut off by oha: not errors.
@@ -194,10 +203,18 @@ def oha(urls_file, key, rate, seconds, pids):
     return {"rate": rate, "rps": ok / r["summary"]["total"], "requests": ok, "errors": errors,
             "p50_ms": (lat["p50"] or 0) * 1000, "p99_ms": (lat["p99"] or 0) * 1000,
             "p999_ms": (lat["p99.9"] or 0) * 1000,
-            "bytes_per_response": r["summary"].get("sizePerRequest") or 0,
-            "server_cores": (s1 - s0) / wall, "generator_cores": (g1 - g0) / wall,
-            # Everything else: other processes, and kernel time no process is charged with.
-            "other_cores": max(0.0, ((m1 - m0) - (s1 - s0) - (g1 - g0)) / wall)}
+            "bytes_per_response": r["summary"].get("sizePerRequest") or 0, **cores}
+
+
+def wrk(base, prefix, key, seq, conns, seconds, pids):
+    """One wrk run (closed model, one thread): the most the target answers
+    when asked as fast as it answers, whatever the latency."""
+    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--timeout", "2s",
+           "-s", os.path.join(HERE, "bench-compare.lua"), base, "--", seq, prefix, key]
+    out, cores = measured(cmd, pids, seconds)
+    r = json.loads(out.strip().splitlines()[-1])
+    return {"connections": conns, "rps": r["requests"] / (r["duration_us"] / 1e6), "errors": r["errors"],
+            "p50_ms": r["p50_us"] / 1000, "p99_ms": r["p99_us"] / 1000, "p999_ms": r["p999_us"] / 1000, **cores}
 
 
 class Target:
@@ -209,23 +226,33 @@ class Target:
             for oid in open(seq):
                 if oid.strip():
                     f.write(f"{self.base}{self.prefix}{oid.strip()}\n")
-        self.steps, self.fixed = [], None
+        self.seq, self.steps, self.fixed, self.capacity = seq, [], None, None
         self.good, self.bad, self.next, self.bisect_left = 0, None, env("START_RATE", 5000), env("BISECT_STEPS", 3)
 
-    def run(self, rate, seconds):
-        """oha at `rate`; a server that this script did not start (Elasticsearch)
-        is moved onto the server CPUs for the run only (REPIN=1)."""
+    def pinned(self, measure):
+        """A server that this script did not start (Elasticsearch) is moved onto
+        the server CPUs for one measurement only (REPIN=1)."""
         cpus = os.environ.get("SERVER_CPUS", "")
-        pinned = self.repin == "1" and cpus and self.pids
-        if pinned:
-            before = subprocess.run(["taskset", "-c", "-p", str(self.pids[0])], capture_output=True, text=True,
-                                    check=True).stdout.split(": ")[1].strip()
-            subprocess.run(["taskset", "-a", "-c", "-p", cpus, str(self.pids[0])], capture_output=True, check=True)
+        if not (self.repin == "1" and cpus and self.pids):
+            return measure()
+        pid = str(self.pids[0])
+        before = subprocess.run(["taskset", "-c", "-p", pid], capture_output=True, text=True,
+                                check=True).stdout.split(": ")[1].strip()
+        subprocess.run(["taskset", "-a", "-c", "-p", cpus, pid], capture_output=True, check=True)
         try:
-            return oha(self.urls, self.key, rate, seconds, self.pids)
+            return measure()
         finally:
-            if pinned:
-                subprocess.run(["taskset", "-a", "-c", "-p", before, str(self.pids[0])], capture_output=True, check=True)
+            subprocess.run(["taskset", "-a", "-c", "-p", before, pid], capture_output=True, check=True)
+
+    def run(self, rate, seconds):
+        return self.pinned(lambda: oha(self.urls, self.key, rate, seconds, self.pids))
+
+    def run_capacity(self):
+        c = self.capacity = self.pinned(lambda: wrk(self.base, self.prefix, self.key, self.seq,
+                                                    env("CAPACITY_CONNECTIONS", 64), env("STEP_SECONDS", 4), self.pids))
+        log(f"{self.name:13} capacity (wrk, {c['connections']} connections): {c['rps']:,.0f}/s  p50 {c['p50_ms']:.2f} ms  "
+            f"p99 {c['p99_ms']:.2f} ms  errors {c['errors']}  cores: server {c['server_cores']:.2f}, "
+            f"wrk {c['generator_cores']:.2f}, other {c['other_cores']:.2f}")
 
     def search_step(self, limit):
         """One step of (a): double the offered rate until a step misses, then
@@ -253,7 +280,7 @@ class Target:
         best = next((r for r in self.steps if r["rate"] == self.good and r["pass"]), None)
         failed = next((r for r in self.steps if r["rate"] == self.bad), None)
         return {"name": self.name, "url": self.base + self.prefix + "{id}", "steps": self.steps, "best": best,
-                "failed": failed, "fixed": self.fixed}
+                "failed": failed, "fixed": self.fixed, "capacity": self.capacity}
 
 
 def cmd_run(targets_tsv, seq, tmp, out_json):
@@ -281,6 +308,9 @@ def cmd_run(targets_tsv, seq, tmp, out_json):
             if t.next:
                 t.search_step(limit)
         n += 1
+    # (c) Capacity: wrk as fast as each target answers.
+    for t in targets:
+        t.run_capacity()
     json.dump([t.result() for t in targets], open(out_json, "w"), indent=1)
 
 
@@ -314,18 +344,17 @@ def cmd_table(results_json):
     def ratio(a, b):
         return f"{a / b:.2f}" if a is not None and b else "-"
 
-    def best(r, k):
-        return r["best"][k] if r["best"] else None
-
     def num(v, fmt, unit=""):
         return "-" if v is None else format(v, fmt) + unit
 
+    def best(r, k):
+        return r["best"][k] if r["best"] else None
+
     rows = [["target", f"max req/s p99<{limit:g}ms", "/gw", "p99 there", "server cores", "oha cores", "other cores",
-             "CPU us/req",
-             "limited by", "bytes/resp", f"p50 @{env('FIXED_RATE', 5000):,}/s", "p99", "p99.9", "p50/gw", "p99/gw",
-             "p99.9/gw", "errors"]]
+             "limited by", "wrk req/s", "/gw", "server cores", "wrk cores", "CPU us/req",
+             f"p50 @{env('FIXED_RATE', 5000):,}/s", "p99", "p99.9", "p50/gw", "p99/gw", "p99.9/gw", "errors"]]
     for r in res:
-        f, g = r["fixed"], gw["fixed"]
+        f, g, c = r["fixed"], gw["fixed"], r["capacity"]
         rps = best(r, "rps")
         rows.append([
             r["name"],
@@ -335,19 +364,25 @@ def cmd_table(results_json):
             num(best(r, "server_cores"), ".2f"),
             num(best(r, "generator_cores"), ".2f"),
             num(best(r, "other_cores"), ".2f"),
-            num(best(r, "server_cores") / rps * 1e6 if rps else None, ".1f"),
             limited_by(r),
-            num(best(r, "bytes_per_response") or f["bytes_per_response"], ",.0f"),
+            num(c["rps"], ",.0f"),
+            ratio(c["rps"], gw["capacity"]["rps"]),
+            num(c["server_cores"], ".2f"),
+            num(c["generator_cores"], ".2f"),
+            num(c["server_cores"] / c["rps"] * 1e6 if c["rps"] else None, ".1f"),
             f"{f['p50_ms']:.2f} ms", f"{f['p99_ms']:.2f} ms", f"{f['p999_ms']:.2f} ms",
             ratio(f["p50_ms"], g["p50_ms"]), ratio(f["p99_ms"], g["p99_ms"]), ratio(f["p999_ms"], g["p999_ms"]),
-            str(f["errors"]),
+            str(f["errors"] + c["errors"]),
         ])
+    left = (0, 7)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for n, row in enumerate(rows):
-        print("| " + " | ".join(c.ljust(w) if i in (0, 8) else c.rjust(w)
+        print("| " + " | ".join(c.ljust(w) if i in left else c.rjust(w)
                                 for i, (c, w) in enumerate(zip(row, widths))) + " |")
         if n == 0:
-            print("|" + "|".join(("-" * (w + 2)) if i in (0, 8) else ("-" * (w + 1) + ":") for i, w in enumerate(widths)) + "|")
+            print("|" + "|".join(("-" * (w + 2)) if i in left else ("-" * (w + 1) + ":") for i, w in enumerate(widths)) + "|")
+    sizes = ", ".join(f"{r['name']} {r['fixed']['bytes_per_response']:,}" for r in res)
+    print(f"\nmean response body (bytes): {sizes}")
 
 
 if __name__ == "__main__":

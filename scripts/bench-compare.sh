@@ -15,7 +15,11 @@
 # `-q RATE --latency-correction`, CONNECTIONS (100) connections, latency
 # counted from when each request was due, so a stalled server is not hidden
 # by coordinated omission. oha drives about 80,000 req/s from one core here;
-# k6 saturates far below that and wrk (closed model) cannot hold a rate.
+# k6 saturates far below that and wrk (closed model) cannot hold a rate. Last,
+# (c) the capacity: wrk (Debian), one thread, CAPACITY_CONNECTIONS (64)
+# connections asking as fast as the target answers, for STEP_SECONDS; wrk
+# costs its core about half what oha does per request, so this shows what a
+# server can do once the generator is not the limit, and its CPU per request.
 # Every target gets the same URL list: SEQUENCE_LENGTH ids drawn uniformly
 # from the seeded orders with a fixed seed; oha picks from it at random.
 #
@@ -52,7 +56,7 @@ say() { printf '[bench-compare] %s\n' "$*" >&2; }
 # --- tools: Debian packages (as scripts/prereqs.sh does), oha from crates.io
 export PATH="$PATH:/usr/sbin:/sbin"   # varnishd and nginx live in sbin
 missing=()
-for pair in varnishd:varnish nginx:nginx taskset:util-linux ss:iproute2 curl:curl python3:python3; do
+for pair in varnishd:varnish nginx:nginx wrk:wrk taskset:util-linux ss:iproute2 curl:curl python3:python3; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 if (( ${#missing[@]} )); then
@@ -293,11 +297,12 @@ echo "bench-compare $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD 2>/d
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), load average $(cut -d' ' -f1-3 /proc/loadavg); load generator and servers share it: $placement"
 echo "(a) highest offered rate held with p99 < ${P99_LIMIT_MS} ms, no errors, >= 95 % achieved: oha -q, doubling from ${START_RATE:-5000}/s then bisecting, ${STEP_SECONDS} s a step"
 echo "(b) ${FIXED_RATE}/s for ${FIXED_SECONDS} s. Both: oha $("$OHA_BIN" --version | awk '{print $2}'), open model with --latency-correction, ${CONNECTIONS:-100} connections, identity encoding"
-echo "server/oha cores: CPU used per second of wall time at the rate of (a); CPU us/req: the server's CPU per request there;"
+echo "(c) capacity: wrk $(wrk -v 2>&1 | grep -o '[0-9][0-9.]*' | head -1), 1 thread, ${CAPACITY_CONNECTIONS:-64} connections, closed model, ${STEP_SECONDS} s: the most answered per second at any latency"
+echo "server/oha/wrk cores: CPU used per second of wall time during that run; CPU us/req: the server's CPU per request in (c)"
 echo "other cores: the rest of the machine meanwhile (other processes, and kernel time charged to no process)"
 echo "limited by, at the first rate missed: 'server CPU' or 'generator CPU' when that side used >= 80 % of its CPUs, else 'other load' when"
 echo "  other cores >= 0.5, else 'no CPU full' (the tail grew with no CPU saturated: scheduling, queueing)"
-echo "ratios are to the gateway (/gw): above 1 is more requests, or slower"
+echo "ratios are to the gateway (/gw): above 1 is more requests, or slower; errors: in (b) and (c)"
 echo
 "${helper[@]}" table "$tmp/results.json"
 echo

@@ -27,6 +27,7 @@ import json
 import os
 import random
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -386,6 +387,9 @@ def cmd_table(results_json):
 
 
 if __name__ == "__main__":
+    # SIGTERM (the script's trap) unwinds like an exception: subprocess.run kills
+    # the load generator it waits for, and Elasticsearch gets its CPUs back.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     commands = {"ids": cmd_ids, "warm-gateway": cmd_warm_gateway, "dump": cmd_dump, "warm": cmd_warm,
                 "run": cmd_run, "table": cmd_table}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:

@@ -109,9 +109,10 @@ es_port="${es_url##*:}"
 tmp="$(mktemp -d /tmp/bench-compare.XXXXXX)"
 chmod 755 "$tmp"   # nginx's and varnish's unprivileged workers read their files here
 pids=()
-es_pid="" es_affinity="" varnish_shm=""
+es_pid="" es_affinity="" varnish_shm="" helper_pid=""
 cleanup() {
   local rc=$?
+  if [[ -n "$helper_pid" ]]; then kill "$helper_pid" 2>/dev/null || true; wait "$helper_pid" 2>/dev/null || true; fi
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do
     for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
@@ -286,7 +287,11 @@ target bare "http://127.0.0.1:$bare_port" /v1/orders/ "" "$bs" 0
 # measured) and the targets take turns, so outside load falls on all alike
 say "$n_ids orders; $placement; $(nproc) cores in all"
 export SERVER_CPUS="$server_cpus"
-"${helper[@]}" run "$targets" "$tmp/sequence.txt" "$tmp" "$tmp/results.json"
+# In the background and waited for, so that a signal reaches the trap at once.
+"${helper[@]}" run "$targets" "$tmp/sequence.txt" "$tmp" "$tmp/results.json" &
+helper_pid=$!
+wait "$helper_pid"
+helper_pid=""
 rss_gateway="$(ps -o rss= -p "$gw" | awk '{printf "%.0f MiB", $1/1024}')"
 for p in "${pids[@]}"; do stop "$p"; done
 pids=()

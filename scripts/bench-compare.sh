@@ -48,7 +48,7 @@ sequence_length="${SEQUENCE_LENGTH:-100000}"
 pin="${PIN:-1}"
 gateway_port="${GATEWAY_PORT:-18290}" bare_port="${BARE_PORT:-18291}" nginx_port="${NGINX_PORT:-18292}"
 varnish_port="${VARNISH_PORT:-18293}"
-prefix=cmp
+prefix="cmp"
 work="$root/.stack/bench-compare"; mkdir -p "$work"
 helper=(python3 "$root/scripts/bench-compare.py")
 say() { printf '[bench-compare] %s\n' "$*" >&2; }
@@ -146,14 +146,14 @@ wait_http() {  # wait_http URL NAME PID
 
 if [[ "$pin" == 1 ]]; then
   server_cpus="${SERVER_CPUS:-0}"; export GENERATOR_CPUS="${GENERATOR_CPUS:-1}"
-  export SERVER_CPU_COUNT="$(taskset -c "$server_cpus" nproc)"
+  SERVER_CPU_COUNT="$(taskset -c "$server_cpus" nproc)"; export SERVER_CPU_COUNT
   on_server=(taskset -c "$server_cpus")
   placement="server on CPU $server_cpus, load generator on CPU $GENERATOR_CPUS (taskset); the rest of the stack unpinned"
 else
   server_cpus=""; export GENERATOR_CPUS=""
   on_server=()
   placement="no pinning: servers, load generator and the rest of the stack share every core"
-  export SERVER_CPU_COUNT="$(nproc)"
+  SERVER_CPU_COUNT="$(nproc)"; export SERVER_CPU_COUNT
 fi
 
 # --- data: seed once (setup, seed --truth, ingest) into the cmp topics, alias and database

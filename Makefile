@@ -69,6 +69,10 @@ loadtest: prereqs ## k6 scenarios against the local stack after seeding (ORDERS,
 bench: ## criterion micro-benchmarks
 	$(CARGO) bench --locked --bench model --bench hit_path --bench edge --bench cursor
 
+.PHONY: bench-compare
+bench-compare: prereqs ## gateway vs Varnish, Elasticsearch, nginx and a bare hyper server, one table (ORDERS, FIXED_RATE, STEP_SECONDS, PIN)
+	@scripts/bench-compare.sh
+
 ci: lint test ## what CI runs, plus lint
 
 lint: ## clippy with warnings denied, and the format check

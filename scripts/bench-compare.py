@@ -2,7 +2,7 @@
 """Helper of scripts/bench-compare.sh (`make bench-compare`); not meant to be run alone.
 
 Subcommands:
-  ids TRUTH ES_URL ALIAS IDS_JSON SEQ_FILE LENGTH SEED
+  ids ES_URL ALIAS IDS_JSON SEQ_FILE LENGTH SEED
       the seeded orders that Elasticsearch holds (the hot ones), and the id
       sequence every target is asked for (uniform draws, fixed seed)
   warm-gateway PORT KEY IDS_JSON
@@ -48,24 +48,31 @@ def log(msg):
 # ---------------------------------------------------------------- data
 
 
-def cmd_ids(truth, es_url, alias, ids_json, seq_file, length, seed):
-    ids = [json.loads(line)["order_id"] for line in open(truth) if line.strip()]
+def es(url, body=None, method=None):
+    req = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None, method=method,
+                                 headers={"content-type": "application/json"})
+    return json.load(urllib.request.urlopen(req, timeout=60))
+
+
+def cmd_ids(es_url, alias, ids_json, seq_file, length, seed):
+    # Every order the alias holds (seeding keeps only orders of the hot window
+    # there; the older ones are in ClickHouse alone), sorted for a stable draw.
+    page = es(f"{es_url}/{alias}/_search?scroll=1m", {"size": 5000, "_source": False, "sort": ["_doc"]})
     hot = []
-    for i in range(0, len(ids), 1000):
-        body = json.dumps({"ids": ids[i:i + 1000]}).encode()
-        req = urllib.request.Request(f"{es_url}/{alias}/_mget?_source=false", data=body,
-                                     headers={"content-type": "application/json"})
-        docs = json.load(urllib.request.urlopen(req, timeout=60))["docs"]
-        hot += [d["_id"] for d in docs if d.get("found")]
+    while page["hits"]["hits"]:
+        hot += [h["_id"] for h in page["hits"]["hits"]]
+        page = es(f"{es_url}/_search/scroll", {"scroll": "1m", "scroll_id": page["_scroll_id"]})
+    es(f"{es_url}/_search/scroll", {"scroll_id": page["_scroll_id"]}, method="DELETE")
     if not hot:
-        sys.exit(f"no seeded order is in Elasticsearch alias {alias}")
+        sys.exit(f"no order in Elasticsearch alias {alias}")
+    hot.sort()
     json.dump(hot, open(ids_json, "w"))
     rng = random.Random(int(seed))
     with open(seq_file, "w") as f:
         for _ in range(int(length)):
             f.write(rng.choice(hot) + "\n")
-    log(f"{len(hot)} of {len(ids)} seeded orders are in Elasticsearch (the others are older than the hot "
-        f"window: ClickHouse only); {length} requests drawn uniformly from them (seed {seed})")
+    log(f"{len(hot)} orders in Elasticsearch alias {alias} (the seeded orders of the hot window); "
+        f"{length} requests drawn uniformly from them (seed {seed})")
 
 
 def cmd_warm_gateway(port, key, ids_json):

@@ -24,9 +24,10 @@
 # from the seeded orders with a fixed seed; oha picks from it at random.
 #
 # Orders are seeded once into topics, an Elasticsearch alias and a ClickHouse
-# database of their own (prefix `cmp`) through the project's tools, as
-# loadtest/run.sh does; the truth file in .stack/bench-compare/ marks them
-# seeded, and they are seeded again when Elasticsearch no longer has them.
+# database of their own, named cmp<ORDERS> (cmp10000), through the project's
+# tools as loadtest/run.sh does (setup, seed --truth, ingest); a later run on
+# the same stack, from any checkout, finds them in Elasticsearch and reuses
+# them. The targets are asked for the orders the alias holds (the hot ones).
 #
 # All five servers are started first and measured in turns (each phase, and
 # each round of the search, goes through every target), so that load from
@@ -48,7 +49,7 @@ sequence_length="${SEQUENCE_LENGTH:-100000}"
 pin="${PIN:-1}"
 gateway_port="${GATEWAY_PORT:-18290}" bare_port="${BARE_PORT:-18291}" nginx_port="${NGINX_PORT:-18292}"
 varnish_port="${VARNISH_PORT:-18293}"
-prefix="cmp"
+prefix="cmp$orders"
 work="$root/.stack/bench-compare"; mkdir -p "$work"
 helper=(python3 "$root/scripts/bench-compare.py")
 say() { printf '[bench-compare] %s\n' "$*" >&2; }
@@ -156,10 +157,10 @@ else
   SERVER_CPU_COUNT="$(nproc)"; export SERVER_CPU_COUNT
 fi
 
-# --- data: seed once (setup, seed --truth, ingest) into the cmp topics, alias and database
-truth="$work/truth-$orders.jsonl"
+# --- data: seed once (setup, seed --truth, ingest) into the cmp<ORDERS> topics, alias and database
+truth="$work/truth-$prefix.jsonl"
 es_count="$(curl -fs "$es_url/$prefix/_count" 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["count"])' 2>/dev/null || echo 0)"
-if [[ ! -s "$truth" || "$es_count" == 0 ]]; then
+if [[ "$es_count" == 0 ]]; then
   say "seeding $orders orders into topics $prefix.*, alias $prefix, database $prefix"
   "$bin" setup >/dev/null
   "$bin" seed --orders "$orders" --seed 7 --truth "$truth.tmp" >&2
@@ -171,7 +172,7 @@ for _ in $(seq 1 120); do
   [[ "$(curl -fs "${ORDER_GATEWAY__CLICKHOUSE__URL}/" --data 'SELECT count() FROM system.merges')" == "0" ]] && break
   sleep 1
 done
-"${helper[@]}" ids "$truth" "$es_url" "$prefix" "$tmp/ids.json" "$tmp/sequence.txt" "$sequence_length" 7
+"${helper[@]}" ids "$es_url" "$prefix" "$tmp/ids.json" "$tmp/sequence.txt" "$sequence_length" 7
 
 # --- 1. the gateway: release build, production settings, a key of its own in a tier too high to refuse
 api_key="ogw_bench_$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"

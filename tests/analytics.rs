@@ -10,28 +10,6 @@ use common::*;
 use order_gateway::model::{OrderStatus, OrderView, Timestamp};
 use serde_json::Value;
 
-fn pipeline_env(id: &str) -> Vec<(String, String)> {
-    let alias = id.to_lowercase().replace('_', "-");
-    [
-        ("ORDER_GATEWAY__TOPICS__ORDERS", format!("{id}.orders")),
-        ("ORDER_GATEWAY__TOPICS__FULFILLMENTS", format!("{id}.fulfillments")),
-        ("ORDER_GATEWAY__TOPICS__DEAD_LETTER", format!("{id}.dlq")),
-        ("ORDER_GATEWAY__TOPICS__CDC", String::new()),
-        ("ORDER_GATEWAY__ELASTICSEARCH__READ_ALIAS", alias.clone()),
-        ("ORDER_GATEWAY__ELASTICSEARCH__WRITE_ALIAS", format!("{alias}-write")),
-        ("ORDER_GATEWAY__CLICKHOUSE__DATABASE", id.to_string()),
-        ("ORDER_GATEWAY__INGEST__GROUP_ID", format!("{id}-ingest")),
-        ("ORDER_GATEWAY__INGEST__METRICS_LISTEN", format!("127.0.0.1:{}", free_port())),
-        ("ORDER_GATEWAY__KAFKA__BROKERS", kafka_brokers()),
-        ("ORDER_GATEWAY__ELASTICSEARCH__URL", es_url()),
-        ("ORDER_GATEWAY__CLICKHOUSE__URL", clickhouse_url()),
-        ("ORDER_GATEWAY__SCHEMA_REGISTRY__URL", registry_url()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
-}
-
 fn run(env: &[(String, String)], args: &[&str]) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_order-gateway"))
         .args(args)
@@ -62,7 +40,7 @@ fn close(a: &Value, b: Option<f64>, what: &str) {
 #[tokio::test]
 async fn kpis_funnel_top_skus_and_series_match_the_truth() {
     let id = unique("an");
-    let env = pipeline_env(&id);
+    let env = isolated_env(&id, false);
     run(&env, &["setup"]);
     let truth_file = std::env::temp_dir().join(format!("{id}.truth.jsonl"));
     run(&env, &["seed", "--orders", "1500", "--seed", "5", "--truth", truth_file.to_str().unwrap()]);

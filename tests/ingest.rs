@@ -36,27 +36,14 @@ impl Pipeline {
     fn new(format: &str) -> Pipeline {
         let id = unique("it");
         let mut p = Pipeline::names_of(&id);
-        p.env = [
-            ("ORDER_GATEWAY__TOPICS__ORDERS", p.orders.clone()),
-            ("ORDER_GATEWAY__TOPICS__FULFILLMENTS", p.fulfillments.clone()),
-            ("ORDER_GATEWAY__TOPICS__DEAD_LETTER", p.dlq.clone()),
-            ("ORDER_GATEWAY__TOPICS__CDC", p.cdc.clone()),
-            ("ORDER_GATEWAY__TOPICS__ORDERS_FORMAT", format.to_string()),
-            ("ORDER_GATEWAY__TOPICS__FULFILLMENTS_FORMAT", format.to_string()),
-            ("ORDER_GATEWAY__ELASTICSEARCH__READ_ALIAS", p.alias.clone()),
-            ("ORDER_GATEWAY__ELASTICSEARCH__WRITE_ALIAS", format!("{}-write", p.alias)),
-            ("ORDER_GATEWAY__CLICKHOUSE__DATABASE", p.db.clone()),
-            ("ORDER_GATEWAY__INGEST__GROUP_ID", format!("{id}-ingest")),
-            ("ORDER_GATEWAY__INGEST__METRICS_LISTEN", format!("127.0.0.1:{}", free_port())),
-            ("ORDER_GATEWAY__KAFKA__BROKERS", kafka_brokers()),
-            ("ORDER_GATEWAY__ELASTICSEARCH__URL", es_url()),
-            ("ORDER_GATEWAY__CLICKHOUSE__URL", clickhouse_url()),
-            ("ORDER_GATEWAY__SCHEMA_REGISTRY__URL", registry_url()),
-            ("ORDER_GATEWAY__LOG__FORMAT", "text".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+        p.env = isolated_env(&id, true);
+        for (k, v) in [
+            ("ORDER_GATEWAY__TOPICS__ORDERS_FORMAT", format),
+            ("ORDER_GATEWAY__TOPICS__FULFILLMENTS_FORMAT", format),
+            ("ORDER_GATEWAY__LOG__FORMAT", "text"),
+        ] {
+            p.env.push((k.to_string(), v.to_string()));
+        }
         p
     }
 
@@ -66,7 +53,7 @@ impl Pipeline {
             fulfillments: format!("{id}.fulfillments"),
             dlq: format!("{id}.dlq"),
             cdc: format!("{id}.cdc"),
-            alias: id.to_lowercase().replace('_', "-"),
+            alias: alias_of(id),
             db: id.to_string(),
             env: Vec::new(),
         }

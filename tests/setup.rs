@@ -8,7 +8,7 @@ use common::*;
 use serde_json::{json, Value};
 
 struct Names {
-    env: Vec<(&'static str, String)>,
+    env: Vec<(String, String)>,
     alias: String,
     db: String,
     topics: Vec<String>,
@@ -16,21 +16,9 @@ struct Names {
 
 fn names() -> Names {
     let id = unique("itsetup");
-    let alias = id.to_lowercase().replace('_', "-");
+    let alias = alias_of(&id);
     let topics = vec![format!("{id}.orders"), format!("{id}.fulfillments"), format!("{id}.dlq"), format!("{id}.cdc")];
-    let env = vec![
-        ("ORDER_GATEWAY__TOPICS__ORDERS", topics[0].clone()),
-        ("ORDER_GATEWAY__TOPICS__FULFILLMENTS", topics[1].clone()),
-        ("ORDER_GATEWAY__TOPICS__DEAD_LETTER", topics[2].clone()),
-        ("ORDER_GATEWAY__TOPICS__CDC", topics[3].clone()),
-        ("ORDER_GATEWAY__ELASTICSEARCH__READ_ALIAS", alias.clone()),
-        ("ORDER_GATEWAY__ELASTICSEARCH__WRITE_ALIAS", format!("{alias}-write")),
-        ("ORDER_GATEWAY__CLICKHOUSE__DATABASE", id.clone()),
-        ("ORDER_GATEWAY__KAFKA__BROKERS", kafka_brokers()),
-        ("ORDER_GATEWAY__ELASTICSEARCH__URL", es_url()),
-        ("ORDER_GATEWAY__CLICKHOUSE__URL", clickhouse_url()),
-        ("ORDER_GATEWAY__SCHEMA_REGISTRY__URL", registry_url()),
-    ];
+    let env = isolated_env(&id, true);
     Names { env, alias, db: id, topics }
 }
 
@@ -38,7 +26,7 @@ fn setup(n: &Names, extra: &[&str], env: &[(&str, &str)]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_order-gateway"))
         .arg("setup")
         .args(extra)
-        .envs(n.env.iter().map(|(k, v)| (*k, v.as_str())))
+        .envs(n.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .envs(env.iter().copied())
         .output()
         .unwrap();

@@ -38,6 +38,36 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The Elasticsearch alias of a test's `id` (aliases are lower case, no `_`).
+pub fn alias_of(id: &str) -> String {
+    id.to_lowercase().replace('_', "-")
+}
+
+/// The environment of a gateway, `setup` or `ingest` whose objects are the
+/// test's own: topics, aliases, database and consumer group named after `id`
+/// (the CDC topic only with `cdc`), on the stack's backends.
+pub fn isolated_env(id: &str, cdc: bool) -> Vec<(String, String)> {
+    let alias = alias_of(id);
+    [
+        ("ORDER_GATEWAY__TOPICS__ORDERS", format!("{id}.orders")),
+        ("ORDER_GATEWAY__TOPICS__FULFILLMENTS", format!("{id}.fulfillments")),
+        ("ORDER_GATEWAY__TOPICS__DEAD_LETTER", format!("{id}.dlq")),
+        ("ORDER_GATEWAY__TOPICS__CDC", if cdc { format!("{id}.cdc") } else { String::new() }),
+        ("ORDER_GATEWAY__ELASTICSEARCH__READ_ALIAS", alias.clone()),
+        ("ORDER_GATEWAY__ELASTICSEARCH__WRITE_ALIAS", format!("{alias}-write")),
+        ("ORDER_GATEWAY__CLICKHOUSE__DATABASE", id.to_string()),
+        ("ORDER_GATEWAY__INGEST__GROUP_ID", format!("{id}-ingest")),
+        ("ORDER_GATEWAY__INGEST__METRICS_LISTEN", format!("127.0.0.1:{}", free_port())),
+        ("ORDER_GATEWAY__KAFKA__BROKERS", kafka_brokers()),
+        ("ORDER_GATEWAY__ELASTICSEARCH__URL", es_url()),
+        ("ORDER_GATEWAY__CLICKHOUSE__URL", clickhouse_url()),
+        ("ORDER_GATEWAY__SCHEMA_REGISTRY__URL", registry_url()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
 /// Runs `scripts/stack/<action> <component>` and fails the test if it fails.
 pub fn stack(action: &str, component: &str) {
     let status = Command::new(repo_root().join("scripts/stack").join(action))

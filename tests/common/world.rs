@@ -21,25 +21,11 @@ pub struct World {
 impl World {
     pub fn new() -> World {
         let id = unique("rp");
-        let alias = id.to_lowercase().replace('_', "-");
-        let env: Vec<(String, String)> = [
-            ("ORDER_GATEWAY__TOPICS__ORDERS", format!("{id}.orders")),
-            ("ORDER_GATEWAY__TOPICS__FULFILLMENTS", format!("{id}.fulfillments")),
-            ("ORDER_GATEWAY__TOPICS__DEAD_LETTER", format!("{id}.dlq")),
-            ("ORDER_GATEWAY__TOPICS__CDC", String::new()),
-            ("ORDER_GATEWAY__TOPICS__ORDERS_FORMAT", "json".into()),
-            ("ORDER_GATEWAY__TOPICS__FULFILLMENTS_FORMAT", "json".into()),
-            ("ORDER_GATEWAY__ELASTICSEARCH__READ_ALIAS", alias.clone()),
-            ("ORDER_GATEWAY__ELASTICSEARCH__WRITE_ALIAS", format!("{alias}-write")),
-            ("ORDER_GATEWAY__CLICKHOUSE__DATABASE", id.clone()),
-            ("ORDER_GATEWAY__KAFKA__BROKERS", kafka_brokers()),
-            ("ORDER_GATEWAY__ELASTICSEARCH__URL", es_url()),
-            ("ORDER_GATEWAY__CLICKHOUSE__URL", clickhouse_url()),
-            ("ORDER_GATEWAY__SCHEMA_REGISTRY__URL", registry_url()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+        let alias = alias_of(&id);
+        let mut env = isolated_env(&id, false);
+        for k in ["ORDER_GATEWAY__TOPICS__ORDERS_FORMAT", "ORDER_GATEWAY__TOPICS__FULFILLMENTS_FORMAT"] {
+            env.push((k.to_string(), "json".to_string()));
+        }
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_order-gateway"))
             .arg("setup")
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))

@@ -212,7 +212,7 @@ fn admit<B>(
     route: Route,
     peer: SocketAddr,
     req: &Request<B>,
-) -> Result<(Admitted, Option<InFlight>), ApiError> {
+) -> Result<(Admitted, Option<tokio::sync::OwnedSemaphorePermit>), ApiError> {
     let limits = &state.config.server;
     let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>()
         + req.uri().path_and_query().map(|p| p.as_str().len()).unwrap_or(0);
@@ -235,7 +235,7 @@ fn admit<B>(
         None
     } else {
         match state.in_flight.clone().try_acquire_owned() {
-            Ok(p) => Some(InFlight::new(p)),
+            Ok(p) => Some(p),
             Err(_) => {
                 metrics::counter!(names::HTTP_SHED).increment(1);
                 return Err(ApiError::Overloaded(format!(
@@ -247,22 +247,6 @@ fn admit<B>(
     };
     let admitted = state.live().edge.admit(route, req.headers(), peer.ip())?;
     Ok((admitted, slot))
-}
-
-/// A request counted against `server.max_in_flight`, and in the gauge.
-struct InFlight(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
-
-impl InFlight {
-    fn new(p: tokio::sync::OwnedSemaphorePermit) -> Self {
-        metrics::gauge!(names::HTTP_IN_FLIGHT).increment(1.0);
-        InFlight(p)
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        metrics::gauge!(names::HTTP_IN_FLIGHT).decrement(1.0);
-    }
 }
 
 async fn dispatch<B>(
@@ -336,6 +320,9 @@ fn decode(segment: &str) -> Result<std::borrow::Cow<'_, str>, ApiError> {
 }
 
 fn metrics_text(state: &AppState) -> HttpResponse {
+    // Derived from the semaphore when scraped, rather than counted per request.
+    let in_flight = state.config.server.max_in_flight - state.in_flight.available_permits();
+    metrics::gauge!(names::HTTP_IN_FLIGHT).set(in_flight as f64);
     let body = state.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
     let mut resp = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
     resp.headers_mut()

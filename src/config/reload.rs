@@ -50,9 +50,8 @@ pub fn changes(current: &Config, source: &Config) -> (Vec<String>, Vec<String>) 
             }
         }
     }
-    // Arrays of tables (keys, identities) are compared whole: name the array once.
-    hot.dedup();
-    cold.dedup();
+    // Arrays (keys, identities, trusted peers) are leaves of `flatten`: a
+    // changed array is named once, as a whole.
     (hot, cold)
 }
 

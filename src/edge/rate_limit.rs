@@ -94,10 +94,7 @@ struct Tier {
 
 /// Compiled `[rate_limit]`.
 pub struct RateLimits {
-    enabled: bool,
     tiers: HashMap<String, Tier>,
-    default_tier: String,
-    anonymous_tier: String,
     global: Option<(DefaultDirectRateLimiter, u32, Duration)>,
     clock: DefaultClock,
     config: RateLimitConfig,
@@ -156,15 +153,7 @@ impl RateLimits {
                 Some((RateLimiter::direct_with_clock(q, clock.clone()), burst.get(), q.replenish_interval()))
             }
         };
-        Ok(RateLimits {
-            enabled: cfg.enabled,
-            tiers,
-            default_tier: cfg.default_tier.clone(),
-            anonymous_tier: cfg.anonymous_tier.clone(),
-            global,
-            clock,
-            config: cfg.clone(),
-        })
+        Ok(RateLimits { tiers, global, clock, config: cfg.clone() })
     }
 
     /// The configuration these limits were built from: a reload that leaves
@@ -176,10 +165,10 @@ impl RateLimits {
     /// The tier a principal's (possibly empty) tier name resolves to.
     pub fn tier_name<'a>(&'a self, tier: &'a str, anonymous: bool) -> &'a str {
         if anonymous {
-            &self.anonymous_tier
+            &self.config.anonymous_tier
         } else if tier.is_empty() || !self.tiers.contains_key(tier) {
             // A tier removed by a reload falls back to the default, never to unlimited.
-            &self.default_tier
+            &self.config.default_tier
         } else {
             tier
         }
@@ -187,7 +176,7 @@ impl RateLimits {
 
     /// Spends `cost` units of `client`'s bucket in `tier`, then of the global one.
     pub fn check(&self, client: &Arc<str>, tier: &str, cost: u32) -> Decision {
-        if !self.enabled {
+        if !self.config.enabled {
             return Decision::Allowed(None);
         }
         let Some(t) = self.tiers.get(tier) else { return Decision::Allowed(None) };

@@ -109,7 +109,10 @@ impl CachedView {
             return &self.json;
         }
         self.redacted.get_or_init(|| {
-            Bytes::from(serde_json::to_vec(&self.view().without_pii()).expect("views always serialise"))
+            // `view()` is already a copy: strip it rather than copy it again.
+            let mut view = self.view();
+            view.strip_pii();
+            Bytes::from(serde_json::to_vec(&view).expect("views always serialise"))
         })
     }
 

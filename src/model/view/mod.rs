@@ -63,12 +63,17 @@ impl OrderView {
     /// The view without personal data, for callers without `orders:pii`.
     pub fn without_pii(&self) -> OrderView {
         let mut v = self.clone();
-        if let Some(o) = &mut v.order {
+        v.strip_pii();
+        v
+    }
+
+    /// Removes personal data in place.
+    pub fn strip_pii(&mut self) {
+        if let Some(o) = &mut self.order {
             o.shipping_address = None;
             o.email = None;
             o.phone = None;
         }
-        v
     }
 
     /// An empty view of one order.

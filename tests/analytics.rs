@@ -11,6 +11,7 @@ use order_gateway::model::{OrderStatus, OrderView, Timestamp};
 use serde_json::Value;
 
 fn run(env: &[(String, String)], args: &[&str]) {
+    let _one_at_a_time = (args.first() == Some(&"setup")).then(one_setup_at_a_time);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_order-gateway"))
         .args(args)
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))

@@ -23,6 +23,7 @@ fn names() -> Names {
 }
 
 fn setup(n: &Names, extra: &[&str], env: &[(&str, &str)]) -> String {
+    let _one_at_a_time = one_setup_at_a_time();
     let out = Command::new(env!("CARGO_BIN_EXE_order-gateway"))
         .arg("setup")
         .args(extra)

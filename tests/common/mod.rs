@@ -68,6 +68,15 @@ pub fn isolated_env(id: &str, cdc: bool) -> Vec<(String, String)> {
     .collect()
 }
 
+/// Held while a test runs `order-gateway setup`: one at a time per test
+/// binary. The stack's registry (Apicurio on in-memory H2) can deadlock on
+/// concurrent first registrations until H2's lock timeout, which failed
+/// whole test binaries right after the stack started.
+pub fn one_setup_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static SETUP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SETUP.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Runs `scripts/stack/<action> <component>` and fails the test if it fails.
 pub fn stack(action: &str, component: &str) {
     let status = Command::new(repo_root().join("scripts/stack").join(action))

@@ -26,11 +26,13 @@ impl World {
         for k in ["ORDER_GATEWAY__TOPICS__ORDERS_FORMAT", "ORDER_GATEWAY__TOPICS__FULFILLMENTS_FORMAT"] {
             env.push((k.to_string(), "json".to_string()));
         }
+        let one_at_a_time = one_setup_at_a_time();
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_order-gateway"))
             .arg("setup")
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .output()
             .unwrap();
+        drop(one_at_a_time);
         assert!(out.status.success(), "setup: {}", String::from_utf8_lossy(&out.stderr));
         World { env, orders_topic: format!("{id}.orders"), alias }
     }

@@ -163,7 +163,7 @@ pub struct StreamState {
 pub struct PartitionPosition {
     pub topic: String,
     pub partition: i32,
-    /// Next offset to consume; None before the first message ("end").
+    /// Next offset to consume; None before the first message is consumed.
     pub position: Option<i64>,
     pub high_watermark: i64,
     pub lag: i64,

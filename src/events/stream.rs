@@ -1,6 +1,12 @@
 //! The event stream of `serve`: every replica reads every partition of the
 //! order topics from the end (assign, no consumer group, no commits) and
 //! applies each event to its cache.
+//!
+//! "The end" is read once, as each partition's high watermark, and assigned
+//! as a concrete offset. Assigning the logical `Offset::End` instead lets
+//! librdkafka resolve it later, after a broker restart for instance, and every
+//! event written before that resolution is skipped: the cache would keep an
+//! older view than the stream holds.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -47,18 +53,24 @@ pub fn spawn(config: &Config, cache: Arc<OrderCache>, decoder: Arc<Decoder>) -> 
         let names_only: Vec<String> = topics.iter().map(|t| t.0.clone()).collect();
         tokio::spawn(async move {
             let mut caught_up_at = Instant::now();
+            let mut starts = Arc::new(Vec::new());
             loop {
                 if !state.assigned.load(Ordering::Relaxed) {
                     match assign(&consumer, &names_only).await {
-                        Ok(n) => {
-                            tracing::info!(partitions = n, "stream assigned from the end of every partition");
+                        Ok(s) => {
+                            tracing::info!(partitions = s.len(), "stream assigned from the end of every partition");
+                            starts = Arc::new(s);
                             state.assigned.store(true, Ordering::Relaxed);
                             caught_up_at = Instant::now();
                         }
                         Err(e) => tracing::warn!(error = %e, "stream: cannot assign partitions yet"),
                     }
                 }
-                let positions = if state.assigned.load(Ordering::Relaxed) { positions(&consumer).await } else { None };
+                let positions = if state.assigned.load(Ordering::Relaxed) {
+                    positions(&consumer, starts.clone()).await
+                } else {
+                    None
+                };
                 let lag = positions.as_ref().map(|p| p.iter().map(|x| x.lag).sum::<i64>());
                 if let Some(p) = positions {
                     *state.partitions.lock().unwrap_or_else(|e| e.into_inner()) = p;
@@ -137,12 +149,21 @@ pub fn spawn(config: &Config, cache: Arc<OrderCache>, decoder: Arc<Decoder>) -> 
     Ok(())
 }
 
-/// Assigns every partition of `topics` at its end; returns how many.
-async fn assign(consumer: &Arc<StreamConsumer>, topics: &[String]) -> anyhow::Result<usize> {
+/// Where the stream started in one partition: its high watermark at assignment.
+struct Start {
+    topic: String,
+    partition: i32,
+    offset: i64,
+}
+
+/// Assigns every partition of `topics` at its current high watermark, as a
+/// concrete offset (see the module comment); returns where each starts.
+async fn assign(consumer: &Arc<StreamConsumer>, topics: &[String]) -> anyhow::Result<Vec<Start>> {
     let consumer = consumer.clone();
     let topics = topics.to_vec();
     tokio::task::spawn_blocking(move || {
         let mut tpl = TopicPartitionList::new();
+        let mut starts = Vec::new();
         for t in &topics {
             let md = consumer.fetch_metadata(Some(t), Duration::from_secs(3))?;
             let partitions = md.topics().first().map(|x| x.partitions().len()).unwrap_or(0);
@@ -150,35 +171,43 @@ async fn assign(consumer: &Arc<StreamConsumer>, topics: &[String]) -> anyhow::Re
                 anyhow::bail!("topic {t} has no partitions (does it exist? `order-gateway setup` creates it)");
             }
             for p in 0..partitions as i32 {
-                tpl.add_partition_offset(t, p, Offset::End)?;
+                let (_, high) = consumer
+                    .fetch_watermarks(t, p, Duration::from_secs(3))
+                    .map_err(|e| anyhow::anyhow!("high watermark of {t}/{p}: {e}"))?;
+                tpl.add_partition_offset(t, p, Offset::Offset(high))?;
+                starts.push(Start { topic: t.clone(), partition: p, offset: high });
             }
         }
         consumer.assign(&tpl)?;
-        Ok(tpl.count())
+        Ok(starts)
     })
     .await?
 }
 
 /// Position, high watermark and lag (messages between them) of every
 /// assigned partition; None when the brokers do not answer.
-async fn positions(consumer: &Arc<StreamConsumer>) -> Option<Vec<PartitionPosition>> {
+async fn positions(consumer: &Arc<StreamConsumer>, starts: Arc<Vec<Start>>) -> Option<Vec<PartitionPosition>> {
     let consumer = consumer.clone();
     tokio::task::spawn_blocking(move || {
         let positions = consumer.position().ok()?;
         let mut out = Vec::with_capacity(positions.count());
         for e in positions.elements() {
             let (_, high) = consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1)).ok()?;
-            // Before the first message the position is "end" (logical): no lag.
+            // Until the first message is consumed librdkafka reports no
+            // position; the stream then stands where it was assigned.
             let position = match e.offset() {
                 Offset::Offset(pos) => Some(pos),
                 _ => None,
             };
+            let from = position.or_else(|| {
+                starts.iter().find(|s| s.topic == e.topic() && s.partition == e.partition()).map(|s| s.offset)
+            });
             out.push(PartitionPosition {
                 topic: e.topic().to_string(),
                 partition: e.partition(),
                 position,
                 high_watermark: high,
-                lag: position.map(|p| (high - p).max(0)).unwrap_or(0),
+                lag: from.map(|p| (high - p).max(0)).unwrap_or(0),
             });
         }
         Some(out)

@@ -15,7 +15,6 @@ use super::{json_bytes, ApiError, HttpResponse};
 use crate::app::AppState;
 use crate::cache::{CachedView, Filled, Lookup, Source};
 use crate::http::context::RequestContext;
-use crate::telemetry::names;
 
 /// How a view was answered, for `X-Cache`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -327,7 +326,7 @@ async fn run_search(
 // ---- the read-through path ------------------------------------------------
 
 fn count(result: &'static str) {
-    metrics::counter!(names::CACHE_LOOKUPS, "result" => result).increment(1);
+    crate::telemetry::hot::cache_lookup(result);
 }
 
 fn order_version(e: &CachedView) -> u64 {

@@ -197,11 +197,12 @@ where
     if let Some(info) = &rate {
         api::problem::rate_limit_headers(resp.headers_mut(), info);
     }
-    let status = resp.status();
-    metrics::counter!(names::HTTP_REQUESTS, "route" => route_label, "method" => method_label(&method), "status" => status_label(status))
-        .increment(1);
-    metrics::histogram!(names::HTTP_REQUEST_DURATION, "route" => route_label, "method" => method_label(&method))
-        .record(started.elapsed().as_secs_f64());
+    crate::telemetry::hot::request(
+        route_label,
+        method_label(&method),
+        status_label(resp.status()),
+        started.elapsed().as_secs_f64(),
+    );
     resp
 }
 

@@ -1,0 +1,84 @@
+//! The series written on every request, through handles each thread keeps.
+//!
+//! `metrics::counter!(name, labels…)` builds a key (a label vector) and looks
+//! it up in the recorder's registry on every call. The per-request series have
+//! a small, closed set of label values (route templates, methods, status
+//! codes, cache results, all `&'static str`), and a handle stays valid for the
+//! recorder's life, so each worker thread keeps the handles it has used in a
+//! map keyed by the label values. The recorder is installed before the server
+//! starts; a thread that recorded before that would keep no-op handles, which
+//! only unit tests and benchmarks without a recorder do.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use metrics::{Counter, Histogram};
+
+use super::names;
+
+type Labels3 = (&'static str, &'static str, &'static str);
+
+thread_local! {
+    static REQUESTS: RefCell<HashMap<Labels3, (Counter, Histogram)>> = RefCell::new(HashMap::new());
+    static CACHE_LOOKUPS: RefCell<HashMap<&'static str, Counter>> = RefCell::new(HashMap::new());
+}
+
+/// One answered request: `http_requests_total` by route, method and status,
+/// and `http_request_duration_seconds` by route and method.
+pub fn request(route: &'static str, method: &'static str, status: &'static str, seconds: f64) {
+    REQUESTS.with(|m| {
+        let mut m = m.borrow_mut();
+        let (count, duration) = m.entry((route, method, status)).or_insert_with(|| {
+            (
+                metrics::counter!(names::HTTP_REQUESTS, "route" => route, "method" => method, "status" => status),
+                metrics::histogram!(names::HTTP_REQUEST_DURATION, "route" => route, "method" => method),
+            )
+        });
+        count.increment(1);
+        duration.record(seconds);
+    });
+}
+
+/// One cache lookup of an order view: `cache_lookups_total` by result.
+pub fn cache_lookup(result: &'static str) {
+    CACHE_LOOKUPS.with(|m| {
+        m.borrow_mut()
+            .entry(result)
+            .or_insert_with(|| metrics::counter!(names::CACHE_LOOKUPS, "result" => result))
+            .increment(1);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn handles_count_into_the_recorder_they_were_made_for() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        // A fresh thread, so no handle made under another recorder is reused.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                metrics::with_local_recorder(&recorder, || {
+                    for _ in 0..3 {
+                        super::request("/v1/orders/{order_id}", "GET", "200", 0.001);
+                    }
+                    super::request("/v1/orders/{order_id}", "GET", "404", 0.001);
+                    super::cache_lookup("hit");
+                    super::cache_lookup("hit");
+                })
+            });
+        });
+        let text = handle.render();
+        let value = |series: &str| {
+            text.lines().find(|l| l.starts_with(series)).and_then(|l| l.rsplit(' ').next()).map(str::to_string)
+        };
+        let route = r#"route="/v1/orders/{order_id}""#;
+        let requests = super::names::HTTP_REQUESTS;
+        let ok = format!(r#"{requests}{{{route},method="GET",status="200"}}"#);
+        let missing = format!(r#"{requests}{{{route},method="GET",status="404"}}"#);
+        assert_eq!(value(&ok).as_deref(), Some("3"), "{text}");
+        assert_eq!(value(&missing).as_deref(), Some("1"), "{text}");
+        let hits = format!(r#"{}{{result="hit"}}"#, super::names::CACHE_LOOKUPS);
+        assert_eq!(value(&hits).as_deref(), Some("2"), "{text}");
+    }
+}

@@ -142,12 +142,16 @@ fn bench_codec(c: &mut Criterion) {
         component: Component::Order(order(5, 3)),
     };
     let bytes = encode_avro(&event, 1);
-    let writer = apache_avro::Schema::parse_str(avro::ORDER_EVENT_AVSC).unwrap();
+    let schema = apache_avro::Schema::parse_str(avro::ORDER_EVENT_AVSC).unwrap();
+    let writer = avro::WriterSchema::new(schema.clone());
     let v = view();
     let json = serde_json::to_vec(&v).unwrap();
     assert!(v.has_pii(), "the redacted benchmark needs a view with PII");
     alloc_count::report("codec/avro_decode_order_event", N, || {
         avro::decode_body(Stream::Orders, &writer, &bytes[5..]).unwrap()
+    });
+    alloc_count::report("codec/avro_decode_order_event_resolved", N, || {
+        avro::decode_resolved(Stream::Orders, &schema, &bytes[5..]).unwrap()
     });
     alloc_count::report("codec/avro_encode_order_event", N, || encode_avro(&event, 1));
     alloc_count::report("codec/json_serialize_view", N, || serde_json::to_vec(&v).unwrap());
@@ -158,6 +162,10 @@ fn bench_codec(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(bytes.len() as u64));
     g.bench_function("avro_decode_order_event", |b| {
         b.iter(|| black_box(avro::decode_body(Stream::Orders, &writer, &bytes[5..]).unwrap()))
+    });
+    // The path for any other writer schema (a producer on a newer contract).
+    g.bench_function("avro_decode_order_event_resolved", |b| {
+        b.iter(|| black_box(avro::decode_resolved(Stream::Orders, &schema, &bytes[5..]).unwrap()))
     });
     g.bench_function("avro_encode_order_event", |b| b.iter(|| black_box(encode_avro(&event, 1))));
     g.throughput(Throughput::Bytes(json.len() as u64));

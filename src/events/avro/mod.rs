@@ -2,7 +2,11 @@
 //! registry id (4 bytes, big endian), then the Avro binary body. Writer
 //! schemas are fetched from the registry by id once and cached; the body is
 //! resolved against the gateway's own schemas (`schemas/avro`), so producers
-//! may add fields with defaults without breaking the gateway.
+//! may add fields with defaults without breaking the gateway. A body written
+//! with the contract's own schema is read straight into the model
+//! ([`direct`]); any other writer schema is resolved through `apache_avro`.
+
+mod direct;
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
@@ -32,6 +36,43 @@ fn reader_schema(stream: Stream) -> &'static Schema {
     match stream {
         Stream::Orders => order_schema(),
         Stream::Fulfillments => fulfillment_schema(),
+    }
+}
+
+/// The Parsing Canonical Form of each reader schema: equal forms mean equal
+/// binary layouts (names, fields, their order and types).
+fn reader_canonical_form(stream: Stream) -> &'static str {
+    static ORDERS: OnceLock<String> = OnceLock::new();
+    static FULFILLMENTS: OnceLock<String> = OnceLock::new();
+    match stream {
+        Stream::Orders => ORDERS.get_or_init(|| order_schema().canonical_form()),
+        Stream::Fulfillments => FULFILLMENTS.get_or_init(|| fulfillment_schema().canonical_form()),
+    }
+}
+
+/// A writer schema, and the stream whose contract it is, if it is one.
+#[derive(Debug)]
+pub struct WriterSchema {
+    schema: Schema,
+    own: Option<Stream>,
+}
+
+impl WriterSchema {
+    /// Wraps a parsed schema, comparing it once with the contract's.
+    pub fn new(schema: Schema) -> Self {
+        let form = schema.canonical_form();
+        let own = [Stream::Orders, Stream::Fulfillments].into_iter().find(|s| reader_canonical_form(*s) == form);
+        WriterSchema { schema, own }
+    }
+
+    /// The contract's own schema of `stream`.
+    pub fn contract(stream: Stream) -> Self {
+        WriterSchema::new(reader_schema(stream).clone())
+    }
+
+    /// Whether bodies for `stream` written with this schema are read directly.
+    pub fn is_contract_of(&self, stream: Stream) -> bool {
+        self.own == Some(stream)
     }
 }
 
@@ -81,7 +122,7 @@ pub fn encode_avro(event: &Event, schema_id: u32) -> Vec<u8> {
 /// Decodes Confluent-framed Avro, fetching unknown writer schemas from the registry.
 pub struct Decoder {
     registry: RegistryClient,
-    schemas: RwLock<HashMap<u32, Arc<Schema>>>,
+    schemas: RwLock<HashMap<u32, Arc<WriterSchema>>>,
 }
 
 impl Decoder {
@@ -97,7 +138,7 @@ impl Decoder {
         decode_body(stream, &writer, body)
     }
 
-    async fn writer_schema(&self, id: u32) -> Result<Arc<Schema>, DecodeError> {
+    async fn writer_schema(&self, id: u32) -> Result<Arc<WriterSchema>, DecodeError> {
         if let Some(s) = self.schemas.read().expect("schema cache lock").get(&id) {
             return Ok(s.clone());
         }
@@ -117,7 +158,7 @@ impl Decoder {
         let text = body.get("schema").and_then(|s| s.as_str()).ok_or(DecodeError::UnknownSchema(id))?;
         let schema =
             Schema::parse_str(text).map_err(|e| DecodeError::Malformed(format!("schema {id} does not parse: {e}")))?;
-        let schema = Arc::new(schema);
+        let schema = Arc::new(WriterSchema::new(schema));
         self.schemas.write().expect("schema cache lock").insert(id, schema.clone());
         Ok(schema)
     }
@@ -133,8 +174,20 @@ pub fn split_frame(payload: &[u8]) -> Result<(u32, &[u8]), DecodeError> {
     }
 }
 
-/// Decodes an Avro body written with `writer`, resolved to our schema for `stream`.
-pub fn decode_body(stream: Stream, writer: &Schema, body: &[u8]) -> Result<Event, DecodeError> {
+/// Decodes an Avro body written with `writer` as an event of `stream`:
+/// directly when `writer` is the contract's schema of `stream`, else resolved.
+pub fn decode_body(stream: Stream, writer: &WriterSchema, body: &[u8]) -> Result<Event, DecodeError> {
+    if !writer.is_contract_of(stream) {
+        return decode_resolved(stream, &writer.schema, body);
+    }
+    let event = direct::decode(stream, body)?;
+    validate(&event)?;
+    Ok(event)
+}
+
+/// Decodes an Avro body written with `writer`, resolved to our schema for
+/// `stream` through `apache_avro`'s value tree: works for any compatible writer.
+pub fn decode_resolved(stream: Stream, writer: &Schema, body: &[u8]) -> Result<Event, DecodeError> {
     let mut reader = body;
     let value = apache_avro::from_avro_datum(writer, &mut reader, Some(reader_schema(stream)))
         .map_err(|e| DecodeError::Malformed(format!("avro: {e}")))?;

@@ -84,8 +84,9 @@ fn avro_round_trip_through_the_wire_format() {
         let (id, body) = split_frame(&bytes).unwrap();
         assert_eq!(id, 77);
         let stream = Stream::of(&event);
-        let back = decode_body(stream, reader_schema(stream), body).unwrap();
+        let back = decode_body(stream, &WriterSchema::contract(stream), body).unwrap();
         assert_eq!(back, event);
+        assert_eq!(decode_resolved(stream, reader_schema(stream), body).unwrap(), event);
     }
 }
 
@@ -106,12 +107,13 @@ fn a_newer_writer_schema_with_an_extra_field_still_decodes() {
         .as_array_mut()
         .unwrap()
         .push(serde_json::json!({"name": "trace_id", "type": "string", "default": ""}));
-    let writer = Schema::parse_str(&writer.to_string()).unwrap();
+    let writer = WriterSchema::new(Schema::parse_str(&writer.to_string()).unwrap());
+    assert!(!writer.is_contract_of(Stream::Orders));
     let mut value = to_value(&order_event(5));
     if let Value::Record(f) = &mut value {
         f.push(("trace_id".into(), Value::String("abc".into())));
     }
-    let body = apache_avro::to_avro_datum(&writer, value).unwrap();
+    let body = apache_avro::to_avro_datum(&writer.schema, value).unwrap();
     let back = decode_body(Stream::Orders, &writer, &body).unwrap();
     assert_eq!(back, order_event(5));
 }
@@ -121,11 +123,12 @@ fn broken_frames_and_bodies_are_malformed() {
     assert_eq!(split_frame(&[]).unwrap_err().reason(), "undecodable");
     assert_eq!(split_frame(&[1, 0, 0, 0, 1, 2]).unwrap_err().reason(), "undecodable");
     assert_eq!(split_frame(&[0, 0, 0]).unwrap_err().reason(), "undecodable");
-    let err = decode_body(Stream::Orders, order_schema(), &[0xff, 0xff, 0xff]).unwrap_err();
+    let orders = WriterSchema::contract(Stream::Orders);
+    let err = decode_body(Stream::Orders, &orders, &[0xff, 0xff, 0xff]).unwrap_err();
     assert_eq!(err.reason(), "undecodable");
     // A fulfilment body on the orders stream does not resolve.
     let bytes = encode_avro(&fulfillment_event(), 1);
-    let err = decode_body(Stream::Orders, fulfillment_schema(), &bytes[5..]).unwrap_err();
+    let err = decode_body(Stream::Orders, &WriterSchema::contract(Stream::Fulfillments), &bytes[5..]).unwrap_err();
     assert_eq!(err.reason(), "undecodable", "{err}");
 }
 
@@ -136,12 +139,64 @@ fn invalid_values_name_the_field() {
         o.currency = "euro".into();
     }
     let bytes = encode_avro(&e, 1);
-    let err = decode_body(Stream::Orders, order_schema(), &bytes[5..]).unwrap_err();
-    assert!(matches!(err, DecodeError::InvalidField { field: "currency", .. }), "{err}");
+    for err in [
+        decode_body(Stream::Orders, &WriterSchema::contract(Stream::Orders), &bytes[5..]).unwrap_err(),
+        decode_resolved(Stream::Orders, order_schema(), &bytes[5..]).unwrap_err(),
+    ] {
+        assert!(matches!(err, DecodeError::InvalidField { field: "currency", .. }), "{err}");
+    }
     let bad_status = String::from_utf8(crate::events::encode_json(&order_event(1)))
         .unwrap()
         .replace("\"partially_shipped\"", "\"lost\"");
     let err = crate::events::decode_json(Stream::Orders, bad_status.as_bytes()).unwrap_err();
     assert_eq!(err.reason(), "undecodable");
     assert!(!err.to_string().contains("a@example.com"), "no PII in errors: {err}");
+}
+
+#[test]
+fn the_contract_schemas_are_recognised_and_told_apart() {
+    assert!(WriterSchema::contract(Stream::Orders).is_contract_of(Stream::Orders));
+    assert!(!WriterSchema::contract(Stream::Orders).is_contract_of(Stream::Fulfillments));
+    assert!(WriterSchema::contract(Stream::Fulfillments).is_contract_of(Stream::Fulfillments));
+    // Docs and defaults are not part of the layout: a copy without them is still the contract.
+    let mut bare: serde_json::Value = serde_json::from_str(ORDER_EVENT_AVSC).unwrap();
+    bare.as_object_mut().unwrap().remove("doc");
+    assert!(WriterSchema::new(Schema::parse_str(&bare.to_string()).unwrap()).is_contract_of(Stream::Orders));
+}
+
+#[test]
+fn every_truncation_of_a_body_is_an_error_on_both_paths() {
+    for event in [order_event(3), fulfillment_event()] {
+        let stream = Stream::of(&event);
+        let bytes = encode_avro(&event, 1);
+        let body = &bytes[5..];
+        let writer = WriterSchema::contract(stream);
+        for cut in 0..body.len() {
+            let direct = decode_body(stream, &writer, &body[..cut]);
+            assert!(direct.is_err(), "direct decode accepted {cut} of {} bytes", body.len());
+            assert_eq!(direct.unwrap_err().reason(), "undecodable");
+            assert!(decode_resolved(stream, reader_schema(stream), &body[..cut]).is_err());
+        }
+        // And a byte too many.
+        let mut long = body.to_vec();
+        long.push(0);
+        assert!(decode_body(stream, &writer, &long).is_err());
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(16))]
+    /// The direct reader and the resolving one agree on every generated event.
+    #[test]
+    fn direct_and_resolved_decoding_agree(seed in proptest::prelude::any::<u64>()) {
+        let now = Timestamp(1_790_000_000_000);
+        for event in crate::seed::generate::generate(30, seed, now) {
+            let stream = Stream::of(&event);
+            let bytes = encode_avro(&event, 1);
+            let direct = decode_body(stream, &WriterSchema::contract(stream), &bytes[5..]).unwrap();
+            let resolved = decode_resolved(stream, reader_schema(stream), &bytes[5..]).unwrap();
+            proptest::prop_assert_eq!(&direct, &resolved);
+            proptest::prop_assert_eq!(&direct, &event);
+        }
+    }
 }

@@ -466,8 +466,8 @@ fn not_found(id: &str) -> ApiError {
 /// The cached bytes with ETag, X-Cache and (when stale) Age; 304 when the
 /// client's `If-None-Match` matches.
 fn view_response(e: &CachedView, status: CacheStatus, req_headers: &HeaderMap, pii: bool) -> HttpResponse {
-    let tag = e.etag_for(pii);
-    let etag = HeaderValue::from_str(&tag).expect("etags are ASCII");
+    let etag = e.etag_for(pii);
+    let tag = etag.to_str().expect("etags are ASCII");
     let not_modified = req_headers
         .get_all(header::IF_NONE_MATCH)
         .iter()

@@ -38,7 +38,8 @@ pub enum Source {
 pub struct CachedView {
     /// The view's JSON, as served.
     pub json: Bytes,
-    pub etag: String,
+    /// The ETag of the full JSON, kept as the header value it is sent as.
+    pub etag: http::HeaderValue,
     /// Component versions, for monotonicity checks without parsing.
     pub versions: ComponentVersions,
     /// Whether the JSON holds personal data (address, e-mail, phone).
@@ -83,7 +84,7 @@ impl CachedView {
         let json = Bytes::from(serde_json::to_vec(view).expect("views always serialise"));
         CachedView {
             json,
-            etag: view.etag(),
+            etag: http::HeaderValue::from_str(&view.etag()).expect("etags are ASCII"),
             versions: ComponentVersions::of(view),
             has_pii: view.has_pii(),
             refreshed_at: Instant::now(),
@@ -118,12 +119,12 @@ impl CachedView {
 
     /// The ETag of that representation: the redacted one differs, so a shared
     /// cache can never answer one audience with the other's bytes.
-    pub fn etag_for(&self, pii: bool) -> std::borrow::Cow<'_, str> {
+    pub fn etag_for(&self, pii: bool) -> http::HeaderValue {
         if pii || !self.has_pii {
-            std::borrow::Cow::Borrowed(&self.etag)
-        } else {
-            std::borrow::Cow::Owned(format!("{}-r\"", self.etag.trim_end_matches('"')))
+            return self.etag.clone();
         }
+        let full = self.etag.to_str().expect("etags are ASCII");
+        http::HeaderValue::from_str(&format!("{}-r\"", full.trim_end_matches('"'))).expect("etags are ASCII")
     }
 
     /// Age of the content in whole seconds, for the `Age` header.

@@ -1,6 +1,6 @@
 //! Per-request identity: the request id and the W3C trace context.
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 
 /// Header carrying the request id, taken from the client or generated.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -10,25 +10,47 @@ pub const TRACEPARENT: &str = "traceparent";
 /// Identity of one request, logged on every line and passed to backends.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
-    pub request_id: String,
+    /// Kept as the header value it is sent back as: a client's id is the
+    /// request's own bytes (no copy), a generated one is made once.
+    request_id: HeaderValue,
     pub trace: TraceParent,
 }
 
 impl RequestContext {
     /// Takes a well-formed request id and traceparent from the headers, or makes new ones.
     pub fn from_headers(headers: &HeaderMap) -> Self {
-        let request_id = headers
-            .get(REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| valid_request_id(v))
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("{:032x}", random_u128()));
+        let request_id =
+            headers.get(REQUEST_ID).filter(|v| v.to_str().is_ok_and(valid_request_id)).cloned().unwrap_or_else(|| {
+                let mut hex = [0u8; 32];
+                hex_into(&mut hex, random_u128());
+                HeaderValue::from_bytes(&hex).expect("hex digits are a valid header value")
+            });
         let trace = headers
             .get(TRACEPARENT)
             .and_then(|v| v.to_str().ok())
             .and_then(TraceParent::parse)
             .unwrap_or_else(TraceParent::new_root);
         RequestContext { request_id, trace }
+    }
+
+    /// The request id, for logs and problem bodies.
+    pub fn request_id(&self) -> &str {
+        // Only printable ASCII gets in (`valid_request_id`, or hex digits).
+        self.request_id.to_str().unwrap_or_default()
+    }
+
+    /// The request id as the `x-request-id` response header.
+    pub fn request_id_header(&self) -> HeaderValue {
+        self.request_id.clone()
+    }
+}
+
+/// Writes the low `out.len() / 2` bytes of `n` as lowercase hex, most significant first.
+fn hex_into(out: &mut [u8], mut n: u128) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in out.iter_mut().rev() {
+        *b = DIGITS[(n & 0xf) as usize];
+        n >>= 4;
     }
 }
 
@@ -53,12 +75,26 @@ pub fn valid_request_id(v: &str) -> bool {
         && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/' | b'+' | b'='))
 }
 
+/// A trace id (16 bytes), printed as 32 lowercase hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceId(pub u128);
+
+impl std::fmt::Display for TraceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut hex = [0u8; 32];
+        hex_into(&mut hex, self.0);
+        f.write_str(std::str::from_utf8(&hex).expect("hex digits are UTF-8"))
+    }
+}
+
 /// A parsed `traceparent` (version 00): the trace continues through the
-/// gateway, with the gateway's own span id on calls it makes.
+/// gateway, with the gateway's own span id on calls it makes. Held as
+/// numbers: most requests never print it (logs below `info`, cache hits call
+/// no backend), so it is formatted only when used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceParent {
-    pub trace_id: String,
-    pub parent_id: String,
+    pub trace_id: TraceId,
+    pub parent_id: u64,
     pub flags: u8,
 }
 
@@ -75,24 +111,18 @@ impl TraceParent {
         if !hex(trace_id, 32) || !hex(parent_id, 16) || !hex(flags, 2) {
             return None;
         }
-        if trace_id.bytes().all(|b| b == b'0') || parent_id.bytes().all(|b| b == b'0') {
+        let trace_id = u128::from_str_radix(trace_id, 16).ok()?;
+        let parent_id = u64::from_str_radix(parent_id, 16).ok()?;
+        if trace_id == 0 || parent_id == 0 {
             return None;
         }
-        Some(TraceParent {
-            trace_id: trace_id.to_string(),
-            parent_id: parent_id.to_string(),
-            flags: u8::from_str_radix(flags, 16).ok()?,
-        })
+        Some(TraceParent { trace_id: TraceId(trace_id), parent_id, flags: u8::from_str_radix(flags, 16).ok()? })
     }
 
     /// A new trace started at the gateway, sampled.
     pub fn new_root() -> Self {
         let r = random_u128();
-        TraceParent {
-            trace_id: format!("{:032x}", r | 1),
-            parent_id: format!("{:016x}", (r >> 64) as u64 | 1),
-            flags: 1,
-        }
+        TraceParent { trace_id: TraceId(r | 1), parent_id: (r >> 64) as u64 | 1, flags: 1 }
     }
 
     /// The header value for a call the gateway makes on behalf of this request.
@@ -108,7 +138,8 @@ mod tests {
     #[test]
     fn parses_valid_traceparent() {
         let t = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
-        assert_eq!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(t.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(t.parent_id, 0x00f067aa0ba902b7);
         assert_eq!(t.flags, 1);
         let child = t.child_header();
         assert!(child.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
@@ -135,10 +166,18 @@ mod tests {
     fn request_id_kept_or_replaced() {
         let mut h = HeaderMap::new();
         h.insert(REQUEST_ID, "abc-123".parse().unwrap());
-        assert_eq!(RequestContext::from_headers(&h).request_id, "abc-123");
+        assert_eq!(RequestContext::from_headers(&h).request_id(), "abc-123");
         h.insert(REQUEST_ID, "has space".parse().unwrap());
-        let generated = RequestContext::from_headers(&h).request_id;
+        let ctx = RequestContext::from_headers(&h);
+        let generated = ctx.request_id();
         assert_eq!(generated.len(), 32);
+        assert!(generated.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert_eq!(ctx.request_id_header(), generated);
+        // A leading zero digit is kept: ids are always 32 digits.
+        let mut small = [0u8; 32];
+        hex_into(&mut small, 0xab);
+        assert_eq!(&small[28..], b"00ab");
+        assert_eq!(TraceId(0x1f).to_string(), format!("{:032x}", 0x1f));
         assert!(!valid_request_id(&"x".repeat(129)));
     }
 }

@@ -152,7 +152,7 @@ where
     };
     let span = tracing::info_span!(
         "request",
-        request_id = %ctx.request_id,
+        request_id = ctx.request_id(),
         trace_id = %ctx.trace.trace_id,
         method = %method,
         route = route_label,
@@ -175,7 +175,7 @@ where
             }
             Matched::NotFound => Err(ApiError::NotFound(format!("no route for {path}"))),
         };
-        let resp = result.unwrap_or_else(|e| e.into_response(&path, &ctx.request_id));
+        let resp = result.unwrap_or_else(|e| e.into_response(&path, ctx.request_id()));
         let status = resp.status();
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         if status.is_server_error() {
@@ -191,9 +191,7 @@ where
     if method == Method::HEAD {
         *resp.body_mut() = Default::default();
     }
-    if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
-        resp.headers_mut().insert(http::HeaderName::from_static(REQUEST_ID), v);
-    }
+    resp.headers_mut().insert(http::HeaderName::from_static(REQUEST_ID), ctx.request_id_header());
     if let Some(info) = &rate {
         api::problem::rate_limit_headers(resp.headers_mut(), info);
     }

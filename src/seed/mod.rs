@@ -112,8 +112,23 @@ pub async fn run(config: &Config, args: &SeedArgs) -> anyhow::Result<()> {
         }
         if args.rate > 0 {
             // Pace against the schedule, not per message, so bursts catch up.
-            let due = started + Duration::from_secs_f64((n + 1) as f64 / args.rate as f64);
-            tokio::time::sleep_until(due.into()).await;
+            // The sends are futures: they reach librdkafka only when polled, so
+            // keep polling them while waiting, or nothing leaves until
+            // IN_FLIGHT of them have piled up.
+            let due =
+                tokio::time::sleep_until((started + Duration::from_secs_f64((n + 1) as f64 / args.rate as f64)).into());
+            tokio::pin!(due);
+            loop {
+                tokio::select! {
+                    _ = &mut due => break,
+                    Some(r) = pending.next(), if !pending.is_empty() => {
+                        r?;
+                        if let Some(b) = &bar {
+                            b.inc(1);
+                        }
+                    }
+                }
+            }
         }
     }
     while let Some(r) = pending.next().await {

@@ -70,7 +70,7 @@ bench: ## criterion micro-benchmarks
 	$(CARGO) bench --locked --bench model --bench hit_path --bench edge --bench cursor
 
 .PHONY: bench-compare
-bench-compare: prereqs ## gateway vs Varnish, Elasticsearch, nginx and a bare hyper server, one table (ORDERS, FIXED_RATE, STEP_SECONDS, PIN)
+bench-compare: prereqs ## gateway vs Varnish, Elasticsearch, nginx and a bare hyper server, one table (ORDERS, FIXED_RATE, STEP_SECONDS, PIN; BASE=<rev> adds the gateway at that revision)
 	@scripts/bench-compare.sh
 
 ci: lint test ## what CI runs, plus lint

@@ -38,6 +38,11 @@
 # GENERATOR_CPUS (1), with taskset; Elasticsearch, which the stack started, is
 # moved onto SERVER_CPUS for each of its own runs and given its affinity back
 # after each. PIN=0 lets the scheduler place everything.
+#
+# BASE=<git revision> adds a sixth target, "gateway@<rev>": the gateway built
+# from that revision (in a worktree, with its own target directory under
+# target/bench-base, kept for the next run) with the same settings, so a
+# change is measured against what it replaced in one run, as ratios.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -97,6 +102,17 @@ for l in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "bare_server" and m.get("executable"):
         print(m["executable"])')" || true
 [[ -x "$bare_bin" ]] || { say "could not build benches/bare_server.rs (cargo bench --bench bare_server --no-run)"; exit 1; }
+base_rev="${BASE:-}" base_bin=""
+if [[ -n "$base_rev" ]]; then
+  base_sha="$(git rev-parse --verify --quiet "$base_rev^{commit}")" || { say "BASE=$base_rev is not a revision of this repository"; exit 2; }
+  base_tree="$root/target/bench-base/src-$base_sha"
+  if [[ ! -d "$base_tree" ]]; then
+    git worktree add --detach --force "$base_tree" "$base_sha" >&2
+  fi
+  say "building the gateway at $base_rev ($base_sha) for comparison"
+  (cd "$base_tree" && CARGO_TARGET_DIR="$root/target/bench-base/target" cargo build --locked --release --bin order-gateway >&2)
+  base_bin="$root/target/bench-base/target/release/order-gateway"
+fi
 
 export ORDER_GATEWAY__TOPICS__ORDERS=$prefix.orders ORDER_GATEWAY__TOPICS__FULFILLMENTS=$prefix.fulfillments \
   ORDER_GATEWAY__TOPICS__DEAD_LETTER=$prefix.dlq ORDER_GATEWAY__TOPICS__CDC="" \
@@ -208,6 +224,16 @@ wait_http "http://127.0.0.1:$gateway_port/healthz" gateway "$gw" || { tail -20 "
 n_ids="$(python3 -c "import json; print(len(json.load(open('$tmp/ids.json'))))")"
 target gateway "http://127.0.0.1:$gateway_port" /v1/orders/ "$api_key" "$gw" 0
 
+if [[ -n "$base_bin" ]]; then
+  base_port="${BASE_PORT:-18294}"
+  ORDER_GATEWAY__SERVER__LISTEN="127.0.0.1:$base_port" "${on_server[@]}" "$base_bin" --config "$tmp/gateway.toml" serve \
+    >"$tmp/gateway-base.log" 2>&1 &
+  gwb=$!; pids+=("$gwb")
+  wait_http "http://127.0.0.1:$base_port/healthz" "gateway@$base_rev" "$gwb" || { tail -20 "$tmp/gateway-base.log" >&2; exit 1; }
+  "${helper[@]}" warm-gateway "$base_port" "$api_key" "$tmp/ids.json"
+  target "gateway@$base_rev" "http://127.0.0.1:$base_port" /v1/orders/ "$api_key" "$gwb" 0
+fi
+
 # --- 2. Varnish in front of Elasticsearch, warmed with every id
 mkdir -p "$tmp/varnish"
 cat >"$tmp/varnish/default.vcl" <<EOF
@@ -317,3 +343,4 @@ echo "varnish $(varnishd -V 2>&1 | grep -o 'varnish-[0-9.]*' | head -1) (malloc 
 echo "elasticsearch: GET /$prefix/_source/{id} (the same order view, keys sorted; same size as the gateway's body)"
 echo "nginx $(nginx -v 2>&1 | grep -o '[0-9][0-9.]*'), worker_processes 2, access log off, open_file_cache, one file per order (the gateway's bytes)"
 echo "bare: benches/bare_server.rs (hyper 1 http1, moka::sync::Cache, tokio multi-thread), the gateway's bytes"
+if [[ -n "$base_bin" ]]; then echo "gateway@$base_rev: the gateway built from $base_sha, the same settings"; fi

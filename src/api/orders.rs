@@ -68,34 +68,34 @@ pub async fn get_by_number(
     params::query(query, &[])?;
     let id = match state.numbers.get(&number) {
         Some(id) => id,
-        None => {
-            let body = serde_json::json!({ "size": 1, "query": { "term": { "order.order_number": number } } });
-            let hits = state
-                .backends
-                .elasticsearch
-                .search_orders(
-                    &state.config.elasticsearch.read_alias,
-                    "get_by_number",
-                    body,
-                    Some(&ctx.trace.child_header()),
-                )
-                .await?;
-            let id = match hits.into_iter().next() {
-                Some(hit) => {
-                    let id = hit.view.order_id.clone();
-                    state.cache.fill(&id, Some(hit.view), Source::Elasticsearch);
-                    Some(id)
-                }
-                None => state.backends.clickhouse.find_by_number(&number).await?,
-            };
-            let id = id.ok_or_else(|| ApiError::NotFound(format!("no order with number {number}")))?;
-            // Order numbers never change: the mapping can be kept as long as the cache keeps anything.
-            state.numbers.insert(number, id.clone());
-            id
-        }
+        // Boxed: the search and the ClickHouse fallback are large futures, and
+        // a lookup's future is moved on every request, hits included.
+        None => Box::pin(find_number(state, number, ctx)).await?,
     };
     let (entry, status) = resolve(state, &id, ctx).await?;
     Ok(view_response(&entry, status, headers, pii))
+}
+
+/// The id of an order number the cache does not know: Elasticsearch, then ClickHouse.
+async fn find_number(state: &AppState, number: String, ctx: &RequestContext) -> Result<String, ApiError> {
+    let body = serde_json::json!({ "size": 1, "query": { "term": { "order.order_number": number } } });
+    let hits = state
+        .backends
+        .elasticsearch
+        .search_orders(&state.config.elasticsearch.read_alias, "get_by_number", body, Some(&ctx.trace.child_header()))
+        .await?;
+    let id = match hits.into_iter().next() {
+        Some(hit) => {
+            let id = hit.view.order_id.clone();
+            state.cache.fill(&id, Some(hit.view), Source::Elasticsearch);
+            Some(id)
+        }
+        None => state.backends.clickhouse.find_by_number(&number).await?,
+    };
+    let id = id.ok_or_else(|| ApiError::NotFound(format!("no order with number {number}")))?;
+    // Order numbers never change: the mapping can be kept as long as the cache keeps anything.
+    state.numbers.insert(number, id.clone());
+    Ok(id)
 }
 
 /// `POST /v1/orders:batchGet` with `{"ids": [...]}`: cache first, one

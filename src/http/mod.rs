@@ -263,9 +263,14 @@ where
     let param = |name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| *v).unwrap_or_default();
     let query = req.uri().query();
     let pii = admitted.sees_pii();
+    // A future is as large as the largest one it may await, and each request's
+    // future is moved a few times on its way into hyper's connection task.
+    // Lookups by id or number are the hot path and are awaited in place; every
+    // other handler is boxed, so the request future stays small (it was 9 KB,
+    // most of it batch, search, readiness and analytics state).
     match route {
         Route::Healthz => Ok(api::health::healthz()),
-        Route::Readyz => Ok(api::health::readyz(state).await),
+        Route::Readyz => Ok(Box::pin(api::health::readyz(state)).await),
         Route::Metrics => Ok(metrics_text(state)),
         Route::Order => {
             api::orders::get_order(state, &decode(param("order_id"))?, query, req.headers(), ctx, pii).await
@@ -273,16 +278,16 @@ where
         Route::OrderByNumber => {
             api::orders::get_by_number(state, &decode(param("order_number"))?, query, req.headers(), ctx, pii).await
         }
-        Route::OrdersBatchGet => api::orders::batch_get(state, req, ctx, pii).await,
-        Route::Orders => api::orders::search(state, query, ctx, pii).await,
+        Route::OrdersBatchGet => Box::pin(api::orders::batch_get(state, req, ctx, pii)).await,
+        Route::Orders => Box::pin(api::orders::search(state, query, ctx, pii)).await,
         Route::CustomerOrders => {
-            api::orders::customer_orders(state, &decode(param("customer_id"))?, query, ctx, pii).await
+            Box::pin(api::orders::customer_orders(state, &decode(param("customer_id"))?, query, ctx, pii)).await
         }
         Route::OpenApi => Ok(api::json_bytes(StatusCode::OK, api::openapi::json())),
-        Route::Kpis => api::analytics::kpis(state, query).await,
-        Route::Timeseries => api::analytics::timeseries(state, query).await,
-        Route::TopSkus => api::analytics::top_skus(state, query).await,
-        Route::StatusFunnel => api::analytics::status_funnel(state, query).await,
+        Route::Kpis => Box::pin(api::analytics::kpis(state, query)).await,
+        Route::Timeseries => Box::pin(api::analytics::timeseries(state, query)).await,
+        Route::TopSkus => Box::pin(api::analytics::top_skus(state, query)).await,
+        Route::StatusFunnel => Box::pin(api::analytics::status_funnel(state, query)).await,
         Route::AdminCache => Ok(api::admin::cache(state)),
         Route::AdminCacheOrder => api::admin::evict(state, &decode(param("order_id"))?),
         Route::AdminStream => Ok(api::admin::stream(state)),

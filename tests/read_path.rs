@@ -206,3 +206,31 @@ async fn batch_get_search_and_cursors() {
     let r = c.post(gw.url("/v1/orders:batchGet")).json(&json!({ "ids": too_many })).send().await.unwrap();
     assert_eq!(r.status(), 400);
 }
+
+#[tokio::test]
+async fn lookup_by_order_number_finds_fills_and_remembers() {
+    let w = World::new();
+    let gw = w.gateway(&[]).await;
+    let id = format!("rp-{}", uuid::Uuid::new_v4().simple());
+    let mut view = OrderView::new(&id);
+    view.apply(Component::Order(order(&id, 3)));
+    w.index(&view).await;
+    let number = view.order.as_ref().unwrap().order_number.clone();
+    let c = client();
+    let first = c.get(gw.url(&format!("/v1/orders/by-number/{number}"))).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    let body: OrderView = first.json().await.unwrap();
+    assert_eq!(body, view);
+    // The search filled the cache: by number and by id, the answer is now a hit.
+    let again = c.get(gw.url(&format!("/v1/orders/by-number/{number}"))).send().await.unwrap();
+    assert_eq!(again.headers()["x-cache"], "HIT");
+    let by_id = c.get(gw.url(&format!("/v1/orders/{id}"))).send().await.unwrap();
+    assert_eq!(by_id.headers()["x-cache"], "HIT");
+
+    let unknown = format!("ON-missing-{}", uuid::Uuid::new_v4().simple());
+    let r = c.get(gw.url(&format!("/v1/orders/by-number/{unknown}"))).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let p: Value = r.json().await.unwrap();
+    assert!(p["detail"].as_str().unwrap().contains(&unknown), "{p}");
+}

@@ -7,6 +7,7 @@
 //! ([`direct`]); any other writer schema is resolved through `apache_avro`.
 
 mod direct;
+mod fields;
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
@@ -194,7 +195,7 @@ pub fn decode_resolved(stream: Stream, writer: &Schema, body: &[u8]) -> Result<E
     if !reader.is_empty() {
         return Err(DecodeError::Malformed(format!("{} bytes after the record", reader.len())));
     }
-    let event = from_value(stream, value)?;
+    let event = fields::event(stream, &mut Rec::from("event", value)?)?;
     validate(&event)?;
     Ok(event)
 }
@@ -327,6 +328,9 @@ impl Rec {
         let i = self.0.iter().position(|(k, _)| k == field).ok_or_else(|| invalid(field, "missing"))?;
         Ok(unwrap_union(std::mem::replace(&mut self.0[i].1, Value::Null)))
     }
+}
+
+impl fields::Fields for Rec {
     fn string(&mut self, field: &'static str) -> R<String> {
         match self.take(field)? {
             Value::String(s) => Ok(s),
@@ -347,16 +351,12 @@ impl Rec {
             other => Err(invalid(field, format!("expected a long, got {}", kind(&other)))),
         }
     }
-    fn version(&mut self, field: &'static str) -> R<u64> {
+    fn int(&mut self, field: &'static str) -> R<i32> {
         let n = self.long(field)?;
-        u64::try_from(n).map_err(|_| invalid(field, format!("{n} is negative")))
+        i32::try_from(n).map_err(|_| invalid(field, format!("{n} overflows an int")))
     }
     fn ts(&mut self, field: &'static str) -> R<Timestamp> {
-        match self.take(field)? {
-            Value::TimestampMillis(n) | Value::Long(n) => Ok(Timestamp(n)),
-            Value::TimestampMicros(n) => Ok(Timestamp(n / 1000)),
-            other => Err(invalid(field, format!("expected timestamp-millis, got {}", kind(&other)))),
-        }
+        self.opt_ts(field)?.ok_or_else(|| invalid(field, "expected timestamp-millis, got null"))
     }
     fn opt_ts(&mut self, field: &'static str) -> R<Option<Timestamp>> {
         match self.take(field)? {
@@ -366,13 +366,25 @@ impl Rec {
             other => Err(invalid(field, format!("expected timestamp-millis or null, got {}", kind(&other)))),
         }
     }
-    fn parse<T: std::str::FromStr<Err = String>>(&mut self, field: &'static str) -> R<T> {
-        let v = self.string(field)?;
-        v.parse().map_err(|e: String| invalid(field, e))
-    }
-    fn array(&mut self, field: &'static str) -> R<Vec<Value>> {
+    fn boolean(&mut self, field: &'static str) -> R<bool> {
         match self.take(field)? {
-            Value::Array(items) => Ok(items),
+            Value::Boolean(b) => Ok(b),
+            other => Err(invalid(field, format!("expected a boolean, got {}", kind(&other)))),
+        }
+    }
+    fn record<T>(&mut self, field: &'static str, read: impl FnOnce(&mut Self) -> R<T>) -> R<T> {
+        read(&mut Rec::from(field, self.take(field)?)?)
+    }
+    fn opt_record<T>(&mut self, field: &'static str, read: impl FnOnce(&mut Self) -> R<T>) -> R<Option<T>> {
+        match self.take(field)? {
+            Value::Null => Ok(None),
+            v => read(&mut Rec::from(field, v)?).map(Some),
+        }
+    }
+    fn array<T>(&mut self, field: &'static str, mut item: impl FnMut(&mut Self) -> R<T>) -> R<Vec<T>> {
+        match self.take(field)? {
+            // Each element becomes a one-field record named like the array.
+            Value::Array(items) => items.into_iter().map(|v| item(&mut Rec(vec![(field.to_owned(), v)]))).collect(),
             other => Err(invalid(field, format!("expected an array, got {}", kind(&other)))),
         }
     }
@@ -389,106 +401,6 @@ fn kind(v: &Value) -> &'static str {
         Value::Array(_) => "array",
         _ => "another type",
     }
-}
-
-fn from_value(stream: Stream, v: Value) -> R<Event> {
-    let mut r = Rec::from("event", v)?;
-    let envelope = Envelope {
-        event_id: r.string("event_id")?,
-        event_type: r.string("event_type")?,
-        source: r.string("source")?,
-        occurred_at: r.ts("occurred_at")?,
-        schema_version: r.long("schema_version")? as i32,
-    };
-    let component = match stream {
-        Stream::Orders => Component::Order(order_from(Rec::from("order", r.take("order")?)?)?),
-        Stream::Fulfillments => {
-            Component::Fulfillment(fulfillment_from(Rec::from("fulfillment", r.take("fulfillment")?)?)?)
-        }
-    };
-    Ok(Event { envelope, component })
-}
-
-fn order_from(mut r: Rec) -> R<Order> {
-    let lines = r
-        .array("lines")?
-        .into_iter()
-        .map(|v| {
-            let mut l = Rec::from("lines", v)?;
-            let quantity = l.long("quantity")?;
-            Ok(OrderLine {
-                line_id: l.string("line_id")?,
-                sku: l.string("sku")?,
-                name: l.string("name")?,
-                quantity: u32::try_from(quantity)
-                    .map_err(|_| invalid("quantity", format!("{quantity} out of range")))?,
-                unit_price: l.long("unit_price")?,
-                status: l.parse("status")?,
-            })
-        })
-        .collect::<R<Vec<_>>>()?;
-    let shipping_address = match r.take("shipping_address")? {
-        Value::Null => None,
-        v => {
-            let mut a = Rec::from("shipping_address", v)?;
-            Some(Address {
-                name: a.string("name")?,
-                line1: a.string("line1")?,
-                line2: a.opt_string("line2")?,
-                city: a.string("city")?,
-                region: a.opt_string("region")?,
-                postal_code: a.string("postal_code")?,
-                country: a.string("country")?,
-            })
-        }
-    };
-    Ok(Order {
-        order_id: r.string("order_id")?,
-        order_number: r.string("order_number")?,
-        customer_id: r.string("customer_id")?,
-        channel: r.parse("channel")?,
-        status: r.parse("status")?,
-        currency: r.string("currency")?,
-        subtotal: r.long("subtotal")?,
-        tax: r.long("tax")?,
-        shipping: r.long("shipping")?,
-        discount: r.long("discount")?,
-        total: r.long("total")?,
-        lines,
-        shipping_address,
-        email: r.opt_string("email")?,
-        phone: r.opt_string("phone")?,
-        promised_delivery_at: r.opt_ts("promised_delivery_at")?,
-        created_at: r.ts("created_at")?,
-        updated_at: r.ts("updated_at")?,
-        version: r.version("version")?,
-        deleted: match r.take("deleted")? {
-            Value::Boolean(b) => b,
-            other => return Err(invalid("deleted", format!("expected a boolean, got {}", kind(&other)))),
-        },
-    })
-}
-
-fn fulfillment_from(mut r: Rec) -> R<Fulfillment> {
-    Ok(Fulfillment {
-        fulfillment_id: r.string("fulfillment_id")?,
-        order_id: r.string("order_id")?,
-        kind: r.parse("type")?,
-        status: r.parse("status")?,
-        carrier: r.opt_string("carrier")?,
-        tracking_number: r.opt_string("tracking_number")?,
-        line_ids: r
-            .array("line_ids")?
-            .into_iter()
-            .map(|v| match unwrap_union(v) {
-                Value::String(s) => Ok(s),
-                other => Err(invalid("line_ids", format!("expected strings, got {}", kind(&other)))),
-            })
-            .collect::<R<Vec<_>>>()?,
-        shipped_at: r.opt_ts("shipped_at")?,
-        delivered_at: r.opt_ts("delivered_at")?,
-        version: r.version("version")?,
-    })
 }
 
 #[cfg(test)]

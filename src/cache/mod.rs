@@ -71,11 +71,17 @@ impl ComponentVersions {
 
     /// Whether these versions are at least those of every component of `other`.
     pub fn dominates(&self, other: &OrderView) -> bool {
-        other.order.as_ref().is_none_or(|o| self.order >= o.version)
-            && other
-                .fulfillments
-                .iter()
-                .all(|f| self.fulfillments.iter().any(|(id, v)| **id == *f.fulfillment_id && *v >= f.version))
+        self.at_least(
+            other.order.as_ref().map_or(0, |o| o.version),
+            other.fulfillments.iter().map(|f| (f.fulfillment_id.as_str(), f.version)),
+        )
+    }
+
+    /// Whether the order header is at `order` or later and every fulfilment
+    /// listed is held at its version or later.
+    fn at_least<'a>(&self, order: u64, mut fulfillments: impl Iterator<Item = (&'a str, u64)>) -> bool {
+        self.order >= order
+            && fulfillments.all(|(id, v)| self.fulfillments.iter().any(|(have, hv)| **have == *id && *hv >= v))
     }
 }
 
@@ -340,10 +346,7 @@ impl OrderCache {
             _ => return None,
         };
         if let Some(s) = seen {
-            let have = &entry.versions;
-            let behind = have.order < s.0
-                || s.1.iter().any(|(fid, v)| !have.fulfillments.iter().any(|(id, hv)| **id == **fid && *hv >= *v));
-            if behind {
+            if !entry.versions.at_least(s.0, s.1.iter().map(|(id, v)| (id.as_str(), *v))) {
                 return Some(Filled::Behind { seen: s.0, got });
             }
         }

@@ -48,7 +48,7 @@ pub async fn get_order(
     let min_version = q.get("min_version").map(|v| params::int_in("min_version", v, 1, i64::MAX as u64)).transpose()?;
     let (mut entry, mut status) = resolve(state, &id, ctx).await?;
     if let Some(min) = min_version {
-        if order_version(&entry) < min {
+        if entry.order_version() < min {
             (entry, status) = wait_for_version(state, &id, min, ctx).await?;
         }
     }
@@ -329,10 +329,6 @@ fn count(result: &'static str) {
     crate::telemetry::hot::cache_lookup(result);
 }
 
-fn order_version(e: &CachedView) -> u64 {
-    e.order_version()
-}
-
 /// The view of `id`: from the cache when current, else filled (coalesced)
 /// from the backends; a cached view is served stale when they fail.
 async fn resolve(state: &AppState, id: &str, ctx: &RequestContext) -> Result<(Arc<CachedView>, CacheStatus), ApiError> {
@@ -439,7 +435,7 @@ async fn wait_for_version(
         // Registered before the check, so an event applied in between still wakes us.
         let applied = state.cache.applied.notified();
         if let Lookup::Hit(e) = state.cache.lookup(id) {
-            if order_version(&e) >= min {
+            if e.order_version() >= min {
                 return Ok((e, CacheStatus::Hit));
             }
         }
@@ -448,12 +444,12 @@ async fn wait_for_version(
         }
     }
     if let Ok(Some(Filled::Ok(e))) = fill(state, id, ctx, false).await {
-        if order_version(&e) >= min {
+        if e.order_version() >= min {
             return Ok((e, CacheStatus::Miss));
         }
         return Err(ApiError::Unavailable(format!(
             "order {id}: version {min} is not visible yet (current version {}); retry shortly",
-            order_version(&e)
+            e.order_version()
         )));
     }
     Err(ApiError::Unavailable(format!("order {id}: version {min} is not visible yet; retry shortly")))

@@ -51,9 +51,10 @@ pub struct CachedView {
     /// start); it still guards monotonicity, but a read fills it first.
     pub complete: bool,
     pub source: Source,
-    /// The JSON without personal data, made on first use: most deployments
-    /// have either PII readers or others, so most entries never pay for it.
-    redacted: std::sync::OnceLock<Bytes>,
+    /// The JSON without personal data and its ETag, made on first use: most
+    /// deployments have either PII readers or others, so most entries never
+    /// pay for it.
+    redacted: std::sync::OnceLock<(Bytes, http::HeaderValue)>,
 }
 
 /// The order header's version (0 when absent) and each fulfilment's.
@@ -115,12 +116,7 @@ impl CachedView {
         if pii || !self.has_pii {
             return &self.json;
         }
-        self.redacted.get_or_init(|| {
-            // `view()` is already a copy: strip it rather than copy it again.
-            let mut view = self.view();
-            view.strip_pii();
-            Bytes::from(serde_json::to_vec(&view).expect("views always serialise"))
-        })
+        &self.redacted().0
     }
 
     /// The ETag of that representation: the redacted one differs, so a shared
@@ -129,8 +125,20 @@ impl CachedView {
         if pii || !self.has_pii {
             return self.etag.clone();
         }
-        let full = self.etag.to_str().expect("etags are ASCII");
-        http::HeaderValue::from_str(&format!("{}-r\"", full.trim_end_matches('"'))).expect("etags are ASCII")
+        self.redacted().1.clone()
+    }
+
+    fn redacted(&self) -> &(Bytes, http::HeaderValue) {
+        self.redacted.get_or_init(|| {
+            // `view()` is already a copy: strip it rather than copy it again.
+            let mut view = self.view();
+            view.strip_pii();
+            let body = Bytes::from(serde_json::to_vec(&view).expect("views always serialise"));
+            let full = self.etag.to_str().expect("etags are ASCII");
+            let etag =
+                http::HeaderValue::from_str(&format!("{}-r\"", full.trim_end_matches('"'))).expect("etags are ASCII");
+            (body, etag)
+        })
     }
 
     /// Age of the content in whole seconds, for the `Age` header.

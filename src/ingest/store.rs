@@ -275,20 +275,13 @@ pub struct ChCounts {
 /// replay inserts rows that the version merge folds away.
 pub async fn ch_insert(ch: &ChClient, components: &[&Component]) -> anyhow::Result<ChCounts> {
     let mut counts = ChCounts::default();
-    let orders: Vec<&Order> = components
-        .iter()
-        .filter_map(|c| match c {
-            Component::Order(o) => Some(o),
-            _ => None,
-        })
-        .collect();
-    let fuls: Vec<&Fulfillment> = components
-        .iter()
-        .filter_map(|c| match c {
-            Component::Fulfillment(f) => Some(f),
-            _ => None,
-        })
-        .collect();
+    let (mut orders, mut fuls): (Vec<&Order>, Vec<&Fulfillment>) = (Vec::new(), Vec::new());
+    for c in components {
+        match c {
+            Component::Order(o) => orders.push(o),
+            Component::Fulfillment(f) => fuls.push(f),
+        }
+    }
     if !orders.is_empty() {
         let mut ins = ch.client().insert::<OrderRow>("orders").await?;
         for o in &orders {

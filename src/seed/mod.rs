@@ -80,6 +80,14 @@ pub async fn run(config: &Config, args: &SeedArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let (mut to_orders, mut to_fulfillments) = (0u64, 0u64);
     let mut pending = FuturesUnordered::new();
+    // One send acknowledged (or its error passed on), counted on the bar.
+    let acked = |r: anyhow::Result<()>| -> anyhow::Result<()> {
+        r?;
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+        Ok(())
+    };
     for (n, event) in events.iter().enumerate() {
         let (topic, format) = match Stream::of(event) {
             Stream::Orders => {
@@ -104,10 +112,7 @@ pub async fn run(config: &Config, args: &SeedArgs) -> anyhow::Result<()> {
         });
         while pending.len() >= IN_FLIGHT {
             if let Some(r) = pending.next().await {
-                r?;
-                if let Some(b) = &bar {
-                    b.inc(1);
-                }
+                acked(r)?;
             }
         }
         if args.rate > 0 {
@@ -121,21 +126,13 @@ pub async fn run(config: &Config, args: &SeedArgs) -> anyhow::Result<()> {
             loop {
                 tokio::select! {
                     _ = &mut due => break,
-                    Some(r) = pending.next(), if !pending.is_empty() => {
-                        r?;
-                        if let Some(b) = &bar {
-                            b.inc(1);
-                        }
-                    }
+                    Some(r) = pending.next(), if !pending.is_empty() => acked(r)?,
                 }
             }
         }
     }
     while let Some(r) = pending.next().await {
-        r?;
-        if let Some(b) = &bar {
-            b.inc(1);
-        }
+        acked(r)?;
     }
     if let Some(b) = bar {
         b.finish_and_clear();

@@ -139,10 +139,17 @@ pub fn plan_order(
             }
         }
     }
-    let mut fresh: Vec<Component> =
-        newest.into_values().filter(|c| floor(c).is_none_or(|v| c.version() > v)).cloned().collect();
-    fresh.sort_by(|a, b| key(a).cmp(&key(b)));
-    plan.clickhouse = fresh.clone();
+    // ClickHouse gets every newest component that is not stale, replays
+    // included: Elasticsearch is written first, so holding a version there does
+    // not prove ClickHouse has it (a crash or a ClickHouse failure between the
+    // two writes leaves ClickHouse behind, and the batch is then replayed).
+    // The version merge folds the duplicate rows a replay inserts.
+    let mut current: Vec<Component> =
+        newest.into_values().filter(|c| floor(c).is_none_or(|v| c.version() >= v)).cloned().collect();
+    current.sort_by(|a, b| key(a).cmp(&key(b)));
+    // Elasticsearch only needs what is newer than its document.
+    let fresh: Vec<Component> = current.iter().filter(|c| floor(c).is_none_or(|v| c.version() > v)).cloned().collect();
+    plan.clickhouse = current;
 
     match stored {
         Some(s) => {
@@ -285,9 +292,11 @@ mod tests {
             Timestamp(0),
         );
         assert!(p.es.is_none(), "nothing new");
-        assert!(p.clickhouse.is_empty());
         let stale: Vec<i64> = p.stale.iter().map(|m| m.offset).collect();
         assert_eq!(stale, vec![7, 9]);
+        // The replayed header still goes to ClickHouse: Elasticsearch holding
+        // version 3 does not prove ClickHouse does. The stale ones do not.
+        assert_eq!(p.clickhouse, vec![order(3, 100, false)]);
     }
 
     #[test]

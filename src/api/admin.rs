@@ -37,8 +37,8 @@ pub fn cache(state: &AppState) -> HttpResponse {
 /// `DELETE /admin/cache/orders/{order_id}`: the next read goes to the backends.
 pub fn evict(state: &AppState, raw_id: &str) -> Result<HttpResponse, ApiError> {
     let id = params::id("order_id", raw_id)?;
-    let was_cached = state.cache.contains(&id);
-    state.cache.evict(&id);
+    let was_cached = state.cache.contains(id);
+    state.cache.evict(id);
     Ok(json(StatusCode::OK, &json!({ "order_id": id, "was_cached": was_cached })))
 }
 

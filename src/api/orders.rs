@@ -46,10 +46,10 @@ pub async fn get_order(
     let id = params::id("order_id", raw_id)?;
     let q = params::query(query, &["min_version"])?;
     let min_version = q.get("min_version").map(|v| params::int_in("min_version", v, 1, i64::MAX as u64)).transpose()?;
-    let (mut entry, mut status) = resolve(state, &id, ctx).await?;
+    let (mut entry, mut status) = resolve(state, id, ctx).await?;
     if let Some(min) = min_version {
         if entry.order_version() < min {
-            (entry, status) = wait_for_version(state, &id, min, ctx).await?;
+            (entry, status) = wait_for_version(state, id, min, ctx).await?;
         }
     }
     Ok(view_response(&entry, status, headers, pii))
@@ -66,11 +66,11 @@ pub async fn get_by_number(
 ) -> Result<HttpResponse, ApiError> {
     let number = params::id("order_number", raw_number)?;
     params::query(query, &[])?;
-    let id = match state.numbers.get(&number) {
+    let id = match state.numbers.get(number) {
         Some(id) => id,
         // Boxed: the search and the ClickHouse fallback are large futures, and
         // a lookup's future is moved on every request, hits included.
-        None => Box::pin(find_number(state, number, ctx)).await?,
+        None => Box::pin(find_number(state, number.to_owned(), ctx)).await?,
     };
     let (entry, status) = resolve(state, &id, ctx).await?;
     Ok(view_response(&entry, status, headers, pii))
@@ -128,7 +128,7 @@ where
     }
     let mut ids = Vec::with_capacity(body.ids.len());
     for (i, raw) in body.ids.iter().enumerate() {
-        ids.push(params::id(&format!("ids[{i}]"), raw)?);
+        ids.push(params::id(&format!("ids[{i}]"), raw)?.to_owned());
     }
 
     let mut found: std::collections::HashMap<String, Arc<CachedView>> = std::collections::HashMap::new();
@@ -224,7 +224,7 @@ pub async fn search(
 ) -> Result<HttpResponse, ApiError> {
     let q = params::query(query, &["customer_id", "status", "channel", "from", "to", "q", "limit", "cursor"])?;
     let mut f = Filters {
-        customer_id: q.get("customer_id").map(|v| params::id("customer_id", v)).transpose()?,
+        customer_id: q.get("customer_id").map(|v| params::id("customer_id", v).map(str::to_owned)).transpose()?,
         status: q.get("status").map(|v| params::one_of("status", v)).transpose()?,
         channel: q.get("channel").map(|v| params::one_of("channel", v)).transpose()?,
         from: q.get("from").map(|v| params::time("from", v)).transpose()?,
@@ -264,7 +264,8 @@ pub async fn customer_orders(
 ) -> Result<HttpResponse, ApiError> {
     let customer_id = params::id("customer_id", raw_customer)?;
     let q = params::query(query, &["limit", "cursor"])?;
-    run_search(state, Filters { customer_id: Some(customer_id), pii, ..Default::default() }, &q, ctx, pii).await
+    run_search(state, Filters { customer_id: Some(customer_id.to_owned()), pii, ..Default::default() }, &q, ctx, pii)
+        .await
 }
 
 async fn run_search(

@@ -1,0 +1,80 @@
+//! The gateway's own HTTP server (`http::serve`) over a real socket, with the
+//! cache filled in process and no backend: what the edge and hyper cost per
+//! request on a socket, apart from the stack's other threads (the Kafka
+//! consumer, Elasticsearch and ClickHouse clients), to profile and to set
+//! beside `bare_server` without starting the stack.
+//!
+//! `HIT_SERVER_LISTEN=127.0.0.1:18195 HIT_SERVER_ORDERS=6666 HIT_SERVER_DUMP=orders.tsv
+//! cargo bench --bench hit_server` serves until killed: production settings
+//! (release, API key with SHA-256 check, rate limiter on with a bucket that
+//! never refuses, Prometheus recorder, logs at warn), key `bench-key-0123456789abcdef`.
+//! `HIT_SERVER_DUMP` writes the ids and bodies in `bare_server`'s format, so
+//! both answer the same bytes. Without `HIT_SERVER_LISTEN` it returns at once.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use order_gateway::app::AppState;
+use order_gateway::config::{ApiKeyConfig, AuthMode, Config, LogConfig, Scope, TierConfig};
+use order_gateway::edge::auth::hash_key;
+use order_gateway::model::{Component, Order};
+
+const KEY: &str = "bench-key-0123456789abcdef";
+
+fn main() {
+    let Ok(listen) = std::env::var("HIT_SERVER_LISTEN") else {
+        eprintln!("hit_server: HIT_SERVER_LISTEN is not set; nothing to serve");
+        return;
+    };
+    let orders: usize = std::env::var("HIT_SERVER_ORDERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let mut c = Config::defaults();
+    c.auth.mode = AuthMode::Required;
+    c.auth.keys.push(ApiKeyConfig {
+        name: "bench".into(),
+        hash: hash_key(KEY),
+        scopes: vec![Scope::OrdersRead, Scope::OrdersPii],
+        tier: "bench".into(),
+    });
+    c.rate_limit.tiers.insert("bench".into(), TierConfig { rate: 100_000_000, burst: 100_000_000 });
+    c.cache.max_bytes = 1 << 30;
+
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    rt.block_on(async move {
+        order_gateway::telemetry::init_logging(&LogConfig {
+            level: "warn".into(),
+            format: order_gateway::config::LogFormat::Text,
+        });
+        let metrics = order_gateway::telemetry::init_metrics().expect("recorder");
+        let state = AppState::new(c, Some(metrics)).expect("state");
+        state.cache.stream.enabled.store(true, Ordering::Relaxed);
+        state.cache.stream.healthy.store(true, Ordering::Relaxed);
+        let template: Order = serde_json::from_str(include_str!("order.json")).expect("order.json");
+        let mut dump = String::new();
+        for i in 0..orders {
+            let mut o = template.clone();
+            o.order_id = format!("{i:08x}-2f4e-4b8e-9a57-3c1d2e4f5a6b");
+            o.order_number = format!("ORD-{i:08}");
+            let id = o.order_id.clone();
+            state.cache.apply_event(Component::Order(o));
+            if let order_gateway::cache::Lookup::Hit(e) = state.cache.lookup(&id) {
+                dump.push_str(&id);
+                dump.push('\t');
+                dump.push_str(std::str::from_utf8(e.body(true)).expect("JSON is UTF-8"));
+                dump.push('\n');
+            }
+        }
+        if let Ok(path) = std::env::var("HIT_SERVER_DUMP") {
+            std::fs::write(&path, dump).unwrap_or_else(|e| panic!("HIT_SERVER_DUMP={path}: {e}"));
+        }
+        let listener = tokio::net::TcpListener::bind(&listen).await.unwrap_or_else(|e| panic!("bind {listen}: {e}"));
+        eprintln!("hit_server: {orders} orders, listening on {listen}");
+        order_gateway::http::serve(
+            listener,
+            Arc::new(state),
+            order_gateway::http::Surface::Main,
+            std::future::pending(),
+        )
+        .await
+        .expect("serve");
+    });
+}

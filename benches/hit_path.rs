@@ -21,6 +21,8 @@
 
 #[path = "common/alloc.rs"]
 mod alloc_count;
+#[path = "common/keys.rs"]
+mod keys;
 
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -31,16 +33,15 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use http::{HeaderMap, Method, Request};
 use http_body_util::Full;
 use order_gateway::app::AppState;
-use order_gateway::config::{ApiKeyConfig, AuthMode, Config, Scope, TierConfig};
-use order_gateway::edge::auth::hash_key;
+use order_gateway::config::{AuthMode, Config};
 use order_gateway::http::context::RequestContext;
 use order_gateway::http::router::{Matched, Router};
 use order_gateway::http::{handle, Surface};
 use order_gateway::model::{Component, Order};
 
+use keys::{keyed_config, KEY, KEY_NO_PII};
+
 const PATH: &str = "/v1/orders/0b9f3c1e-2f4e-4b8e-9a57-3c1d2e4f5a6b";
-const KEY: &str = "bench-key-0123456789abcdef";
-const KEY_NO_PII: &str = "bench-key-no-pii-0123456789";
 
 /// Allocation counts: calls per benchmark.
 const N: u64 = 2_000;
@@ -57,27 +58,6 @@ fn state_from(config: Config) -> AppState {
 
 fn state() -> AppState {
     state_from(Config::load(None).expect("defaults"))
-}
-
-/// Defaults with two API keys in tier "standard", whose rate never refuses
-/// during a run (10 ns per unit, a burst of 10^8 units).
-fn keyed_config() -> Config {
-    let mut c = Config::defaults();
-    c.auth.mode = AuthMode::Required;
-    c.auth.keys.push(ApiKeyConfig {
-        name: "bench".into(),
-        hash: hash_key(KEY),
-        scopes: vec![Scope::OrdersRead, Scope::OrdersPii],
-        tier: "standard".into(),
-    });
-    c.auth.keys.push(ApiKeyConfig {
-        name: "bench-no-pii".into(),
-        hash: hash_key(KEY_NO_PII),
-        scopes: vec![Scope::OrdersRead],
-        tier: "standard".into(),
-    });
-    c.rate_limit.tiers.insert("standard".into(), TierConfig { rate: 100_000_000, burst: 100_000_000 });
-    c
 }
 
 fn disabled_config(rate_limit: bool) -> Config {

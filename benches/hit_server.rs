@@ -7,7 +7,8 @@
 //! `HIT_SERVER_LISTEN=127.0.0.1:18195 HIT_SERVER_ORDERS=6666 HIT_SERVER_DUMP=orders.tsv
 //! cargo bench --bench hit_server` serves until killed: production settings
 //! (release, API key with SHA-256 check, rate limiter on with a bucket that
-//! never refuses, Prometheus recorder, logs at warn), key `bench-key-0123456789abcdef`.
+//! never refuses, Prometheus recorder, logs at warn), key `bench-key-0123456789abcdef`
+//! (`benches/common/keys.rs`).
 //! `HIT_SERVER_DUMP` writes the ids and bodies in `bare_server`'s format, so
 //! both answer the same bytes. Without `HIT_SERVER_LISTEN` it returns at once.
 
@@ -15,11 +16,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use order_gateway::app::AppState;
-use order_gateway::config::{ApiKeyConfig, AuthMode, Config, LogConfig, Scope, TierConfig};
-use order_gateway::edge::auth::hash_key;
+use order_gateway::config::LogConfig;
 use order_gateway::model::{Component, Order};
 
-const KEY: &str = "bench-key-0123456789abcdef";
+#[path = "common/keys.rs"]
+mod keys;
 
 fn main() {
     let Ok(listen) = std::env::var("HIT_SERVER_LISTEN") else {
@@ -27,15 +28,7 @@ fn main() {
         return;
     };
     let orders: usize = std::env::var("HIT_SERVER_ORDERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
-    let mut c = Config::defaults();
-    c.auth.mode = AuthMode::Required;
-    c.auth.keys.push(ApiKeyConfig {
-        name: "bench".into(),
-        hash: hash_key(KEY),
-        scopes: vec![Scope::OrdersRead, Scope::OrdersPii],
-        tier: "bench".into(),
-    });
-    c.rate_limit.tiers.insert("bench".into(), TierConfig { rate: 100_000_000, burst: 100_000_000 });
+    let mut c = keys::keyed_config();
     c.cache.max_bytes = 1 << 30;
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");

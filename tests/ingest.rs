@@ -77,6 +77,16 @@ impl Pipeline {
         stdout
     }
 
+    /// `seed` of `orders` orders with a fixed seed; the final view of each, by id.
+    fn seed(&self, orders: u32, seed: u64) -> BTreeMap<String, OrderView> {
+        let truth_file = std::env::temp_dir().join(format!("{}.truth.jsonl", self.db));
+        let (orders, seed) = (orders.to_string(), seed.to_string());
+        self.run(&["seed", "--orders", &orders, "--seed", &seed, "--truth", truth_file.to_str().unwrap()]);
+        let truth = read_truth(&truth_file);
+        let _ = std::fs::remove_file(&truth_file);
+        truth
+    }
+
     fn spawn_ingest(&self, batch_size: usize) -> Child {
         self.cmd(&["ingest"])
             .env("ORDER_GATEWAY__INGEST__BATCH_SIZE", batch_size.to_string())
@@ -366,10 +376,7 @@ impl Drop for Killed {
 async fn seeded_orders_reach_both_stores_exactly() {
     let p = Pipeline::new("avro");
     p.run(&["setup"]);
-    let truth_file = std::env::temp_dir().join(format!("{}.truth.jsonl", p.db));
-    p.run(&["seed", "--orders", "2000", "--seed", "11", "--truth", truth_file.to_str().unwrap()]);
-    let truth = read_truth(&truth_file);
-    let _ = std::fs::remove_file(&truth_file);
+    let truth = p.seed(2000, 11);
     assert_eq!(truth.len(), 2000);
     let hot_count = hot(&truth).len();
     assert!(hot_count > 1000 && hot_count < 2000, "some orders lie outside the hot window: {hot_count}");
@@ -403,10 +410,7 @@ async fn seeded_orders_reach_both_stores_exactly() {
 async fn kill_9_halfway_and_restart_end_in_the_same_state() {
     let p = Pipeline::new("avro");
     p.run(&["setup"]);
-    let truth_file = std::env::temp_dir().join(format!("{}.truth.jsonl", p.db));
-    p.run(&["seed", "--orders", "2000", "--seed", "23", "--truth", truth_file.to_str().unwrap()]);
-    let truth = read_truth(&truth_file);
-    let _ = std::fs::remove_file(&truth_file);
+    let truth = p.seed(2000, 23);
     let hot_count = hot(&truth).len();
 
     let mut first = p.spawn_ingest(100);
@@ -435,10 +439,7 @@ async fn kill_9_halfway_and_restart_end_in_the_same_state() {
 async fn a_replay_fills_clickhouse_where_elasticsearch_is_already_ahead() {
     let p = Pipeline::new("avro");
     p.run(&["setup"]);
-    let truth_file = std::env::temp_dir().join(format!("{}.truth.jsonl", p.db));
-    p.run(&["seed", "--orders", "300", "--seed", "31", "--truth", truth_file.to_str().unwrap()]);
-    let truth = read_truth(&truth_file);
-    let _ = std::fs::remove_file(&truth_file);
+    let truth = p.seed(300, 31);
     p.run(&["ingest", "--exit-when-idle", "3s"]);
     wait_for_truth(&p, &truth, Duration::from_secs(60)).await;
 

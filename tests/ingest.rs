@@ -66,8 +66,13 @@ impl Pipeline {
     }
 
     fn run(&self, args: &[&str]) -> String {
+        self.run_with(args, &[])
+    }
+
+    /// As `run`, with `env` set on top of the pipeline's own variables.
+    fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> String {
         let _one_at_a_time = (args.first() == Some(&"setup")).then(one_setup_at_a_time);
-        let out = self.cmd(args).output().expect("run order-gateway");
+        let out = self.cmd(args).envs(env.iter().copied()).output().expect("run order-gateway");
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         assert!(
             out.status.success(),
@@ -447,12 +452,8 @@ async fn a_replay_fills_clickhouse_where_elasticsearch_is_already_ahead() {
         p.ch().query(&format!("TRUNCATE TABLE {table}")).execute().await.unwrap();
     }
     assert!(compare(&p, &truth).await.is_err(), "ClickHouse is behind Elasticsearch now");
-    let out = p
-        .cmd(&["ingest", "--exit-when-idle", "3s"])
-        .env("ORDER_GATEWAY__INGEST__GROUP_ID", format!("{}-replay", p.db))
-        .output()
-        .expect("run order-gateway ingest");
-    assert!(out.status.success(), "replay failed: {}", String::from_utf8_lossy(&out.stderr));
+    let replay_group = format!("{}-replay", p.db);
+    p.run_with(&["ingest", "--exit-when-idle", "3s"], &[("ORDER_GATEWAY__INGEST__GROUP_ID", &replay_group)]);
     wait_for_truth(&p, &truth, Duration::from_secs(30)).await;
 }
 

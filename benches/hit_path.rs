@@ -21,12 +21,11 @@
 
 #[path = "common/alloc.rs"]
 mod alloc_count;
-#[path = "common/keys.rs"]
-mod keys;
+#[path = "common/gateway.rs"]
+mod gateway;
 
 use std::hint::black_box;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -37,9 +36,9 @@ use order_gateway::config::{AuthMode, Config};
 use order_gateway::http::context::RequestContext;
 use order_gateway::http::router::{Matched, Router};
 use order_gateway::http::{handle, Surface};
-use order_gateway::model::{Component, Order};
+use order_gateway::model::Component;
 
-use keys::{keyed_config, KEY, KEY_NO_PII};
+use gateway::{keyed_config, KEY, KEY_NO_PII};
 
 const PATH: &str = "/v1/orders/0b9f3c1e-2f4e-4b8e-9a57-3c1d2e4f5a6b";
 
@@ -47,12 +46,8 @@ const PATH: &str = "/v1/orders/0b9f3c1e-2f4e-4b8e-9a57-3c1d2e4f5a6b";
 const N: u64 = 2_000;
 
 fn state_from(config: Config) -> AppState {
-    let state = AppState::new(config, None).expect("state");
-    state.cache.stream.enabled.store(true, Ordering::Relaxed);
-    state.cache.stream.healthy.store(true, Ordering::Relaxed);
-    let order: Order = serde_json::from_str(include_str!("order.json")).expect("order.json");
-    // Version 1: a brand-new order, so the entry is complete and a lookup hits.
-    state.cache.apply_event(Component::Order(order));
+    let state = gateway::serving_state(config, None);
+    state.cache.apply_event(Component::Order(gateway::order()));
     state
 }
 

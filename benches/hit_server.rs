@@ -8,19 +8,17 @@
 //! cargo bench --bench hit_server` serves until killed: production settings
 //! (release, API key with SHA-256 check, rate limiter on with a bucket that
 //! never refuses, Prometheus recorder, logs at warn), key `bench-key-0123456789abcdef`
-//! (`benches/common/keys.rs`).
+//! (`benches/common/gateway.rs`).
 //! `HIT_SERVER_DUMP` writes the ids and bodies in `bare_server`'s format, so
 //! both answer the same bytes. Without `HIT_SERVER_LISTEN` it returns at once.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use order_gateway::app::AppState;
 use order_gateway::config::LogConfig;
-use order_gateway::model::{Component, Order};
+use order_gateway::model::Component;
 
-#[path = "common/keys.rs"]
-mod keys;
+#[path = "common/gateway.rs"]
+mod gateway;
 
 fn main() {
     let Ok(listen) = std::env::var("HIT_SERVER_LISTEN") else {
@@ -28,7 +26,7 @@ fn main() {
         return;
     };
     let orders: usize = std::env::var("HIT_SERVER_ORDERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
-    let mut c = keys::keyed_config();
+    let mut c = gateway::keyed_config();
     c.cache.max_bytes = 1 << 30;
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
@@ -38,10 +36,8 @@ fn main() {
             format: order_gateway::config::LogFormat::Text,
         });
         let metrics = order_gateway::telemetry::init_metrics().expect("recorder");
-        let state = AppState::new(c, Some(metrics)).expect("state");
-        state.cache.stream.enabled.store(true, Ordering::Relaxed);
-        state.cache.stream.healthy.store(true, Ordering::Relaxed);
-        let template: Order = serde_json::from_str(include_str!("order.json")).expect("order.json");
+        let state = gateway::serving_state(c, Some(metrics));
+        let template = gateway::order();
         let mut dump = String::new();
         for i in 0..orders {
             let mut o = template.clone();

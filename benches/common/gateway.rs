@@ -1,11 +1,18 @@
-//! The API keys the in-process benchmarks authenticate with.
+//! The gateway as the in-process benchmarks build it: the API keys they
+//! authenticate with, a state whose cache serves hits, the order they fill it
+//! with.
 //!
-//! Included with `#[path = "common/keys.rs"] mod keys;`.
+//! Included with `#[path = "common/gateway.rs"] mod gateway;`.
 
 #![allow(dead_code)]
 
+use std::sync::atomic::Ordering;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use order_gateway::app::AppState;
 use order_gateway::config::{ApiKeyConfig, AuthMode, Config, Scope, TierConfig};
 use order_gateway::edge::auth::hash_key;
+use order_gateway::model::Order;
 
 /// Sees every order field (`orders:read`, `orders:pii`).
 pub const KEY: &str = "bench-key-0123456789abcdef";
@@ -26,4 +33,19 @@ pub fn keyed_config() -> Config {
     }
     c.rate_limit.tiers.insert("standard".into(), TierConfig { rate: 100_000_000, burst: 100_000_000 });
     c
+}
+
+/// The state of a gateway whose event stream counts as live and healthy, so a
+/// complete cached entry is a hit; the cache starts empty.
+pub fn serving_state(config: Config, metrics: Option<PrometheusHandle>) -> AppState {
+    let state = AppState::new(config, metrics).expect("state");
+    state.cache.stream.enabled.store(true, Ordering::Relaxed);
+    state.cache.stream.healthy.store(true, Ordering::Relaxed);
+    state
+}
+
+/// The order of `benches/order.json` (a 1.3 kB view, version 1: a brand-new
+/// order, so its entry is complete).
+pub fn order() -> Order {
+    serde_json::from_str(include_str!("../order.json")).expect("order.json")
 }

@@ -28,7 +28,9 @@ clickhouse_install() {
   fi
   if [[ ! -x "$dist/chdb-server" || "$src" -nt "$dist/chdb-server" ]]; then
     log "compiling the clickhouse launcher"
-    cc -O2 -Wall -o "$dist/chdb-server.tmp" "$src" -L"$dist" -lchdb -Wl,-rpath,"$dist" \
+    # $ORIGIN: the library is found beside the launcher, so a checkout (and
+    # its .stack) can be moved or copied without breaking ClickHouse.
+    cc -O2 -Wall -o "$dist/chdb-server.tmp" "$src" -L"$dist" -lchdb -Wl,-rpath,'$ORIGIN' \
       || fail "clickhouse: compiling $src failed"
     mv -f "$dist/chdb-server.tmp" "$dist/chdb-server"
   fi

@@ -11,7 +11,7 @@ use std::hint::black_box;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use order_gateway::api::cursor::{CursorCodec, Position};
+use order_gateway::model::cursor::{CursorCodec, Position};
 
 /// Allocation counts: calls per benchmark.
 const N: u64 = 2_000;

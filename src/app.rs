@@ -1,22 +1,22 @@
-//! What every request handler shares.
-
-use std::sync::atomic::AtomicBool;
-
-use metrics_exporter_prometheus::PrometheusHandle;
+//! What every request handler shares: the parts, built from configuration
+//! and put together here, and the reload that swaps the hot ones. Nothing
+//! here answers a request.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 
-use crate::api::cursor::CursorCodec;
-use crate::api::health::Readiness;
+use crate::backends::readiness::Readiness;
 use crate::backends::Backends;
-use crate::cache::{OrderCache, StreamState};
+use crate::cache::{Answers, BackendStore, OrderCache, ReadThrough, StreamState};
 use crate::config::{reload, Config};
 use crate::edge::Edge;
 use crate::events::Decoder;
+use crate::model::cursor::CursorCodec;
 
 /// What a reload can change, swapped as one value: a request sees either
 /// the old keys, tiers and TTLs or the new ones, never a mix.
@@ -56,15 +56,14 @@ pub struct AppState {
     pub draining: AtomicBool,
     /// Order views, kept current by the stream.
     pub cache: Arc<OrderCache>,
-    /// Order number -> order id (numbers never change).
-    pub numbers: moka::sync::Cache<String, String>,
+    /// The cache with the backends behind it: what order lookups call.
+    pub orders: ReadThrough<BackendStore>,
     /// Signs and checks search cursors.
     pub cursors: CursorCodec,
     /// Avro decoder with its schema cache, shared with the stream.
     pub decoder: Arc<Decoder>,
     /// Analytics answers, and their coalesced computation.
-    pub analytics_cache: crate::api::analytics::AnalyticsCache,
-    pub analytics_fills: crate::cache::SingleFlight<Result<bytes::Bytes, crate::backends::BackendError>>,
+    pub analytics: Answers,
 }
 
 impl AppState {
@@ -76,9 +75,13 @@ impl AppState {
         let cache = Arc::new(OrderCache::new(&config.cache, Arc::new(StreamState::default())));
         let cursors = CursorCodec::new(config.api.cursor_secret.expose(), config.api.cursor_ttl);
         let decoder = Arc::new(Decoder::new(backends.schema_registry.clone()));
-        let numbers = moka::sync::Cache::builder().max_capacity(1_000_000).time_to_idle(config.cache.max_ttl).build();
-        let analytics_cache =
-            crate::api::analytics::new_cache(config.analytics.settled_cache_ttl.max(config.analytics.cache_ttl));
+        let store = BackendStore {
+            elasticsearch: backends.elasticsearch.clone(),
+            clickhouse: backends.clickhouse.clone(),
+            read_alias: config.elasticsearch.read_alias.clone(),
+        };
+        let orders = ReadThrough::new(cache.clone(), store, config.cache.max_ttl);
+        let analytics = Answers::new(config.analytics.settled_cache_ttl.max(config.analytics.cache_ttl));
         Ok(AppState {
             live: ArcSwap::from_pointee(Live { config: config.clone(), edge }),
             config_path: None,
@@ -90,11 +93,10 @@ impl AppState {
             metrics,
             draining: AtomicBool::new(false),
             cache,
-            numbers,
+            orders,
             cursors,
             decoder,
-            analytics_cache,
-            analytics_fills: Default::default(),
+            analytics,
         })
     }
 }

@@ -19,6 +19,7 @@ pub mod events;
 pub mod http;
 pub mod ingest;
 pub mod model;
+pub mod route;
 pub mod seed;
 pub mod setup;
 pub mod telemetry;

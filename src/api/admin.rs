@@ -22,8 +22,9 @@ pub fn cache(state: &AppState) -> HttpResponse {
             "max_bytes": state.config.cache.max_bytes,
             "negative_entries": negative_entries,
             "seen_versions": seen_versions,
-            "order_numbers": state.numbers.entry_count(),
-            "analytics_answers": state.analytics_cache.entry_count(),
+            "order_numbers": state.orders.numbers_cached(),
+            "fills_in_flight": state.orders.fills_in_flight(),
+            "analytics_answers": state.analytics.len(),
             "rate_limit_clients": live.edge.limits.clients(),
             "ttl": {
                 "max": humantime::format_duration(state.config.cache.max_ttl).to_string(),

@@ -2,8 +2,6 @@
 //! from ClickHouse, cached per query and coalesced. Money is always reported
 //! per currency; a request that would add up different currencies is a 400.
 
-use std::time::{Duration, Instant};
-
 use bytes::Bytes;
 use http::StatusCode;
 use serde::Serialize;
@@ -14,14 +12,6 @@ use crate::app::AppState;
 use crate::backends::analytics::Scope;
 use crate::backends::BackendError;
 use crate::model::{Channel, OrderStatus, Timestamp};
-
-/// Cached answers by canonical query, with their own expiry.
-pub type AnalyticsCache = moka::sync::Cache<String, (Bytes, Instant)>;
-
-/// A new answer cache.
-pub fn new_cache(max_ttl: Duration) -> AnalyticsCache {
-    moka::sync::Cache::builder().max_capacity(10_000).time_to_live(max_ttl).build()
-}
 
 fn scope(state: &AppState, q: &std::collections::BTreeMap<String, String>) -> Result<Scope, ApiError> {
     let from =
@@ -61,18 +51,10 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<Bytes, BackendError>> + Send + 'static,
 {
-    if let Some((bytes, until)) = state.analytics_cache.get(&key) {
-        if Instant::now() < until {
-            metrics::counter!(crate::telemetry::names::ANALYTICS_CACHE, "result" => "hit").increment(1);
-            return Ok(json_bytes(StatusCode::OK, bytes));
-        }
-    }
-    metrics::counter!(crate::telemetry::names::ANALYTICS_CACHE, "result" => "miss").increment(1);
-    let bytes = state.analytics_fills.run(&key, compute).await?;
     let cfg = &state.config.analytics;
     let settled = s.to_ms < Timestamp::now().millis() - 3_600_000;
     let ttl = if settled { cfg.settled_cache_ttl } else { cfg.cache_ttl };
-    state.analytics_cache.insert(key, (bytes.clone(), Instant::now() + ttl));
+    let bytes = state.analytics.get_or_compute(key, ttl, compute).await?;
     Ok(json_bytes(StatusCode::OK, bytes))
 }
 

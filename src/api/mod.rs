@@ -2,7 +2,6 @@
 
 pub mod admin;
 pub mod analytics;
-pub mod cursor;
 pub mod health;
 pub mod openapi;
 pub mod orders;

@@ -315,7 +315,7 @@ fn readyz() {}
 fn metrics() {}
 
 #[utoipa::path(get, path = "/admin/cache", tag = "admin",
-    responses((status = 200, description = "entries, weighted_bytes, max_bytes, negative_entries, seen_versions, order_numbers, analytics_answers, rate_limit_clients, ttl")))]
+    responses((status = 200, description = "entries, weighted_bytes, max_bytes, negative_entries, seen_versions, order_numbers, fills_in_flight, analytics_answers, rate_limit_clients, ttl")))]
 fn admin_cache() {}
 
 #[utoipa::path(delete, path = "/admin/cache/orders/{order_id}", tag = "admin", params(("order_id" = String, Path)),

@@ -1,9 +1,7 @@
 //! The operational order API: lookups by id, number and batch, and searches.
-//! Reads go cache -> Elasticsearch -> ClickHouse (orders older than the hot
-//! window), never older than what this replica has seen.
-
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+//! Each handler parses, calls the read-through (`cache::read_through`: cache,
+//! then Elasticsearch, then ClickHouse, never older than what this replica
+//! has seen) or the search, and renders.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -13,8 +11,9 @@ use super::params;
 use super::search::{self, Filters};
 use super::{json_bytes, ApiError, HttpResponse};
 use crate::app::AppState;
-use crate::cache::{CachedView, Filled, Lookup, Source};
-use crate::http::context::RequestContext;
+use crate::backends::Backend;
+use crate::cache::{CachedView, Lookup, Outcome, Reason};
+use crate::telemetry::context::RequestContext;
 
 /// How a view was answered, for `X-Cache`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,13 +45,14 @@ pub async fn get_order(
     let id = params::id("order_id", raw_id)?;
     let q = params::query(query, &["min_version"])?;
     let min_version = q.get("min_version").map(|v| params::int_in("min_version", v, 1, i64::MAX as u64)).transpose()?;
-    let (mut entry, mut status) = resolve(state, id, ctx).await?;
-    if let Some(min) = min_version {
-        if entry.order_version() < min {
-            (entry, status) = wait_for_version(state, id, min, ctx).await?;
+    let outcome = match min_version {
+        Some(min) => {
+            let wait = state.live().config.cache.read_your_writes_wait;
+            state.orders.get_at_least(id, min, wait, &ctx.trace).await
         }
-    }
-    Ok(view_response(&entry, status, headers, pii))
+        None => state.orders.get(id, &ctx.trace).await,
+    };
+    render(outcome, id, "id", headers, pii)
 }
 
 /// `GET /v1/orders/by-number/{order_number}`.
@@ -66,36 +66,50 @@ pub async fn get_by_number(
 ) -> Result<HttpResponse, ApiError> {
     let number = params::id("order_number", raw_number)?;
     params::query(query, &[])?;
-    let id = match state.numbers.get(number) {
-        Some(id) => id,
-        // Boxed: the search and the ClickHouse fallback are large futures, and
-        // a lookup's future is moved on every request, hits included.
-        None => Box::pin(find_number(state, number.to_owned(), ctx)).await?,
-    };
-    let (entry, status) = resolve(state, &id, ctx).await?;
-    Ok(view_response(&entry, status, headers, pii))
+    let outcome = state.orders.get_by_number(number, &ctx.trace).await;
+    render(outcome, number, "number", headers, pii)
 }
 
-/// The id of an order number the cache does not know: Elasticsearch, then ClickHouse.
-async fn find_number(state: &AppState, number: String, ctx: &RequestContext) -> Result<String, ApiError> {
-    let body = serde_json::json!({ "size": 1, "query": { "term": { "order.order_number": number } } });
-    let hits = state
-        .backends
-        .elasticsearch
-        .search_orders(&state.config.elasticsearch.read_alias, "get_by_number", body, Some(&ctx.trace.child_header()))
-        .await?;
-    let id = match hits.into_iter().next() {
-        Some(hit) => {
-            let id = hit.view.order_id.clone();
-            state.cache.fill(&id, Some(hit.view), Source::Elasticsearch);
-            Some(id)
+/// A lookup's outcome as HTTP: the view, or the problem naming why there is none.
+fn render(
+    outcome: Outcome,
+    key: &str,
+    key_name: &str,
+    headers: &HeaderMap,
+    pii: bool,
+) -> Result<HttpResponse, ApiError> {
+    let status = match &outcome {
+        Outcome::Hit(_) => CacheStatus::Hit,
+        Outcome::Miss(_) => CacheStatus::Miss,
+        Outcome::Stale(_) => CacheStatus::Stale,
+        Outcome::NotFound => return Err(ApiError::NotFound(format!("no order with {key_name} {key}"))),
+        Outcome::Unavailable { backend, reason } => {
+            return Err(match reason {
+                Reason::Failed(e) => ApiError::Backend(e.clone()),
+                Reason::Behind { seen, got } => ApiError::Unavailable(format!(
+                    "order {key}: the stream delivered version {seen}, {} still has {got}; retry shortly",
+                    backend_title(*backend)
+                )),
+                Reason::NotYetVisible { min, current: Some(current) } => ApiError::Unavailable(format!(
+                    "order {key}: version {min} is not visible yet (current version {current}); retry shortly"
+                )),
+                Reason::NotYetVisible { min, current: None } => {
+                    ApiError::Unavailable(format!("order {key}: version {min} is not visible yet; retry shortly"))
+                }
+            })
         }
-        None => state.backends.clickhouse.find_by_number(&number).await?,
     };
-    let id = id.ok_or_else(|| ApiError::NotFound(format!("no order with number {number}")))?;
-    // Order numbers never change: the mapping can be kept as long as the cache keeps anything.
-    state.numbers.insert(number, id.clone());
-    Ok(id)
+    let entry = outcome.view().expect("hit, miss and stale carry a view");
+    Ok(view_response(entry, status, headers, pii))
+}
+
+fn backend_title(b: Backend) -> &'static str {
+    match b {
+        Backend::Elasticsearch => "Elasticsearch",
+        Backend::ClickHouse => "ClickHouse",
+        Backend::Kafka => "Kafka",
+        Backend::SchemaRegistry => "the schema registry",
+    }
 }
 
 /// `POST /v1/orders:batchGet` with `{"ids": [...]}`: cache first, one
@@ -131,67 +145,8 @@ where
         ids.push(params::id(&format!("ids[{i}]"), raw)?.to_owned());
     }
 
-    let mut found: std::collections::HashMap<String, Arc<CachedView>> = std::collections::HashMap::new();
-    let mut misses: Vec<&str> = Vec::new();
-    let mut stale: std::collections::HashMap<String, Arc<CachedView>> = std::collections::HashMap::new();
-    for id in &ids {
-        match state.cache.lookup(id) {
-            Lookup::Hit(e) => {
-                count("hit");
-                found.insert(id.clone(), e);
-            }
-            Lookup::NotFound => count("negative"),
-            Lookup::Stale(e) => {
-                count("stale");
-                stale.insert(id.clone(), e);
-                misses.push(id);
-            }
-            Lookup::Miss => {
-                count("miss");
-                misses.push(id);
-            }
-        }
-    }
-    misses.sort_unstable();
-    misses.dedup();
-    if !misses.is_empty() {
-        let alias = &state.config.elasticsearch.read_alias;
-        let fetched =
-            match state.backends.elasticsearch.get_orders(alias, &misses, Some(&ctx.trace.child_header())).await {
-                Ok(v) => Some(v),
-                Err(e) if misses.iter().all(|m| stale.get(*m).is_some_and(|s| s.complete)) => {
-                    tracing::warn!(error = %e, "batchGet: serving cached views after a backend failure");
-                    None
-                }
-                Err(e) => return Err(e.into()),
-            };
-        match fetched {
-            Some(views) => {
-                let mut rest: Vec<&str> = misses.clone();
-                for v in views {
-                    rest.retain(|m| *m != v.order_id);
-                    let id = v.order_id.clone();
-                    if let Some(Filled::Ok(e)) = state.cache.fill(&id, Some(v), Source::Elasticsearch) {
-                        found.insert(id, e);
-                    }
-                }
-                if !rest.is_empty() {
-                    let views = state.backends.clickhouse.get_orders(&rest).await?;
-                    for v in views {
-                        let id = v.order_id.clone();
-                        rest.retain(|m| *m != id);
-                        if let Some(Filled::Ok(e)) = state.cache.fill(&id, Some(v), Source::ClickHouse) {
-                            found.insert(id, e);
-                        }
-                    }
-                    for m in rest {
-                        state.cache.fill(m, None, Source::ClickHouse);
-                    }
-                }
-            }
-            None => found.extend(stale),
-        }
-    }
+    let distinct: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let found = state.orders.get_many(&distinct, &ctx.trace).await?;
 
     let mut out = BytesMut::with_capacity(found.values().map(|e| e.json.len() + 1).sum::<usize>() + 64);
     out.put_slice(b"{\"orders\":[");
@@ -297,9 +252,9 @@ async fn run_search(
     let more = hits.len() > limit;
     hits.truncate(limit);
     let next = if more {
-        hits.last()
-            .and_then(|h| search::position_of(&h.sort))
-            .map(|after| state.cursors.encode(&super::cursor::Position { after, query: query_hash, issued: now }))
+        hits.last().and_then(|h| search::position_of(&h.sort)).map(|after| {
+            state.cursors.encode(&crate::model::cursor::Position { after, query: query_hash, issued: now })
+        })
     } else {
         None
     };
@@ -322,142 +277,6 @@ async fn run_search(
     out.put_slice(&serde_json::to_vec(&next).expect("strings serialise"));
     out.put_u8(b'}');
     Ok(json_bytes(StatusCode::OK, out.freeze()))
-}
-
-// ---- the read-through path ------------------------------------------------
-
-fn count(result: &'static str) {
-    crate::telemetry::hot::cache_lookup(result);
-}
-
-/// The view of `id`: from the cache when current, else filled (coalesced)
-/// from the backends; a cached view is served stale when they fail.
-async fn resolve(state: &AppState, id: &str, ctx: &RequestContext) -> Result<(Arc<CachedView>, CacheStatus), ApiError> {
-    let stale = match state.cache.lookup(id) {
-        Lookup::Hit(e) => {
-            count("hit");
-            return Ok((e, CacheStatus::Hit));
-        }
-        Lookup::NotFound => {
-            count("negative");
-            return Err(not_found(id));
-        }
-        Lookup::Stale(e) => {
-            count("stale");
-            Some(e)
-        }
-        Lookup::Miss => {
-            count("miss");
-            None
-        }
-    };
-    // The backend may trail the stream by its refresh interval: retry briefly.
-    let deadline = Instant::now() + Duration::from_millis(1500);
-    loop {
-        match fill(state, id, ctx, true).await {
-            Ok(Some(Filled::Ok(e))) => return Ok((e, CacheStatus::Miss)),
-            Ok(None) => return Err(not_found(id)),
-            Ok(Some(Filled::Behind { seen, got })) => {
-                if let Lookup::Hit(e) = state.cache.lookup(id) {
-                    return Ok((e, CacheStatus::Hit));
-                }
-                if Instant::now() >= deadline {
-                    return Err(ApiError::Unavailable(format!(
-                        "order {id}: the stream delivered version {seen}, Elasticsearch still has {got}; retry shortly"
-                    )));
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => {
-                return match stale {
-                    Some(s) if s.complete => {
-                        tracing::warn!(error = %e, "serving a cached view after a backend failure");
-                        Ok((s, CacheStatus::Stale))
-                    }
-                    _ => Err(e.into()),
-                };
-            }
-        }
-    }
-}
-
-/// One backend read for `id`, shared by every concurrent caller, merged into
-/// the cache inside the shared flight: when the flight ends the cache already
-/// holds its answer, so a caller that missed just before cannot start a second
-/// backend read for the same order.
-///
-/// `reuse_hit`: a current entry found inside the flight is the answer (a
-/// miss); read-your-writes passes false, as it asks the backend for a newer
-/// version than the cache holds.
-async fn fill(
-    state: &AppState,
-    id: &str,
-    ctx: &RequestContext,
-    reuse_hit: bool,
-) -> Result<Option<Filled>, crate::backends::BackendError> {
-    let es = state.backends.elasticsearch.clone();
-    let ch = state.backends.clickhouse.clone();
-    let cache = state.cache.clone();
-    let alias = state.config.elasticsearch.read_alias.clone();
-    let key = id.to_owned();
-    let traceparent = ctx.trace.child_header();
-    state
-        .cache
-        .fills
-        .run(id, move || async move {
-            // A flight that just ended may have filled the entry after this caller's lookup.
-            if reuse_hit {
-                if let Lookup::Hit(e) = cache.lookup(&key) {
-                    return Ok(Some(Filled::Ok(e)));
-                }
-            }
-            let mut views = es.get_orders(&alias, &[&key], Some(&traceparent)).await?;
-            if let Some(v) = views.pop() {
-                return Ok(cache.fill(&key, Some(v), Source::Elasticsearch));
-            }
-            // Not in the hot store: older orders live in ClickHouse only.
-            Ok(match ch.get_orders(&[&key]).await?.pop() {
-                Some(v) => cache.fill(&key, Some(v), Source::ClickHouse),
-                None => cache.fill(&key, None, Source::Elasticsearch),
-            })
-        })
-        .await
-}
-
-/// Read-your-writes: wait for the stream, then ask Elasticsearch directly.
-async fn wait_for_version(
-    state: &AppState,
-    id: &str,
-    min: u64,
-    ctx: &RequestContext,
-) -> Result<(Arc<CachedView>, CacheStatus), ApiError> {
-    let deadline = tokio::time::Instant::now() + state.live().config.cache.read_your_writes_wait;
-    loop {
-        // Registered before the check, so an event applied in between still wakes us.
-        let applied = state.cache.applied.notified();
-        if let Lookup::Hit(e) = state.cache.lookup(id) {
-            if e.order_version() >= min {
-                return Ok((e, CacheStatus::Hit));
-            }
-        }
-        if tokio::time::timeout_at(deadline, applied).await.is_err() {
-            break;
-        }
-    }
-    if let Ok(Some(Filled::Ok(e))) = fill(state, id, ctx, false).await {
-        if e.order_version() >= min {
-            return Ok((e, CacheStatus::Miss));
-        }
-        return Err(ApiError::Unavailable(format!(
-            "order {id}: version {min} is not visible yet (current version {}); retry shortly",
-            e.order_version()
-        )));
-    }
-    Err(ApiError::Unavailable(format!("order {id}: version {min} is not visible yet; retry shortly")))
-}
-
-fn not_found(id: &str) -> ApiError {
-    ApiError::NotFound(format!("no order with id {id}"))
 }
 
 /// The cached bytes with ETag, X-Cache and (when stale) Age; 304 when the

@@ -78,6 +78,17 @@ struct InvalidParam<'a> {
     reason: &'a str,
 }
 
+impl From<crate::edge::EdgeError> for ApiError {
+    fn from(e: crate::edge::EdgeError) -> Self {
+        use crate::edge::EdgeError;
+        match e {
+            EdgeError::Unauthorized { detail, invalid_token } => ApiError::Unauthorized { detail, invalid_token },
+            EdgeError::Forbidden(detail) => ApiError::Forbidden(detail),
+            EdgeError::RateLimited { info, global } => ApiError::RateLimited { info, global },
+        }
+    }
+}
+
 impl ApiError {
     /// A bad parameter, named.
     pub fn bad_param(param: impl Into<String>, detail: impl Into<String>) -> Self {

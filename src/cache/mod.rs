@@ -6,8 +6,11 @@
 //! - An entry keeps the view's JSON bytes, so a hit is not serialised again.
 //! - `seen` remembers component versions after an entry is evicted: a fill
 //!   from a backend that is behind them is refused (monotonic reads).
-//! - Concurrent misses for one id share one backend request (`SingleFlight`).
+//! - Misses go to the backends through the read-through ([`read_through`]);
+//!   concurrent ones for one id share one backend request ([`SingleFlight`]).
 
+pub mod answers;
+pub mod read_through;
 mod single_flight;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -20,6 +23,8 @@ use moka::ops::compute::Op;
 use crate::config::CacheConfig;
 use crate::model::{Component, OrderView};
 use crate::telemetry::names;
+pub use answers::Answers;
+pub use read_through::{BackendStore, OrderStore, Outcome, ReadThrough, Reason};
 pub use single_flight::SingleFlight;
 
 /// Where an entry's content last came from.
@@ -211,8 +216,6 @@ pub struct OrderCache {
     seen: moka::sync::Cache<String, Versions>,
     /// Orders known not to exist, with when that was learnt.
     negative: moka::sync::Cache<String, Instant>,
-    /// Shared single-flight of backend fills, by order id.
-    pub fills: SingleFlight<Result<Option<Filled>, crate::backends::BackendError>>,
     pub stream: Arc<StreamState>,
     /// Woken after every event the stream applies: read-your-writes waiters
     /// re-check at once instead of polling.
@@ -261,7 +264,6 @@ impl OrderCache {
                 .max_capacity(100_000)
                 .time_to_live(cfg.negative_ttl.max(cfg.max_ttl))
                 .build(),
-            fills: SingleFlight::default(),
             stream,
             applied: tokio::sync::Notify::new(),
             degraded_ttl_ms: AtomicU64::new(cfg.degraded_ttl.as_millis() as u64),
@@ -340,24 +342,33 @@ impl OrderCache {
             return None;
         };
         let got = fetched.versions().0;
+        let mut behind = false;
         let result = self.views.entry(id.to_owned()).and_compute_with(|current| {
             let mut view = fetched.clone();
             if let Some(e) = &current {
                 view.merge(e.value().view());
             }
-            Op::Put(Arc::new(CachedView::new(&view, true, source)))
+            let merged = CachedView::new(&view, true, source);
+            // An answer older than what the stream delivered is not stored: a
+            // lookup right after would serve it as current.
+            if let Some(s) = &seen {
+                if !merged.versions.at_least(s.0, s.1.iter().map(|(id, v)| (id.as_str(), *v))) {
+                    behind = true;
+                    return Op::Nop;
+                }
+            }
+            Op::Put(Arc::new(merged))
         });
+        if behind {
+            let seen = seen.map_or(0, |s| s.0);
+            return Some(Filled::Behind { seen, got });
+        }
         let entry = match result {
             moka::ops::compute::CompResult::Inserted(e) | moka::ops::compute::CompResult::ReplacedWith(e) => {
                 e.into_value()
             }
             _ => return None,
         };
-        if let Some(s) = seen {
-            if !entry.versions.at_least(s.0, s.1.iter().map(|(id, v)| (id.as_str(), *v))) {
-                return Some(Filled::Behind { seen: s.0, got });
-            }
-        }
         Some(Filled::Ok(entry))
     }
 

@@ -7,7 +7,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-use super::auth::{Method, Principal, Scopes};
+use super::principal::{Method, Principal, Scopes};
 use crate::config::{JwtAlgorithm, JwtConfig, Scope};
 
 /// Shortest HS256 secret accepted: RFC 7518 wants at least the hash's size.

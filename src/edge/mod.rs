@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod jwt;
 pub mod policy;
+pub mod principal;
 pub mod rate_limit;
 
 use std::net::IpAddr;
@@ -13,13 +14,27 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 
-use crate::api::ApiError;
 use crate::config::{Config, Scope};
-use crate::http::router::Route;
+use crate::route::Route;
 use crate::telemetry::names;
 pub use auth::{Authenticator, Method, Principal, Scopes};
 pub use policy::{Access, Cost};
 pub use rate_limit::{Decision, RateInfo, RateLimits};
+
+/// Why the edge refused a request. Converted to problem+json in one place
+/// (`api::problem`), like every other error a client sees.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EdgeError {
+    /// No credential, or one that is not valid (401).
+    #[error("{detail}")]
+    Unauthorized { detail: String, invalid_token: bool },
+    /// A valid credential without the scope the route needs (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The client's (or everyone's, `global`) rate limit is spent (429).
+    #[error("rate limit spent")]
+    RateLimited { info: RateInfo, global: bool },
+}
 
 /// The compiled edge configuration.
 pub struct Edge {
@@ -66,7 +81,7 @@ impl Edge {
     }
 
     /// Authenticates, rate-limits and authorises one request.
-    pub fn admit(&self, route: Route, headers: &HeaderMap, peer: IpAddr) -> Result<Admitted, ApiError> {
+    pub fn admit(&self, route: Route, headers: &HeaderMap, peer: IpAddr) -> Result<Admitted, EdgeError> {
         let (access, cost) = self.policy.of(route);
         if access == Access::Public && cost == 0 {
             // Probes and scrapes: never charged, never refused here.
@@ -82,7 +97,7 @@ impl Edge {
                 if let Decision::Limited(info) | Decision::GlobalLimited(info) = self.limits.check(&client, tier, 1) {
                     return Err(limited(info, false));
                 }
-                return Err(ApiError::Unauthorized { detail: e.to_string(), invalid_token: true });
+                return Err(EdgeError::Unauthorized { detail: e.to_string(), invalid_token: true });
             }
         };
         let anonymous = principal.method == Method::Anonymous && principal.scopes == Scopes::default();
@@ -102,7 +117,7 @@ impl Edge {
             if !principal.scopes.contains(needed) {
                 if anonymous {
                     metrics::counter!(names::AUTH_FAILURES, "reason" => "missing_credential").increment(1);
-                    return Err(ApiError::Unauthorized {
+                    return Err(EdgeError::Unauthorized {
                         detail: format!(
                             "this endpoint needs a credential with scope {}: send `Authorization: Bearer <key or token>` or `x-api-key: <key>`",
                             needed.as_str()
@@ -111,7 +126,7 @@ impl Edge {
                     });
                 }
                 metrics::counter!(names::AUTH_FAILURES, "reason" => "missing_scope").increment(1);
-                return Err(ApiError::Forbidden(format!(
+                return Err(EdgeError::Forbidden(format!(
                     "the credential of {} lacks the scope {} (it has: {})",
                     principal.client,
                     needed.as_str(),
@@ -123,6 +138,6 @@ impl Edge {
     }
 }
 
-fn limited(info: RateInfo, global: bool) -> ApiError {
-    ApiError::RateLimited { info, global }
+fn limited(info: RateInfo, global: bool) -> EdgeError {
+    EdgeError::RateLimited { info, global }
 }

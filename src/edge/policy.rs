@@ -2,7 +2,7 @@
 //! the caller's rate limit.
 
 use crate::config::{AuthConfig, CostConfig, Scope};
-use crate::http::router::Route;
+use crate::route::Route;
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,6 @@
 //! The HTTP edge: accept connections (HTTP/1.1 and h2c on one port), give each
 //! request its identity, route it, record it, and drain on shutdown.
 
-pub mod context;
 pub mod router;
 
 use std::convert::Infallible;
@@ -24,7 +23,7 @@ use crate::api::{self, ApiError, HttpResponse};
 use crate::app::AppState;
 use crate::edge::Admitted;
 use crate::telemetry::names;
-use context::{RequestContext, REQUEST_ID};
+use crate::telemetry::context::{RequestContext, REQUEST_ID};
 use router::{Matched, Route, Router};
 
 /// Which routes a listener serves.

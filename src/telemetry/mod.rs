@@ -1,5 +1,6 @@
 //! Logs and metrics. Metric names live in [`names`] and nowhere else.
 
+pub mod context;
 pub mod hot;
 pub mod names;
 

@@ -3,13 +3,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{timed, timed_unguarded, Backend, BackendError, Breaker};
+use time::OffsetDateTime;
+
+use super::{timed, timed_unguarded, Backend, BackendError, Breaker, ADMIN_TIMEOUT};
 use crate::config::ClickHouseConfig;
+use crate::model::{Component, Fulfillment, Order, Timestamp};
 
 /// Shared ClickHouse client with the configured deadline.
 #[derive(Clone)]
 pub struct ChClient {
     client: clickhouse::Client,
+    database: String,
     timeout: Duration,
     breaker: Arc<Breaker>,
 }
@@ -27,7 +31,7 @@ impl ChClient {
         // The server stops a query when the gateway would stop waiting for it:
         // abandoned queries must not pile up and starve the ones still wanted.
         client = client.with_setting("max_execution_time", cfg.timeout.as_secs_f64().ceil().max(1.0).to_string());
-        ChClient { client, timeout: cfg.timeout, breaker }
+        ChClient { client, database: cfg.database.clone(), timeout: cfg.timeout, breaker }
     }
 
     /// The underlying client, for the modules that query.
@@ -55,8 +59,22 @@ impl ChClient {
     }
 }
 
+// ---- rows --------------------------------------------------------------------
+//
+// One row type per table where reading and writing share a shape, two where
+// they do not. `fulfillments` is read whole, so [`FulfillmentRow`] serves both
+// directions. `orders` and `order_lines` are not: an insert must give every
+// column, including what only BI reads (`units`, `line_count`, the line's
+// `currency` and `created_at`, the `is_deleted` tombstone), while a cold lookup
+// reads only what a view holds, with FINAL having already dropped tombstones.
+// One type for both would have every lookup fetch and decode columns it throws
+// away. The write rows are checked against the DDL by a unit test below, so
+// they cannot drift from the tables; the read rows name their columns in
+// their queries.
+
+/// What a cold lookup reads of `orders`, times in milliseconds.
 #[derive(clickhouse::Row, serde::Deserialize)]
-struct OrderRow {
+struct OrderViewRow {
     order_id: String,
     order_number: String,
     customer_id: String,
@@ -68,15 +86,15 @@ struct OrderRow {
     shipping: i64,
     discount: i64,
     total: i64,
-    country: String,
     promised_ms: Option<i64>,
     created_ms: i64,
     updated_ms: i64,
     version: u64,
 }
 
+/// What a cold lookup reads of `order_lines`.
 #[derive(clickhouse::Row, serde::Deserialize)]
-struct LineRow {
+struct LineViewRow {
     order_id: String,
     line_id: String,
     sku: String,
@@ -87,18 +105,151 @@ struct LineRow {
     version: u64,
 }
 
-#[derive(clickhouse::Row, serde::Deserialize)]
-struct FulfillmentRow {
+/// A row of `orders`, as ingest inserts it: every column but `ingested_at`
+/// (the server's default).
+#[derive(clickhouse::Row, serde::Serialize)]
+struct OrderRow {
     order_id: String,
+    order_number: String,
+    customer_id: String,
+    channel: &'static str,
+    status: &'static str,
+    currency: String,
+    subtotal: i64,
+    tax: i64,
+    shipping: i64,
+    discount: i64,
+    total: i64,
+    units: u32,
+    line_count: u16,
+    country: String,
+    #[serde(with = "clickhouse::serde::time::datetime64::millis::option")]
+    promised_delivery_at: Option<OffsetDateTime>,
+    #[serde(with = "clickhouse::serde::time::datetime64::millis")]
+    created_at: OffsetDateTime,
+    #[serde(with = "clickhouse::serde::time::datetime64::millis")]
+    updated_at: OffsetDateTime,
+    version: u64,
+    is_deleted: u8,
+}
+
+/// A row of `order_lines`, as ingest inserts it.
+#[derive(clickhouse::Row, serde::Serialize)]
+struct LineRow {
+    order_id: String,
+    line_id: String,
+    sku: String,
+    name: String,
+    quantity: u32,
+    unit_price: i64,
+    currency: String,
+    status: &'static str,
+    #[serde(with = "clickhouse::serde::time::datetime64::millis")]
+    created_at: OffsetDateTime,
+    version: u64,
+    is_deleted: u8,
+}
+
+/// A row of `fulfillments`, read and written whole.
+#[derive(clickhouse::Row, serde::Serialize, serde::Deserialize)]
+struct FulfillmentRow {
     fulfillment_id: String,
+    order_id: String,
+    #[serde(rename = "type")]
     kind: String,
     status: String,
     carrier: String,
     tracking_number: String,
     line_ids: Vec<String>,
-    shipped_ms: Option<i64>,
-    delivered_ms: Option<i64>,
+    #[serde(with = "clickhouse::serde::time::datetime64::millis::option")]
+    shipped_at: Option<OffsetDateTime>,
+    #[serde(with = "clickhouse::serde::time::datetime64::millis::option")]
+    delivered_at: Option<OffsetDateTime>,
     version: u64,
+}
+
+fn dt(t: Timestamp) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.millis()) * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn ts(t: OffsetDateTime) -> Timestamp {
+    Timestamp((t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+impl OrderRow {
+    fn of(o: &Order) -> Self {
+        OrderRow {
+            order_id: o.order_id.clone(),
+            order_number: o.order_number.clone(),
+            customer_id: o.customer_id.clone(),
+            channel: o.channel.as_str(),
+            status: o.status.as_str(),
+            currency: o.currency.clone(),
+            subtotal: o.subtotal,
+            tax: o.tax,
+            shipping: o.shipping,
+            discount: o.discount,
+            total: o.total,
+            units: o.lines.iter().map(|l| l.quantity).sum(),
+            line_count: o.lines.len().min(u16::MAX as usize) as u16,
+            country: o.shipping_address.as_ref().map(|a| a.country.clone()).unwrap_or_default(),
+            promised_delivery_at: o.promised_delivery_at.map(dt),
+            created_at: dt(o.created_at),
+            updated_at: dt(o.updated_at),
+            version: o.version,
+            is_deleted: u8::from(o.deleted),
+        }
+    }
+}
+
+impl LineRow {
+    fn of(o: &Order) -> impl Iterator<Item = LineRow> + '_ {
+        o.lines.iter().map(move |l| LineRow {
+            order_id: o.order_id.clone(),
+            line_id: l.line_id.clone(),
+            sku: l.sku.clone(),
+            name: l.name.clone(),
+            quantity: l.quantity,
+            unit_price: l.unit_price,
+            currency: o.currency.clone(),
+            status: l.status.as_str(),
+            created_at: dt(o.created_at),
+            version: o.version,
+            is_deleted: u8::from(o.deleted),
+        })
+    }
+}
+
+impl FulfillmentRow {
+    fn of(f: &Fulfillment) -> Self {
+        FulfillmentRow {
+            fulfillment_id: f.fulfillment_id.clone(),
+            order_id: f.order_id.clone(),
+            kind: f.kind.as_str().to_owned(),
+            status: f.status.as_str().to_owned(),
+            carrier: f.carrier.clone().unwrap_or_default(),
+            tracking_number: f.tracking_number.clone().unwrap_or_default(),
+            line_ids: f.line_ids.clone(),
+            shipped_at: f.shipped_at.map(dt),
+            delivered_at: f.delivered_at.map(dt),
+            version: f.version,
+        }
+    }
+
+    fn into_model(self) -> Result<Fulfillment, BackendError> {
+        Ok(Fulfillment {
+            kind: parse("type", &self.kind)?,
+            status: parse("fulfillment status", &self.status)?,
+            fulfillment_id: self.fulfillment_id,
+            order_id: self.order_id,
+            carrier: (!self.carrier.is_empty()).then_some(self.carrier),
+            tracking_number: (!self.tracking_number.is_empty()).then_some(self.tracking_number),
+            line_ids: self.line_ids,
+            shipped_at: self.shipped_at.map(ts),
+            delivered_at: self.delivered_at.map(ts),
+            version: self.version,
+        })
+    }
 }
 
 fn parse<T: std::str::FromStr<Err = String>>(field: &str, v: &str) -> Result<T, BackendError> {
@@ -116,18 +267,18 @@ impl ChClient {
         }
         let ids: Vec<String> = ids.iter().map(|s| (*s).to_owned()).collect();
         let (orders, lines, fuls) = timed(&self.breaker, "get_orders", self.timeout, async {
-            let orders: Vec<OrderRow> = self
+            let orders: Vec<OrderViewRow> = self
                 .client
                 .query(
                     "SELECT order_id, order_number, customer_id, channel, status, currency, subtotal, tax, shipping, \
-                     discount, total, country, toUnixTimestamp64Milli(promised_delivery_at) AS promised_ms, \
+                     discount, total, toUnixTimestamp64Milli(promised_delivery_at) AS promised_ms, \
                      toUnixTimestamp64Milli(created_at) AS created_ms, toUnixTimestamp64Milli(updated_at) AS updated_ms, \
                      version FROM orders FINAL WHERE order_id IN ?",
                 )
                 .bind(&ids)
                 .fetch_all()
                 .await?;
-            let lines: Vec<LineRow> = self
+            let lines: Vec<LineViewRow> = self
                 .client
                 // Point reads on the base tables use the primary key (order_id);
                 // the `*_latest` views scan. Lines of older versions are dropped below.
@@ -137,17 +288,14 @@ impl ChClient {
                 .await?;
             let fuls: Vec<FulfillmentRow> = self
                 .client
-                .query(
-                    "SELECT order_id, fulfillment_id, type AS kind, status, carrier, tracking_number, line_ids, \
-                     toUnixTimestamp64Milli(shipped_at) AS shipped_ms, toUnixTimestamp64Milli(delivered_at) AS delivered_ms, \
-                     version FROM fulfillments FINAL WHERE order_id IN ?",
-                )
+                .query("SELECT ?fields FROM fulfillments FINAL WHERE order_id IN ?")
                 .bind(&ids)
                 .fetch_all()
                 .await?;
             Ok::<_, clickhouse::error::Error>((orders, lines, fuls))
         })
         .await?;
+        let fuls = fuls.into_iter().map(FulfillmentRow::into_model).collect::<Result<Vec<_>, _>>()?;
         let mut out = Vec::with_capacity(orders.len());
         for o in orders {
             let mut view = OrderView::new(&o.order_id);
@@ -187,20 +335,8 @@ impl ChClient {
                 version: o.version,
                 deleted: false,
             }));
-            let _ = o.country;
             for f in fuls.iter().filter(|f| f.order_id == o.order_id) {
-                view.apply(Component::Fulfillment(Fulfillment {
-                    fulfillment_id: f.fulfillment_id.clone(),
-                    order_id: f.order_id.clone(),
-                    kind: parse("type", &f.kind)?,
-                    status: parse("fulfillment status", &f.status)?,
-                    carrier: (!f.carrier.is_empty()).then(|| f.carrier.clone()),
-                    tracking_number: (!f.tracking_number.is_empty()).then(|| f.tracking_number.clone()),
-                    line_ids: f.line_ids.clone(),
-                    shipped_at: f.shipped_ms.map(Timestamp),
-                    delivered_at: f.delivered_ms.map(Timestamp),
-                    version: f.version,
-                }));
+                view.apply(Component::Fulfillment(f.clone()));
             }
             out.push(view);
         }
@@ -217,5 +353,226 @@ impl ChClient {
                 .await
         })
         .await
+    }
+}
+
+// ---- ingest: inserts and what ClickHouse already knows ------------------------
+//
+// Under the configured deadline (inserts are a batch's few thousand rows) and
+// no breaker (see [`timed_unguarded`]). A timed-out insert is dropped before
+// `end`, which aborts it: nothing of it is committed, and the retry inserts it
+// again whole.
+
+/// Rows inserted, per table.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Inserted {
+    pub orders: u64,
+    pub lines: u64,
+    pub fulfillments: u64,
+}
+
+/// What ClickHouse holds of one order, over all its versions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownOrder {
+    pub order_id: String,
+    /// The earliest creation time of any version.
+    pub created_at: Timestamp,
+    pub max_version: u64,
+    /// Whether the newest version is a deletion.
+    pub deleted: bool,
+}
+
+#[derive(clickhouse::Row, serde::Deserialize)]
+struct KnownRow {
+    order_id: String,
+    created_ms: i64,
+    max_version: u64,
+    last_deleted: u8,
+}
+
+impl ChClient {
+    /// Inserts the components: orders with their lines, and fulfilments. Each
+    /// table's insert is atomic; a replay inserts rows that the version merge
+    /// (ReplacingMergeTree) folds away.
+    pub async fn insert(&self, components: &[&Component]) -> Result<Inserted, BackendError> {
+        let (mut orders, mut fuls): (Vec<&Order>, Vec<&Fulfillment>) = (Vec::new(), Vec::new());
+        for c in components {
+            match c {
+                Component::Order(o) => orders.push(o),
+                Component::Fulfillment(f) => fuls.push(f),
+            }
+        }
+        Ok(Inserted {
+            orders: self.insert_rows("insert_orders", "orders", orders.iter().map(|o| OrderRow::of(o))).await?,
+            lines: self
+                .insert_rows("insert_order_lines", "order_lines", orders.iter().flat_map(|o| LineRow::of(o)))
+                .await?,
+            fulfillments: self
+                .insert_rows("insert_fulfillments", "fulfillments", fuls.iter().map(|f| FulfillmentRow::of(f)))
+                .await?,
+        })
+    }
+
+    /// One insert of `rows` into `table`; none is sent when there are no rows.
+    async fn insert_rows<T>(
+        &self,
+        call: &'static str,
+        table: &str,
+        rows: impl Iterator<Item = T>,
+    ) -> Result<u64, BackendError>
+    where
+        T: clickhouse::RowOwned + clickhouse::RowWrite,
+    {
+        let mut rows = rows.peekable();
+        if rows.peek().is_none() {
+            return Ok(0);
+        }
+        timed_unguarded(Backend::ClickHouse, call, self.timeout, async {
+            let mut ins = self.client.insert::<T>(table).await?;
+            let mut n = 0;
+            for row in rows {
+                ins.write(&row).await?;
+                n += 1;
+            }
+            ins.end().await.map_err(|e| anyhow::anyhow!("insert into {table}: {e}"))?;
+            Ok::<_, anyhow::Error>(n)
+        })
+        .await
+    }
+
+    /// What ClickHouse holds of `ids`; orders it has never seen are absent.
+    pub async fn known_orders(&self, ids: &[&str]) -> Result<Vec<KnownOrder>, BackendError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<KnownRow> = timed_unguarded(Backend::ClickHouse, "known_orders", self.timeout, async {
+            self.client
+                .query(
+                    "SELECT order_id, toUnixTimestamp64Milli(min(created_at)) AS created_ms, max(version) AS max_version, \
+                     argMax(is_deleted, version) AS last_deleted FROM orders WHERE order_id IN ? GROUP BY order_id",
+                )
+                .bind(ids)
+                .fetch_all()
+                .await
+        })
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| KnownOrder {
+                order_id: r.order_id,
+                created_at: Timestamp(r.created_ms),
+                max_version: r.max_version,
+                deleted: r.last_deleted != 0,
+            })
+            .collect())
+    }
+}
+
+// ---- setup: database, tables, DDL --------------------------------------------
+//
+// Under [`ADMIN_TIMEOUT`] and no breaker (see [`timed_unguarded`]). The
+// client's `max_execution_time` is the read deadline, so DDL raises it to match.
+
+impl ChClient {
+    /// The configured database.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// Creates the configured database if it does not exist. Asked of
+    /// `default`, as the configured one may not exist yet.
+    pub async fn create_database(&self) -> Result<(), BackendError> {
+        if self.database == "default" {
+            return Ok(());
+        }
+        let sql = format!("CREATE DATABASE IF NOT EXISTS `{}`", self.database.replace('`', ""));
+        let client = self.client.clone().with_database("default");
+        timed_unguarded(Backend::ClickHouse, "create_database", ADMIN_TIMEOUT, async {
+            admin_query(&client, &sql)
+                .execute()
+                .await
+                .map_err(|e| anyhow::anyhow!("creating database {}: {e}", self.database))
+        })
+        .await
+    }
+
+    /// Names of the tables and views of the configured database.
+    pub async fn tables(&self) -> Result<Vec<String>, BackendError> {
+        timed_unguarded(Backend::ClickHouse, "list_tables", ADMIN_TIMEOUT, async {
+            admin_query(&self.client, "SELECT name FROM system.tables WHERE database = ?")
+                .bind(&self.database)
+                .fetch_all::<String>()
+                .await
+                .map_err(|e| anyhow::anyhow!("listing tables of {}: {e}", self.database))
+        })
+        .await
+    }
+
+    /// Column names of `table` in the configured database.
+    pub async fn columns(&self, table: &str) -> Result<Vec<String>, BackendError> {
+        timed_unguarded(Backend::ClickHouse, "list_columns", ADMIN_TIMEOUT, async {
+            admin_query(&self.client, "SELECT name FROM system.columns WHERE database = ? AND table = ?")
+                .bind(&self.database)
+                .bind(table)
+                .fetch_all::<String>()
+                .await
+                .map_err(|e| anyhow::anyhow!("columns of {}.{table}: {e}", self.database))
+        })
+        .await
+    }
+
+    /// Runs one DDL statement in the configured database; `what` names it in
+    /// the error.
+    pub async fn execute_ddl(&self, what: &str, stmt: &str) -> Result<(), BackendError> {
+        timed_unguarded(Backend::ClickHouse, "ddl", ADMIN_TIMEOUT, async {
+            admin_query(&self.client, stmt).execute().await.map_err(|e| anyhow::anyhow!("{what}: {e}"))
+        })
+        .await
+    }
+}
+
+/// A query with the server's time limit raised to [`ADMIN_TIMEOUT`].
+fn admin_query(client: &clickhouse::Client, sql: &str) -> clickhouse::query::Query {
+    client.query(sql).with_setting("max_execution_time", ADMIN_TIMEOUT.as_secs().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use clickhouse::Row;
+
+    use super::*;
+    use crate::setup::{created_name, ddl_columns, split_sql, CLICKHOUSE_DDL};
+
+    /// The columns of `table` an insert gives: all but those with a default.
+    fn insert_columns(table: &str) -> Vec<String> {
+        let stmt = split_sql(CLICKHOUSE_DDL).into_iter().find(|s| created_name(s) == Some(table)).unwrap();
+        let defaulted: Vec<&str> =
+            stmt.lines().filter(|l| l.contains(" DEFAULT ")).filter_map(|l| l.split_whitespace().next()).collect();
+        ddl_columns(&stmt).into_iter().filter(|c| !defaulted.contains(&c.as_str())).collect()
+    }
+
+    #[test]
+    fn write_rows_are_the_tables_columns_in_order() {
+        assert_eq!(OrderRow::COLUMN_NAMES, insert_columns("orders"));
+        assert_eq!(LineRow::COLUMN_NAMES, insert_columns("order_lines"));
+        assert_eq!(FulfillmentRow::COLUMN_NAMES, insert_columns("fulfillments"));
+        assert!(!OrderRow::COLUMN_NAMES.contains(&"ingested_at"), "the server fills ingested_at");
+    }
+
+    #[test]
+    fn a_fulfilment_row_gives_back_the_fulfilment_it_was_made_of() {
+        let f = Fulfillment {
+            fulfillment_id: "F1".into(),
+            order_id: "o".into(),
+            kind: "ship".parse().unwrap(),
+            status: "delivered".parse().unwrap(),
+            carrier: Some("DHL".into()),
+            tracking_number: None,
+            line_ids: vec!["L1".into()],
+            shipped_at: Some(Timestamp(1_700_000_000_123)),
+            delivered_at: None,
+            version: 3,
+        };
+        assert_eq!(FulfillmentRow::of(&f).into_model().unwrap(), f);
     }
 }

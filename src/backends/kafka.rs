@@ -3,11 +3,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::producer::FutureProducer;
+use rdkafka::message::ToBytes;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
 use super::{timed_unguarded, Backend, BackendError};
 use crate::config::KafkaConfig;
+
+/// Longest a record waits for room in the producer's queue.
+const QUEUE_WAIT: Duration = Duration::from_secs(10);
 
 /// Shared Kafka handle.
 #[derive(Clone)]
@@ -30,6 +34,32 @@ impl KafkaClient {
     /// The shared producer.
     pub fn producer(&self) -> &FutureProducer {
         &self.producer
+    }
+
+    /// Produces `record` and waits until Kafka has it; its partition and offset.
+    /// No breaker (its only caller is `ingest`, see [`timed_unguarded`]).
+    pub async fn send<K, P>(
+        &self,
+        call: &'static str,
+        record: FutureRecord<'_, K, P>,
+    ) -> Result<(i32, i64), BackendError>
+    where
+        K: ToBytes + ?Sized,
+        P: ToBytes + ?Sized,
+    {
+        // Once queued, librdkafka gives up on a record after `message.timeout.ms`
+        // (our timeout); before that it may wait QUEUE_WAIT for room in its
+        // queue. The deadline lies past both, so librdkafka's own error, which
+        // says what went wrong, normally comes first.
+        let deadline = QUEUE_WAIT + self.timeout + Duration::from_secs(1);
+        let topic = record.topic.to_owned();
+        timed_unguarded(Backend::Kafka, call, deadline, async {
+            match self.producer.send(record, QUEUE_WAIT).await {
+                Ok(d) => Ok((d.partition, d.offset)),
+                Err((e, _)) => Err(anyhow::anyhow!("producing to {topic}: {e}")),
+            }
+        })
+        .await
     }
 
     /// Cluster metadata: usable when at least one broker answers.

@@ -4,13 +4,15 @@
 //! breaker ([`breaker`]), then applies the backend's deadline, records its
 //! latency and failures under one set of metric names, and turns the outcome
 //! into a [`BackendError`] that says which backend failed and how. Readiness
-//! pings use [`timed_unguarded`], the same without the breaker.
+//! pings and the pipeline tools (`ingest`, `setup`) use [`timed_unguarded`],
+//! the same without the breaker.
 
 pub mod analytics;
 pub mod breaker;
 pub mod clickhouse;
 pub mod elasticsearch;
 pub mod kafka;
+pub mod readiness;
 pub mod schema_registry;
 
 use std::future::Future;
@@ -91,6 +93,15 @@ impl BackendError {
 #[error("{0}")]
 pub struct Refused(pub String);
 
+/// Deadline of `setup`'s administrative calls (index templates, index creation,
+/// rollover, retention, ClickHouse DDL). Much longer than a read's: they run
+/// once per deploy, where waiting costs nothing and failing stops a rollout;
+/// creating or rolling over an index waits for shard allocation, and a busy
+/// single node takes seconds for that. Above Elasticsearch's own 30 s master
+/// and acknowledgement timeouts, so its answer, which says what it waited for,
+/// arrives before our deadline does.
+pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Runs one backend call through the backend's breaker, under its deadline,
 /// and records it in metrics. While the circuit is open the call is not made
 /// and the error says so.
@@ -124,6 +135,11 @@ where
 /// A half-open probe, a real call, is the evidence that decides. Counting a
 /// ping's failure would make the circuit depend on how often an orchestrator
 /// probes rather than on the calls themselves.
+///
+/// The pipeline tools use it too. `ingest` retries a failed batch with its own
+/// backoff, so a breaker would add nothing but its `open_for` to the recovery
+/// time; `setup` stops at its first failure. Both run in processes of their
+/// own, so their calls never shared a breaker with the gateway's reads anyway.
 pub async fn timed_unguarded<T, E, F>(
     backend: Backend,
     call: &'static str,

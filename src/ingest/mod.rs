@@ -27,7 +27,7 @@ use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
-use crate::backends::Backends;
+use crate::backends::{Backend, BackendError, Backends};
 use crate::config::{Config, WireFormat};
 use crate::events::{self, Decoder, Stream};
 use crate::model::Timestamp;
@@ -221,6 +221,8 @@ impl Ingest {
 
     /// Processes a batch, retrying with backoff while a backend is down; only
     /// a stop request ends the retries (uncommitted: the batch is replayed).
+    /// No breaker stands in front of these calls: this backoff is ingest's own
+    /// (see `backends::timed_unguarded`).
     async fn process_until_done(&self, batch: &[Msg], stop: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
         let mut backoff = Duration::from_millis(250);
         loop {
@@ -228,8 +230,8 @@ impl Ingest {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     self.written.invalidate_all();
-                    tracing::warn!(error = %format!("{e:#}"), retry_in_ms = backoff.as_millis() as u64, "ingest batch failed; retrying");
-                    metrics::counter!(names::INGEST_RETRIES, "backend" => backend_of(&e)).increment(1);
+                    tracing::warn!(backend = %e.backend(), error = %e, retry_in_ms = backoff.as_millis() as u64, "ingest batch failed; retrying");
+                    metrics::counter!(names::INGEST_RETRIES, "backend" => retry_label(e.backend())).increment(1);
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = stop.changed() => anyhow::bail!("stopped while a backend was failing: {e:#}"),
@@ -240,8 +242,9 @@ impl Ingest {
         }
     }
 
-    /// One attempt at a batch.
-    pub async fn process(&self, batch: &[Msg]) -> anyhow::Result<()> {
+    /// One attempt at a batch. Every way it can fail is a backend's, and the
+    /// error says which.
+    pub async fn process(&self, batch: &[Msg]) -> Result<(), BackendError> {
         let mut dead = Vec::new();
         let mut decoded = Vec::with_capacity(batch.len());
         for msg in batch {
@@ -265,7 +268,7 @@ impl Ingest {
                 break;
             }
             if attempt > 0 {
-                store::es_refresh(&self.backends.elasticsearch, &self.config.elasticsearch.read_alias).await?;
+                self.backends.elasticsearch.refresh(&self.config.elasticsearch.read_alias).await?;
             }
             let stored = self.lookup(&pending).await?;
             let missing: Vec<&str> =
@@ -321,7 +324,11 @@ impl Ingest {
             pending = groups.keys().filter(|id| out.conflicts.contains(id)).collect();
         }
         if !pending.is_empty() {
-            anyhow::bail!("elasticsearch: {} order(s) still conflicting after 6 attempts", pending.len());
+            // Writers racing on the same documents: Elasticsearch's contention.
+            return Err(BackendError::failed(
+                Backend::Elasticsearch,
+                format!("{} order(s) still conflicting after 6 attempts", pending.len()),
+            ));
         }
 
         let mut rows = Vec::new();
@@ -337,7 +344,7 @@ impl Ingest {
                 }
             }
         }
-        let counts = store::ch_insert(&self.backends.clickhouse, &rows).await?;
+        let counts = self.backends.clickhouse.insert(&rows).await?;
         metrics::counter!(names::INGEST_CH_ROWS, "table" => "orders").increment(counts.orders);
         metrics::counter!(names::INGEST_CH_ROWS, "table" => "order_lines").increment(counts.lines);
         metrics::counter!(names::INGEST_CH_ROWS, "table" => "fulfillments").increment(counts.fulfillments);
@@ -352,7 +359,7 @@ impl Ingest {
     }
 
     /// Documents of `ids`: our own recent writes first, Elasticsearch for the rest.
-    async fn lookup(&self, ids: &[&String]) -> anyhow::Result<HashMap<String, Stored>> {
+    async fn lookup(&self, ids: &[&String]) -> Result<HashMap<String, Stored>, BackendError> {
         let mut found = HashMap::with_capacity(ids.len());
         let mut ask = Vec::new();
         for id in ids {
@@ -404,15 +411,15 @@ impl Ingest {
                 Ok(Some(event))
             }
             Ok(None) => Ok(None),
-            Err(e) if e.is_transient() => Err(Verdict::Retry(anyhow::anyhow!("schema registry: {e}"))),
+            Err(e) if e.is_transient() => Err(Verdict::Retry(BackendError::failed(Backend::SchemaRegistry, e))),
             Err(e) => Err(Verdict::Dead(e.reason(), e.to_string())),
         }
     }
 
     /// Sends dead letters with their original key and bytes, the reason and
     /// where they came from, and waits until Kafka has them.
-    async fn dead_letter(&self, dead: &[DeadLetter]) -> anyhow::Result<()> {
-        let producer = self.backends.kafka.producer();
+    async fn dead_letter(&self, dead: &[DeadLetter]) -> Result<(), BackendError> {
+        let kafka = &self.backends.kafka;
         let topic = &self.config.topics.dead_letter;
         let sends = dead.iter().map(|d| {
             let mut headers = OwnedHeaders::new();
@@ -434,10 +441,10 @@ impl Ingest {
             if let Some(p) = d.msg.payload.as_deref() {
                 rec = rec.payload(p);
             }
-            producer.send(rec, Duration::from_secs(10))
+            kafka.send("dead_letter", rec)
         });
         for (d, r) in dead.iter().zip(futures_util::future::join_all(sends).await) {
-            r.map_err(|(e, _)| anyhow::anyhow!("kafka: dead-lettering to {topic}: {e}"))?;
+            r?;
             tracing::warn!(reason = d.reason, detail = %d.detail, topic = %d.msg.topic, partition = d.msg.partition, offset = d.msg.offset, "message dead-lettered");
             metrics::counter!(names::INGEST_DEAD_LETTERS, "reason" => d.reason).increment(1);
             count(&d.msg.topic, "dead_lettered");
@@ -481,19 +488,21 @@ impl Ingest {
 
 enum Verdict {
     Dead(&'static str, String),
-    Retry(anyhow::Error),
+    Retry(BackendError),
 }
 
 fn count(topic: &str, outcome: &'static str) {
     metrics::counter!(names::INGEST_MESSAGES, "topic" => topic.to_owned(), "outcome" => outcome).increment(1);
 }
 
-fn backend_of(e: &anyhow::Error) -> &'static str {
-    let s = format!("{e:#}");
-    ["elasticsearch", "clickhouse", "kafka", "schema registry"]
-        .into_iter()
-        .find(|b| s.starts_with(b))
-        .unwrap_or("other")
+/// The `backend` label of the retry counter. Its values predate
+/// [`Backend::name`] and dashboards know them: the registry is "schema
+/// registry", with a space.
+fn retry_label(backend: Backend) -> &'static str {
+    match backend {
+        Backend::SchemaRegistry => "schema registry",
+        other => other.name(),
+    }
 }
 
 fn own(m: rdkafka::message::BorrowedMessage<'_>) -> Msg {
@@ -508,5 +517,18 @@ fn own(m: rdkafka::message::BorrowedMessage<'_>) -> Msg {
         key: m.key().map(<[u8]>::to_vec),
         payload: m.payload().map(<[u8]>::to_vec),
         headers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_labels_keep_their_old_values() {
+        let labels: Vec<&str> = Backend::ALL.into_iter().map(retry_label).collect();
+        assert_eq!(labels, ["elasticsearch", "clickhouse", "kafka", "schema registry"]);
+        let e = BackendError::Timeout { backend: Backend::ClickHouse, timeout: Duration::from_secs(5) };
+        assert_eq!(retry_label(e.backend()), "clickhouse");
     }
 }

@@ -108,7 +108,7 @@ pub async fn run(config: &Config, args: &SetupArgs) -> anyhow::Result<()> {
         elasticsearch(config, &backends).await?;
     }
     if args.runs(Part::Clickhouse) {
-        clickhouse(config, &backends).await?;
+        clickhouse(&backends).await?;
     }
     // An explicit request: runs whatever `--only` says (it needs the write alias
     // that the elasticsearch part creates).
@@ -218,56 +218,25 @@ fn fnv(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
 }
 
-async fn es_json(
-    backends: &Backends,
-    method: elasticsearch::http::Method,
-    path: &str,
-    body: Option<Value>,
-) -> anyhow::Result<(u16, Value)> {
-    use elasticsearch::http::headers::HeaderMap;
-    let es = backends.elasticsearch.client();
-    let body = body.map(elasticsearch::http::request::JsonBody::new);
-    let resp = es
-        .send(method, path, HeaderMap::new(), Option::<&()>::None, body, Some(backends.elasticsearch.timeout() * 5))
-        .await
-        .map_err(|e| anyhow::anyhow!("elasticsearch: {path}: {e}"))?;
-    let status = resp.status_code().as_u16();
-    let v = resp.json::<Value>().await.unwrap_or(Value::Null);
-    Ok((status, v))
-}
-
 async fn elasticsearch(config: &Config, backends: &Backends) -> anyhow::Result<()> {
-    use elasticsearch::http::Method;
     let es = &config.elasticsearch;
+    let client = &backends.elasticsearch;
     let (name, pattern, first) = index_names(&es.read_alias);
     let body = template_body(&es.read_alias, &pattern, config.setup.index_shards, config.setup.index_replicas);
     let what = format!("elasticsearch index template {name} ({pattern})");
-    let (status, current) = es_json(backends, Method::Get, &format!("/_index_template/{name}"), None).await?;
-    let current_hash =
-        current["index_templates"][0]["index_template"]["_meta"]["content_hash"].as_str().map(str::to_owned);
-    let outcome = match (status, current_hash) {
-        (200, Some(h)) if Some(h.as_str()) == body["_meta"]["content_hash"].as_str() => Outcome::Unchanged,
-        (200, _) => Outcome::Updated,
-        (404, _) => Outcome::Created,
-        (s, _) => anyhow::bail!("elasticsearch: reading index template {name}: status {s} {current}"),
+    let outcome = match client.index_template_meta(&name).await? {
+        Some(meta) if meta["content_hash"] == body["_meta"]["content_hash"] => Outcome::Unchanged,
+        Some(_) => Outcome::Updated,
+        None => Outcome::Created,
     };
     if outcome != Outcome::Unchanged {
-        let (s, v) = es_json(backends, Method::Put, &format!("/_index_template/{name}"), Some(body)).await?;
-        if s != 200 {
-            anyhow::bail!("elasticsearch: writing index template {name}: status {s} {v}");
-        }
+        client.put_index_template(&name, body).await?;
     }
     say(&what, outcome, "");
 
-    let (status, aliases) = es_json(backends, Method::Get, &format!("/_alias/{}", es.write_alias), None).await?;
-    if status == 200 && aliases.as_object().is_some_and(|o| !o.is_empty()) {
-        let write_index = aliases
-            .as_object()
-            .and_then(|o| {
-                o.iter().find(|(_, v)| v["aliases"][&es.write_alias]["is_write_index"].as_bool() != Some(false))
-            })
-            .map(|(k, _)| k.clone())
-            .unwrap_or_default();
+    let indices = client.alias_indices(&es.write_alias).await?;
+    if !indices.is_empty() {
+        let write_index = indices.iter().find(|(_, is_write)| *is_write).map(|(i, _)| i.as_str()).unwrap_or_default();
         say(
             &format!("elasticsearch write alias {}", es.write_alias),
             Outcome::Unchanged,
@@ -275,41 +244,27 @@ async fn elasticsearch(config: &Config, backends: &Backends) -> anyhow::Result<(
         );
         return Ok(());
     }
-    let (s, v) = es_json(
-        backends,
-        Method::Put,
-        &format!("/{first}"),
-        Some(json!({ "aliases": { es.write_alias.clone(): { "is_write_index": true }, es.read_alias.clone(): {} } })),
-    )
-    .await?;
-    match s {
-        200 => say(
+    let aliases =
+        json!({ "aliases": { es.write_alias.clone(): { "is_write_index": true }, es.read_alias.clone(): {} } });
+    if client.create_index(&first, aliases).await? {
+        say(
             &format!("elasticsearch index {first} with aliases {} and {}", es.write_alias, es.read_alias),
             Outcome::Created,
             "",
-        ),
-        400 if v["error"]["type"] == "resource_already_exists_exception" => {
-            // The first index exists without the aliases (created by hand): add them.
-            let (s, v) = es_json(
-                backends,
-                Method::Post,
-                "/_aliases",
-                Some(json!({ "actions": [
-                    { "add": { "index": first, "alias": es.write_alias, "is_write_index": true } },
-                    { "add": { "index": first, "alias": es.read_alias } }
-                ]})),
-            )
+        );
+    } else {
+        // The first index exists without the aliases (created by hand): add them.
+        client
+            .update_aliases(json!([
+                { "add": { "index": first, "alias": es.write_alias, "is_write_index": true } },
+                { "add": { "index": first, "alias": es.read_alias } }
+            ]))
             .await?;
-            if s != 200 {
-                anyhow::bail!("elasticsearch: adding aliases to {first}: status {s} {v}");
-            }
-            say(
-                &format!("elasticsearch aliases {} and {} on {first}", es.write_alias, es.read_alias),
-                Outcome::Updated,
-                "",
-            );
-        }
-        _ => anyhow::bail!("elasticsearch: creating index {first}: status {s} {v}"),
+        say(
+            &format!("elasticsearch aliases {} and {} on {first}", es.write_alias, es.read_alias),
+            Outcome::Updated,
+            "",
+        );
     }
     Ok(())
 }
@@ -364,23 +319,11 @@ pub fn created_name(stmt: &str) -> Option<&str> {
     stmt[i + "IF NOT EXISTS".len()..].split_whitespace().next()
 }
 
-async fn clickhouse(config: &Config, backends: &Backends) -> anyhow::Result<()> {
-    let db = &config.clickhouse.database;
-    // The configured database may not exist yet: create it from `default`.
-    let ch = backends.clickhouse.client().clone().with_database("default");
-    if db != "default" {
-        ch.query(&format!("CREATE DATABASE IF NOT EXISTS `{}`", db.replace('`', "")))
-            .execute()
-            .await
-            .map_err(|e| anyhow::anyhow!("clickhouse: creating database {db}: {e}"))?;
-    }
-    let ch = ch.with_database(db);
-    let existing: Vec<String> = ch
-        .query("SELECT name FROM system.tables WHERE database = ?")
-        .bind(db)
-        .fetch_all()
-        .await
-        .map_err(|e| anyhow::anyhow!("clickhouse: listing tables of {db}: {e}"))?;
+async fn clickhouse(backends: &Backends) -> anyhow::Result<()> {
+    let ch = &backends.clickhouse;
+    let db = ch.database();
+    ch.create_database().await?;
+    let existing = ch.tables().await?;
     for stmt in split_sql(CLICKHOUSE_DDL) {
         let name = created_name(&stmt).unwrap_or("statement").to_owned();
         let kind = if stmt.contains("CREATE VIEW") { "view" } else { "table" };
@@ -388,13 +331,7 @@ async fn clickhouse(config: &Config, backends: &Backends) -> anyhow::Result<()> 
         if existing.contains(&name) {
             let want = ddl_columns(&stmt);
             if !want.is_empty() {
-                let have: Vec<String> = ch
-                    .query("SELECT name FROM system.columns WHERE database = ? AND table = ?")
-                    .bind(db)
-                    .bind(&name)
-                    .fetch_all()
-                    .await
-                    .map_err(|e| anyhow::anyhow!("clickhouse: columns of {db}.{name}: {e}"))?;
+                let have = ch.columns(&name).await?;
                 let missing: Vec<&str> = want.iter().filter(|c| !have.contains(c)).map(String::as_str).collect();
                 if !missing.is_empty() {
                     anyhow::bail!(
@@ -406,7 +343,7 @@ async fn clickhouse(config: &Config, backends: &Backends) -> anyhow::Result<()> 
             say(&what, Outcome::Unchanged, "");
             continue;
         }
-        ch.query(&stmt).execute().await.map_err(|e| anyhow::anyhow!("clickhouse: creating {kind} {db}.{name}: {e}"))?;
+        ch.execute_ddl(&format!("creating {kind} {db}.{name}"), &stmt).await?;
         say(&what, Outcome::Created, "");
     }
     Ok(())
@@ -426,65 +363,31 @@ pub fn expired_indices(newest: &[(String, Option<i64>)], write_index: &str, cuto
 }
 
 async fn rollover(config: &Config, backends: &Backends) -> anyhow::Result<()> {
-    use elasticsearch::http::Method;
     let es = &config.elasticsearch;
+    let client = &backends.elasticsearch;
     let max_age = format!("{}s", config.setup.rollover_max_age.as_secs().max(1));
-    let (s, v) = es_json(
-        backends,
-        Method::Post,
-        &format!("/{}/_rollover", es.write_alias),
-        Some(json!({ "conditions": { "max_age": max_age, "max_docs": config.setup.rollover_max_docs } })),
-    )
-    .await?;
-    if s != 200 {
-        anyhow::bail!("elasticsearch: rolling over {}: status {s} {v}", es.write_alias);
-    }
-    let write_index = if v["rolled_over"] == true {
-        println!(
-            "elasticsearch rollover of {}: rolled over {} -> {}",
-            es.write_alias,
-            v["old_index"].as_str().unwrap_or("?"),
-            v["new_index"].as_str().unwrap_or("?")
-        );
-        v["new_index"].as_str().unwrap_or_default().to_owned()
+    let r = client
+        .rollover(&es.write_alias, json!({ "max_age": max_age, "max_docs": config.setup.rollover_max_docs }))
+        .await?;
+    let write_index = if r.rolled_over {
+        println!("elasticsearch rollover of {}: rolled over {} -> {}", es.write_alias, r.old_index, r.new_index);
+        r.new_index
     } else {
         println!(
             "elasticsearch rollover of {}: not needed (max_age {max_age}, max_docs {})",
             es.write_alias, config.setup.rollover_max_docs
         );
-        v["old_index"].as_str().unwrap_or_default().to_owned()
+        r.old_index
     };
 
-    // Newest order per index behind the read alias.
-    let (s, v) = es_json(
-        backends,
-        Method::Post,
-        &format!("/{}/_search", es.read_alias),
-        Some(json!({ "size": 0, "aggs": { "by_index": {
-            "terms": { "field": "_index", "size": 10000 },
-            "aggs": { "newest": { "max": { "field": "order.created_at" } } }
-        }}})),
-    )
-    .await?;
-    if s != 200 {
-        anyhow::bail!("elasticsearch: newest order per index of {}: status {s} {v}", es.read_alias);
-    }
-    let newest: Vec<(String, Option<i64>)> = v["aggregations"]["by_index"]["buckets"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|b| Some((b["key"].as_str()?.to_owned(), b["newest"]["value"].as_f64().map(|x| x as i64))))
-        .collect();
+    let newest = client.newest_per_index(&es.read_alias, "order.created_at").await?;
     let cutoff = Timestamp(Timestamp::now().millis() - config.ingest.hot_window.as_millis() as i64);
     let expired = expired_indices(&newest, &write_index, cutoff);
     if expired.is_empty() {
         println!("elasticsearch retention: no index wholly older than {}", cutoff);
     }
     for index in expired {
-        let (s, v) = es_json(backends, Method::Delete, &format!("/{index}"), None).await?;
-        if s != 200 {
-            anyhow::bail!("elasticsearch: deleting expired index {index}: status {s} {v}");
-        }
+        client.delete_index(&index).await?;
         println!("elasticsearch retention: deleted {index} (every order created before {cutoff})");
     }
     Ok(())

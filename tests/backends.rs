@@ -42,11 +42,7 @@ async fn kafka_produce_then_consume() {
     assert!(created[0].is_ok(), "create topic: {:?}", created[0]);
 
     let b = backends();
-    let delivered = b
-        .kafka
-        .producer()
-        .send(FutureRecord::to(&topic).key("order-1").payload("hello"), Duration::from_secs(10))
-        .await;
+    let delivered = b.kafka.send("produce", FutureRecord::to(&topic).key("order-1").payload("hello")).await;
     assert!(delivered.is_ok(), "produce: {:?}", delivered.err());
 
     let consumer: BaseConsumer = ClientConfig::new()
@@ -76,58 +72,94 @@ async fn kafka_produce_then_consume() {
 }
 
 #[tokio::test]
-async fn elasticsearch_index_then_get() {
-    use elasticsearch::indices::IndicesDeleteParts;
-    use elasticsearch::params::Refresh;
-    use elasticsearch::{GetParts, IndexParts};
+async fn elasticsearch_conditional_writes_then_versioned_reads() {
+    use order_gateway::backends::elasticsearch::{BulkItem, BulkOp};
+    use order_gateway::model::{Component, OrderView};
 
     let index = unique("it-es").to_lowercase();
     let b = backends();
-    let es = b.elasticsearch.client();
-    let doc = serde_json::json!({"order_id": "o-1", "total": 1234, "status": "created"});
-    let resp =
-        es.index(IndexParts::IndexId(&index, "o-1")).refresh(Refresh::True).body(doc.clone()).send().await.unwrap();
-    assert!(resp.status_code().is_success(), "index: {}", resp.text().await.unwrap());
-    let got: serde_json::Value = es.get(GetParts::IndexId(&index, "o-1")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(got["found"], true);
-    assert_eq!(got["_source"], doc);
-    es.indices().delete(IndicesDeleteParts::Index(&[&index])).send().await.unwrap();
+    let es = &b.elasticsearch;
+    assert!(es.create_index(&index, serde_json::json!({})).await.unwrap(), "created");
+    assert!(!es.create_index(&index, serde_json::json!({})).await.unwrap(), "a second create finds it");
+    let view = |version| {
+        let mut v = OrderView::new("o-1");
+        v.apply(Component::Order(common::world::order("o-1", version)));
+        v
+    };
+    let (v1, v2) = (view(1), view(2));
+
+    let items = es.bulk(&[BulkOp::Create { id: "o-1", index: &index, view: &v1 }]).await.unwrap();
+    let BulkItem::Done(Some(written)) = &items[0] else { panic!("create: {items:?}") };
+    es.refresh(&index).await.unwrap();
+    let got = es.get_versioned(&index, &["o-1", "o-2"]).await.unwrap();
+    assert_eq!(got, [(written.clone(), v1.clone())], "o-2 does not exist");
+
+    // A write that quotes an outdated version is a conflict, the current one wins.
+    let replace = |seq_no| BulkOp::Replace {
+        id: "o-1",
+        index: &written.index,
+        seq_no,
+        primary_term: written.primary_term,
+        view: &v2,
+    };
+    let items = es.bulk(&[replace(written.seq_no + 1)]).await.unwrap();
+    assert_eq!(items, [BulkItem::Conflict]);
+    let items = es.bulk(&[replace(written.seq_no)]).await.unwrap();
+    let BulkItem::Done(Some(now)) = &items[0] else { panic!("replace: {items:?}") };
+    let items = es
+        .bulk(&[
+            BulkOp::Create { id: "o-1", index: &index, view: &v1 },
+            BulkOp::Delete { id: "o-1", index: &index, seq_no: now.seq_no, primary_term: now.primary_term },
+            BulkOp::Delete { id: "o-9", index: &index, seq_no: 0, primary_term: 1 },
+        ])
+        .await
+        .unwrap();
+    // A conditional delete of a document that is not there is a conflict too:
+    // the writer reads again and finds nothing to delete.
+    assert!(matches!(items[..], [BulkItem::Conflict, BulkItem::Done(_), BulkItem::Conflict]), "{items:?}");
+    es.delete_index(&index).await.unwrap();
 }
 
 #[tokio::test]
-async fn clickhouse_insert_then_select_latest() {
-    use serde::{Deserialize, Serialize};
+async fn clickhouse_ddl_inserts_then_latest_view() {
+    use order_gateway::model::{Component, Fulfillment};
 
-    #[derive(clickhouse::Row, Serialize, Deserialize, Debug, PartialEq)]
-    struct Row {
-        order_id: String,
-        status: String,
-        version: u64,
+    let mut cfg = Config::load(None).expect("configuration from the environment");
+    cfg.clickhouse.database = unique("it_ch");
+    let b = Backends::from_config(&cfg).expect("clients");
+    let ch = &b.clickhouse;
+    ch.create_database().await.unwrap();
+    for stmt in order_gateway::setup::split_sql(order_gateway::setup::CLICKHOUSE_DDL) {
+        ch.execute_ddl("table", &stmt).await.unwrap();
     }
+    assert_eq!(ch.tables().await.unwrap().len(), 6);
 
-    let table = unique("it_ch");
-    let b = backends();
-    let ch = b.clickhouse.client();
-    ch.query(&format!(
-        "CREATE TABLE {table} (order_id String, status String, version UInt64) \
-         ENGINE = ReplacingMergeTree(version) ORDER BY order_id"
-    ))
-    .execute()
-    .await
-    .unwrap();
-    let mut insert = ch.insert::<Row>(&table).await.unwrap();
-    for (status, version) in [("created", 1), ("shipped", 3), ("confirmed", 2)] {
-        insert.write(&Row { order_id: "o-1".into(), status: status.into(), version }).await.unwrap();
+    let fulfillment = Fulfillment {
+        fulfillment_id: "F1".into(),
+        order_id: "o-1".into(),
+        kind: "ship".parse().unwrap(),
+        status: "shipped".parse().unwrap(),
+        carrier: Some("DHL".into()),
+        tracking_number: None,
+        line_ids: vec![],
+        shipped_at: Some(order_gateway::model::Timestamp(1_700_000_000_123)),
+        delivered_at: None,
+        version: 1,
+    };
+    for version in [1, 3, 2] {
+        let order = Component::Order(common::world::order("o-1", version));
+        let inserted = ch.insert(&[&order]).await.unwrap();
+        assert_eq!((inserted.orders, inserted.fulfillments), (1, 0));
     }
-    insert.end().await.unwrap();
-    let latest: Row = ch
-        .query(&format!("SELECT ?fields FROM {table} FINAL WHERE order_id = ?"))
-        .bind("o-1")
-        .fetch_one()
-        .await
-        .unwrap();
-    assert_eq!(latest, Row { order_id: "o-1".into(), status: "shipped".into(), version: 3 });
-    ch.query(&format!("DROP TABLE {table}")).execute().await.unwrap();
+    ch.insert(&[&Component::Fulfillment(fulfillment.clone())]).await.unwrap();
+
+    let views = ch.get_orders(&["o-1", "o-2"]).await.unwrap();
+    assert_eq!(views.len(), 1, "o-2 was never inserted");
+    assert_eq!(views[0].order.as_ref().map(|o| o.version), Some(3), "the latest version");
+    assert_eq!(views[0].fulfillments, [fulfillment]);
+    let known = ch.known_orders(&["o-1", "o-2"]).await.unwrap();
+    assert_eq!(known.iter().map(|k| (k.order_id.as_str(), k.max_version)).collect::<Vec<_>>(), [("o-1", 3)]);
+    ch.execute_ddl("drop", &format!("DROP DATABASE `{}`", ch.database())).await.unwrap();
 }
 
 #[tokio::test]

@@ -34,18 +34,18 @@ impl ChClient {
         ChClient { client, database: cfg.database.clone(), timeout: cfg.timeout, breaker }
     }
 
-    /// The underlying client, for the modules that query.
-    pub fn client(&self) -> &clickhouse::Client {
+    /// The underlying client, for the query modules of `backends` (analytics).
+    pub(super) fn client(&self) -> &clickhouse::Client {
         &self.client
     }
 
     /// The per-query deadline.
-    pub fn timeout(&self) -> Duration {
+    pub(super) fn timeout(&self) -> Duration {
         self.timeout
     }
 
     /// The breaker every query goes through.
-    pub fn breaker(&self) -> &Breaker {
+    pub(super) fn breaker(&self) -> &Breaker {
         &self.breaker
     }
 

@@ -39,16 +39,6 @@ impl EsClient {
         Ok(EsClient { client: Elasticsearch::new(transport), timeout: cfg.timeout, breaker })
     }
 
-    /// The underlying client, for the modules that issue requests.
-    pub fn client(&self) -> &Elasticsearch {
-        &self.client
-    }
-
-    /// The per-request deadline.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
     /// Cluster health: usable when yellow or green.
     pub async fn ping(&self) -> Result<String, BackendError> {
         let body: serde_json::Value = timed_unguarded(Backend::Elasticsearch, "cluster_health", self.timeout, async {

@@ -31,11 +31,6 @@ impl KafkaClient {
         Ok(KafkaClient { producer: Arc::new(producer), timeout: cfg.timeout, brokers: cfg.brokers.clone() })
     }
 
-    /// The shared producer.
-    pub fn producer(&self) -> &FutureProducer {
-        &self.producer
-    }
-
     /// Produces `record` and waits until Kafka has it; its partition and offset.
     /// No breaker (its only caller is `ingest`, see [`timed_unguarded`]).
     pub async fn send<K, P>(

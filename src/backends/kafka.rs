@@ -7,7 +7,7 @@ use rdkafka::message::ToBytes;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
-use super::{timed_unguarded, Backend, BackendError};
+use super::{timed_unguarded, Backend, BackendError, ADMIN_TIMEOUT};
 use crate::config::KafkaConfig;
 
 /// Longest a record waits for room in the producer's queue.
@@ -19,6 +19,8 @@ pub struct KafkaClient {
     producer: Arc<FutureProducer>,
     timeout: Duration,
     brokers: String,
+    /// For the admin client `setup` makes when it creates topics.
+    base: ClientConfig,
 }
 
 impl KafkaClient {
@@ -28,7 +30,12 @@ impl KafkaClient {
             .set("message.timeout.ms", cfg.timeout.as_millis().to_string())
             .create()
             .map_err(|e| anyhow::anyhow!("kafka producer for {}: {e}", cfg.brokers))?;
-        Ok(KafkaClient { producer: Arc::new(producer), timeout: cfg.timeout, brokers: cfg.brokers.clone() })
+        Ok(KafkaClient {
+            producer: Arc::new(producer),
+            timeout: cfg.timeout,
+            brokers: cfg.brokers.clone(),
+            base: base_config(cfg),
+        })
     }
 
     /// Produces `record` and waits until Kafka has it; its partition and offset.
@@ -75,6 +82,69 @@ impl KafkaClient {
             return Err(BackendError::failed(Backend::Kafka, format!("no broker listed by {}", self.brokers)));
         }
         Ok(format!("{brokers} broker(s)"))
+    }
+}
+
+// ---- setup: topics ---------------------------------------------------------------
+//
+// No breaker (see [`timed_unguarded`]). Listing keeps a short deadline: with
+// no broker up, librdkafka waits all of it before saying so. Creating a topic
+// runs under [`ADMIN_TIMEOUT`], as a broker may take a while to place it.
+
+/// How long a broker may take to list or create topics before librdkafka
+/// gives up (at least 5 s, however short the configured timeout).
+fn admin_wait(timeout: Duration) -> Duration {
+    timeout.max(Duration::from_secs(5))
+}
+
+impl KafkaClient {
+    /// Every topic and its number of partitions.
+    pub async fn topics(&self) -> Result<Vec<(String, usize)>, BackendError> {
+        let producer = self.producer.clone();
+        let (wait, brokers) = (admin_wait(self.timeout), self.brokers.clone());
+        // librdkafka's metadata call blocks its thread; keep it off the runtime.
+        timed_unguarded(Backend::Kafka, "list_topics", wait + Duration::from_millis(500), async move {
+            tokio::task::spawn_blocking(move || {
+                use rdkafka::producer::Producer;
+                let md = producer
+                    .client()
+                    .fetch_metadata(None, wait)
+                    .map_err(|e| anyhow::anyhow!("listing topics on {brokers}: {e}"))?;
+                Ok::<_, anyhow::Error>(
+                    md.topics().iter().map(|t| (t.name().to_owned(), t.partitions().len())).collect(),
+                )
+            })
+            .await
+            .map_err(anyhow::Error::from)?
+        })
+        .await
+    }
+
+    /// Creates topic `name`; false when it already existed.
+    pub async fn create_topic(&self, name: &str, partitions: i32, replication: i32) -> Result<bool, BackendError> {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        use rdkafka::client::DefaultClientContext;
+        use rdkafka::types::RDKafkaErrorCode;
+
+        let wait = admin_wait(self.timeout);
+        timed_unguarded(Backend::Kafka, "create_topic", ADMIN_TIMEOUT, async {
+            let admin: AdminClient<DefaultClientContext> =
+                self.base.create().map_err(|e| anyhow::anyhow!("admin client for {}: {e}", self.brokers))?;
+            let res = admin
+                .create_topics(
+                    &[NewTopic::new(name, partitions, TopicReplication::Fixed(replication))],
+                    &AdminOptions::new().operation_timeout(Some(wait)),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("creating topic {name}: {e}"))?;
+            match res.first() {
+                Some(Ok(_)) => Ok(true),
+                Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => Ok(false),
+                Some(Err((_, code))) => Err(anyhow::anyhow!("creating topic {name}: {code}")),
+                None => Err(anyhow::anyhow!("creating topic {name}: no result")),
+            }
+        })
+        .await
     }
 }
 

@@ -43,26 +43,38 @@ impl RegistryClient {
 
     /// Registers an Avro schema under `subject` and returns its id; registering
     /// an identical schema again returns the same id (the registry dedupes).
-    pub async fn register(&self, subject: &str, schema: &str) -> anyhow::Result<u32> {
-        self.post_schema(&format!("subjects/{subject}/versions"), schema, "registering", subject)
+    pub async fn register(&self, subject: &str, schema: &str) -> Result<u32, BackendError> {
+        self.post_schema("register_schema", &format!("subjects/{subject}/versions"), schema, "registering", subject)
             .await?
-            .ok_or_else(|| anyhow::anyhow!("schema registry: registering {subject}: subject not found"))
+            .ok_or_else(|| {
+                BackendError::failed(Backend::SchemaRegistry, format!("registering {subject}: subject not found"))
+            })
     }
 
     /// The id of `schema` under `subject` if it is registered there.
-    pub async fn lookup(&self, subject: &str, schema: &str) -> anyhow::Result<Option<u32>> {
-        self.post_schema(&format!("subjects/{subject}"), schema, "looking up", subject).await
+    pub async fn lookup(&self, subject: &str, schema: &str) -> Result<Option<u32>, BackendError> {
+        self.post_schema("lookup_schema", &format!("subjects/{subject}"), schema, "looking up", subject).await
     }
 
     /// POSTs an Avro schema to `path`; the answer's `id`, or None on 404.
-    /// Registering and looking up are idempotent, so a server error is retried.
-    async fn post_schema(&self, path: &str, schema: &str, what: &str, subject: &str) -> anyhow::Result<Option<u32>> {
+    /// Registering and looking up are idempotent, so a failure is retried;
+    /// each attempt is one call under the deadline, without a breaker (its
+    /// callers are `setup`, `seed` and tests, see [`timed_unguarded`]).
+    async fn post_schema(
+        &self,
+        call: &'static str,
+        path: &str,
+        schema: &str,
+        what: &str,
+        subject: &str,
+    ) -> Result<Option<u32>, BackendError> {
         let mut attempt = 0;
         loop {
-            match self.post_schema_once(path, schema, what, subject).await {
+            let once = self.post_schema_once(path, schema, what, subject);
+            match timed_unguarded(Backend::SchemaRegistry, call, self.timeout, once).await {
                 Err(e) if attempt < 3 => {
                     attempt += 1;
-                    tracing::warn!(error = %format!("{e:#}"), attempt, "schema registry request failed; retrying");
+                    tracing::warn!(error = %e, attempt, "schema registry request failed; retrying");
                     tokio::time::sleep(std::time::Duration::from_millis(250 * attempt)).await;
                 }
                 other => return other,
@@ -86,18 +98,18 @@ impl RegistryClient {
         if let Some((u, p)) = &self.auth {
             req = req.basic_auth(u, Some(p));
         }
-        let resp = req.send().await.map_err(|e| anyhow::anyhow!("schema registry: {what} {subject}: {e}"))?;
+        let resp = req.send().await.map_err(|e| anyhow::anyhow!("{what} {subject}: {e}"))?;
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
         let body = resp.text().await.unwrap_or_default();
         if !status.is_success() {
-            anyhow::bail!("schema registry: {what} {subject}: {status} {body}");
+            anyhow::bail!("{what} {subject}: {status} {body}");
         }
         let v: serde_json::Value = serde_json::from_str(&body)?;
         let id = v.get("id").and_then(|i| i.as_u64()).and_then(|i| u32::try_from(i).ok());
-        id.map(Some).ok_or_else(|| anyhow::anyhow!("schema registry: {what} {subject}: no id in {body}"))
+        id.map(Some).ok_or_else(|| anyhow::anyhow!("{what} {subject}: no id in {body}"))
     }
 
     /// `GET /subjects`: usable when it answers 200.

@@ -3,10 +3,6 @@
 //! ClickHouse tables. Idempotent: a second run finds everything in place,
 //! changes nothing and says so, one line per object.
 
-use std::time::Duration;
-
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use serde_json::{json, Value};
 
 use crate::backends::Backends;
@@ -99,7 +95,7 @@ fn say(what: &str, outcome: Outcome, extra: &str) {
 pub async fn run(config: &Config, args: &SetupArgs) -> anyhow::Result<()> {
     let backends = Backends::from_config(config)?;
     if args.runs(Part::Topics) {
-        topics(config).await?;
+        topics(config, &backends).await?;
     }
     if args.runs(Part::Schemas) {
         schemas(config, &backends).await?;
@@ -120,31 +116,17 @@ pub async fn run(config: &Config, args: &SetupArgs) -> anyhow::Result<()> {
 
 // ---- Kafka ------------------------------------------------------------------
 
-async fn topics(config: &Config) -> anyhow::Result<()> {
+async fn topics(config: &Config, backends: &Backends) -> anyhow::Result<()> {
     let t = &config.topics;
-    let admin: AdminClient<DefaultClientContext> = crate::backends::kafka::base_config(&config.kafka)
-        .create()
-        .map_err(|e| anyhow::anyhow!("kafka: admin client: {e}"))?;
-    let timeout = config.kafka.timeout.max(Duration::from_secs(5));
-    let metadata = tokio::task::spawn_blocking({
-        let brokers = config.kafka.brokers.clone();
-        let cfg = crate::backends::kafka::base_config(&config.kafka);
-        move || -> anyhow::Result<Vec<(String, usize)>> {
-            let consumer: rdkafka::consumer::BaseConsumer =
-                cfg.create().map_err(|e| anyhow::anyhow!("kafka: client for {brokers}: {e}"))?;
-            let md = rdkafka::consumer::Consumer::fetch_metadata(&consumer, None, timeout)
-                .map_err(|e| anyhow::anyhow!("kafka: listing topics on {brokers}: {e}"))?;
-            Ok(md.topics().iter().map(|t| (t.name().to_owned(), t.partitions().len())).collect())
-        }
-    })
-    .await??;
+    let kafka = &backends.kafka;
+    let existing = kafka.topics().await?;
     let mut wanted = vec![t.orders.as_str(), t.fulfillments.as_str(), t.dead_letter.as_str()];
     if !t.cdc.is_empty() {
         wanted.push(t.cdc.as_str());
     }
     for name in wanted {
         let what = format!("kafka topic {name}");
-        if let Some((_, partitions)) = metadata.iter().find(|(n, _)| n == name) {
+        if let Some((_, partitions)) = existing.iter().find(|(n, _)| n == name) {
             let note = if *partitions as i32 != t.partitions {
                 format!(" ({partitions} partitions; topics.partitions says {}, not changed)", t.partitions)
             } else {
@@ -153,17 +135,10 @@ async fn topics(config: &Config) -> anyhow::Result<()> {
             say(&what, Outcome::Unchanged, &note);
             continue;
         }
-        let res = admin
-            .create_topics(
-                &[NewTopic::new(name, t.partitions, TopicReplication::Fixed(t.replication_factor))],
-                &AdminOptions::new().operation_timeout(Some(timeout)),
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("kafka: creating topic {name}: {e}"))?;
-        match &res[0] {
-            Ok(_) => say(&what, Outcome::Created, &format!(" ({} partitions)", t.partitions)),
-            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => say(&what, Outcome::Unchanged, ""),
-            Err((_, code)) => anyhow::bail!("kafka: creating topic {name}: {code}"),
+        if kafka.create_topic(name, t.partitions, t.replication_factor).await? {
+            say(&what, Outcome::Created, &format!(" ({} partitions)", t.partitions));
+        } else {
+            say(&what, Outcome::Unchanged, "");
         }
     }
     Ok(())

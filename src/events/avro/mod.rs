@@ -3,8 +3,9 @@
 //! schemas are fetched from the registry by id once and cached; the body is
 //! resolved against the gateway's own schemas (`schemas/avro`), so producers
 //! may add fields with defaults without breaking the gateway. A body written
-//! with the contract's own schema is read straight into the model
-//! ([`direct`]); any other writer schema is resolved through `apache_avro`.
+//! with the contract's own schema (logical types included: [`Layout`]) is read
+//! straight into the model ([`direct`]); any other writer schema is resolved
+//! through `apache_avro`, with instants brought to milliseconds.
 
 mod direct;
 mod fields;
@@ -12,6 +13,7 @@ mod fields;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
+use apache_avro::schema::SchemaKind;
 use apache_avro::types::Value;
 use apache_avro::Schema;
 
@@ -40,14 +42,59 @@ fn reader_schema(stream: Stream) -> &'static Schema {
     }
 }
 
-/// The Parsing Canonical Form of each reader schema: equal forms mean equal
-/// binary layouts (names, fields, their order and types).
-fn reader_canonical_form(stream: Stream) -> &'static str {
-    static ORDERS: OnceLock<String> = OnceLock::new();
-    static FULFILLMENTS: OnceLock<String> = OnceLock::new();
+/// What the fast path is chosen by: a schema's Parsing Canonical Form and the
+/// logical type of each of its nodes, in schema order.
+///
+/// The Parsing Canonical Form alone is not enough: the specification strips
+/// `logicalType` from it (it is about parsing the bytes, and a
+/// `timestamp-micros` parses as a `long`), while the direct reader takes every
+/// timestamp in the contract's unit. A writer with `timestamp-micros` where the contract has
+/// `timestamp-millis` has the same form, and read directly its instants came
+/// out 1000 times too far in the future, with no error. The parsed
+/// [`Schema`] keeps logical types as variants of their own
+/// (`Schema::TimestampMicros`, `Schema::TimestampMillis`, ...), so the kinds
+/// of its nodes say exactly what the form leaves out; equal forms mean equal
+/// trees, so the two walks line up node by node.
+///
+/// Not `Schema`'s own `==`: it calls a process-wide, replaceable comparator
+/// (`apache_avro::schema_equality`) whose default ignores the names of record
+/// fields, so a writer that swapped `created_at` and `updated_at` would
+/// compare equal. Nor a field-by-field comparison of everything parsed: docs,
+/// defaults, aliases and custom attributes (tools add some, e.g.
+/// `connect.name`) do not change how the bytes read, and would only send
+/// harmless variants of the contract down the slow path.
+#[derive(Debug, PartialEq, Eq)]
+struct Layout {
+    form: String,
+    kinds: Vec<SchemaKind>,
+}
+
+impl Layout {
+    fn of(schema: &Schema) -> Layout {
+        fn walk(schema: &Schema, kinds: &mut Vec<SchemaKind>) {
+            kinds.push(SchemaKind::from(schema));
+            match schema {
+                Schema::Array(a) => walk(&a.items, kinds),
+                Schema::Map(m) => walk(&m.types, kinds),
+                Schema::Union(u) => u.variants().iter().for_each(|v| walk(v, kinds)),
+                Schema::Record(r) => r.fields.iter().for_each(|f| walk(&f.schema, kinds)),
+                Schema::Decimal(d) => walk(&d.inner, kinds),
+                _ => {}
+            }
+        }
+        let mut kinds = Vec::new();
+        walk(schema, &mut kinds);
+        Layout { form: schema.canonical_form(), kinds }
+    }
+}
+
+/// The [`Layout`] of each reader schema.
+fn reader_layout(stream: Stream) -> &'static Layout {
+    static ORDERS: OnceLock<Layout> = OnceLock::new();
+    static FULFILLMENTS: OnceLock<Layout> = OnceLock::new();
     match stream {
-        Stream::Orders => ORDERS.get_or_init(|| order_schema().canonical_form()),
-        Stream::Fulfillments => FULFILLMENTS.get_or_init(|| fulfillment_schema().canonical_form()),
+        Stream::Orders => ORDERS.get_or_init(|| Layout::of(order_schema())),
+        Stream::Fulfillments => FULFILLMENTS.get_or_init(|| Layout::of(fulfillment_schema())),
     }
 }
 
@@ -59,10 +106,11 @@ pub struct WriterSchema {
 }
 
 impl WriterSchema {
-    /// Wraps a parsed schema, comparing it once with the contract's.
+    /// Wraps a parsed schema, comparing it once with the contract's: same
+    /// names, fields, order, types and logical types ([`Layout`]).
     pub fn new(schema: Schema) -> Self {
-        let form = schema.canonical_form();
-        let own = [Stream::Orders, Stream::Fulfillments].into_iter().find(|s| reader_canonical_form(*s) == form);
+        let layout = Layout::of(&schema);
+        let own = [Stream::Orders, Stream::Fulfillments].into_iter().find(|s| *reader_layout(*s) == layout);
         WriterSchema { schema, own }
     }
 
@@ -190,14 +238,40 @@ pub fn decode_body(stream: Stream, writer: &WriterSchema, body: &[u8]) -> Result
 /// `stream` through `apache_avro`'s value tree: works for any compatible writer.
 pub fn decode_resolved(stream: Stream, writer: &Schema, body: &[u8]) -> Result<Event, DecodeError> {
     let mut reader = body;
-    let value = apache_avro::from_avro_datum(writer, &mut reader, Some(reader_schema(stream)))
+    let value = apache_avro::from_avro_datum(writer, &mut reader, None)
         .map_err(|e| DecodeError::Malformed(format!("avro: {e}")))?;
     if !reader.is_empty() {
         return Err(DecodeError::Malformed(format!("{} bytes after the record", reader.len())));
     }
+    let value = instants_in_millis(value)
+        .resolve(reader_schema(stream))
+        .map_err(|e| DecodeError::Malformed(format!("avro: {e}")))?;
     let event = fields::event(stream, &mut Rec::from("event", value)?)?;
     validate(&event)?;
     Ok(event)
+}
+
+/// Brings `timestamp-micros` and `timestamp-nanos` values to milliseconds,
+/// the unit of the contract's `timestamp-millis` and of [`Timestamp`].
+///
+/// `apache_avro`'s resolution does not convert units: it refuses a micros
+/// value where the reader has `timestamp-millis` (and finds no branch for it in
+/// `["null", timestamp-millis]`). Every instant of the contract is in
+/// milliseconds, so converting every instant of the writer's value before the
+/// resolution is exact for the fields the contract reads (and harmless for
+/// fields it ignores). Rounds down (`div_euclid`): the millisecond an instant
+/// falls in, before 1970 too. Local timestamps are not instants (no time
+/// zone): they are left as they are, and the resolution refuses them.
+fn instants_in_millis(value: Value) -> Value {
+    match value {
+        Value::TimestampMicros(n) => Value::TimestampMillis(n.div_euclid(1_000)),
+        Value::TimestampNanos(n) => Value::TimestampMillis(n.div_euclid(1_000_000)),
+        Value::Union(i, v) => Value::Union(i, Box::new(instants_in_millis(*v))),
+        Value::Record(fields) => Value::Record(fields.into_iter().map(|(k, v)| (k, instants_in_millis(v))).collect()),
+        Value::Array(items) => Value::Array(items.into_iter().map(instants_in_millis).collect()),
+        Value::Map(entries) => Value::Map(entries.into_iter().map(|(k, v)| (k, instants_in_millis(v))).collect()),
+        other => other,
+    }
 }
 
 // ---- model -> Avro value -------------------------------------------------
@@ -362,7 +436,6 @@ impl fields::Fields for Rec {
         match self.take(field)? {
             Value::Null => Ok(None),
             Value::TimestampMillis(n) | Value::Long(n) => Ok(Some(Timestamp(n))),
-            Value::TimestampMicros(n) => Ok(Some(Timestamp(n / 1000))),
             other => Err(invalid(field, format!("expected timestamp-millis or null, got {}", kind(&other)))),
         }
     }

@@ -200,3 +200,87 @@ proptest::proptest! {
         }
     }
 }
+
+/// The contract of `stream` with every `timestamp-millis` replaced by `logical_type`.
+fn contract_with_timestamps_as(stream: Stream, logical_type: &str) -> WriterSchema {
+    let avsc = match stream {
+        Stream::Orders => ORDER_EVENT_AVSC,
+        Stream::Fulfillments => FULFILLMENT_EVENT_AVSC,
+    };
+    assert!(avsc.contains("\"timestamp-millis\""));
+    let text = avsc.replace("\"timestamp-millis\"", &format!("\"{logical_type}\""));
+    WriterSchema::new(Schema::parse_str(&text).unwrap())
+}
+
+/// `value` with every `timestamp-millis` replaced by `retime` of its milliseconds.
+fn retimed(value: Value, retime: &impl Fn(i64) -> Value) -> Value {
+    match value {
+        Value::TimestampMillis(ms) => retime(ms),
+        Value::Union(i, v) => Value::Union(i, Box::new(retimed(*v, retime))),
+        Value::Record(fields) => Value::Record(fields.into_iter().map(|(k, v)| (k, retimed(v, retime))).collect()),
+        Value::Array(items) => Value::Array(items.into_iter().map(|v| retimed(v, retime)).collect()),
+        other => other,
+    }
+}
+
+#[test]
+fn a_writer_with_finer_timestamps_is_not_the_contract_and_reads_in_milliseconds() {
+    // The issue: the Parsing Canonical Form drops `logicalType`, so a
+    // producer's `timestamp-micros` looked like the contract and the direct
+    // reader took the microseconds for milliseconds (1000x, no error).
+    type Retime = fn(i64) -> Value;
+    let cases: [(&str, Retime); 2] = [
+        // Sub-millisecond parts round down to the contract's millisecond.
+        ("timestamp-micros", |ms| Value::TimestampMicros(ms * 1_000 + 999)),
+        ("timestamp-nanos", |ms| Value::TimestampNanos(ms * 1_000_000 + 999_999)),
+    ];
+    for (logical_type, retime) in cases {
+        for event in [order_event(5), fulfillment_event()] {
+            let stream = Stream::of(&event);
+            let writer = contract_with_timestamps_as(stream, logical_type);
+            assert_eq!(writer.schema.canonical_form(), reader_schema(stream).canonical_form(), "same PCF");
+            assert!(!writer.is_contract_of(stream), "{logical_type} is not the contract of {stream:?}");
+            assert!(!writer.is_contract_of(Stream::Orders) && !writer.is_contract_of(Stream::Fulfillments));
+
+            let body = apache_avro::to_avro_datum(&writer.schema, retimed(to_value(&event), &retime)).unwrap();
+            let from_finer = decode_body(stream, &writer, &body).unwrap();
+            let framed = encode_avro(&event, 1);
+            let from_contract = decode_body(stream, &WriterSchema::contract(stream), &framed[5..]).unwrap();
+            assert_eq!(from_finer, from_contract, "{logical_type} body of {stream:?}");
+            assert_eq!(from_finer, event, "{logical_type} body of {stream:?}");
+        }
+    }
+    // The contract itself still takes the fast path.
+    for stream in [Stream::Orders, Stream::Fulfillments] {
+        assert!(WriterSchema::contract(stream).is_contract_of(stream));
+        assert!(contract_with_timestamps_as(stream, "timestamp-millis").is_contract_of(stream));
+    }
+}
+
+#[test]
+fn instants_before_1970_round_down_to_their_millisecond() {
+    let writer = contract_with_timestamps_as(Stream::Orders, "timestamp-micros");
+    let mut event = order_event(2);
+    event.envelope.occurred_at = Timestamp(-1_500);
+    let value = retimed(to_value(&event), &|ms| Value::TimestampMicros(ms * 1_000 + 1));
+    let body = apache_avro::to_avro_datum(&writer.schema, value).unwrap();
+    // -1_499_999 µs lies in the millisecond that starts at -1_500 ms.
+    assert_eq!(decode_body(Stream::Orders, &writer, &body).unwrap(), event);
+}
+
+#[test]
+fn a_writer_with_local_timestamps_is_refused_not_misread() {
+    // A local timestamp has no time zone: it is not the contract's instant,
+    // and there is no right conversion, so the event is refused.
+    for logical_type in ["local-timestamp-millis", "local-timestamp-micros"] {
+        let writer = contract_with_timestamps_as(Stream::Orders, logical_type);
+        assert!(!writer.is_contract_of(Stream::Orders), "{logical_type}");
+        let retime = |ms: i64| match logical_type {
+            "local-timestamp-millis" => Value::LocalTimestampMillis(ms),
+            _ => Value::LocalTimestampMicros(ms * 1_000),
+        };
+        let body = apache_avro::to_avro_datum(&writer.schema, retimed(to_value(&order_event(2)), &retime)).unwrap();
+        let err = decode_body(Stream::Orders, &writer, &body).unwrap_err();
+        assert_eq!(err.reason(), "undecodable", "{logical_type}: {err}");
+    }
+}

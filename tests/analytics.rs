@@ -58,13 +58,8 @@ async fn kpis_funnel_top_skus_and_series_match_the_truth() {
     let range = format!("from={}&to={}", from.to_rfc3339(), to.to_rfc3339());
     let c = client();
     let get = |path: String| {
-        let c = c.clone();
-        let url = gw.url(&path);
-        async move {
-            let r = c.get(url).send().await.unwrap();
-            assert_eq!(r.status(), 200, "{path}");
-            r.json::<Value>().await.unwrap()
-        }
+        let request = c.get(gw.url(&path));
+        async move { expect_json(request, 200).await.1 }
     };
 
     // ---- expected, from the truth ----
@@ -204,10 +199,7 @@ async fn bad_analytics_parameters_are_named() {
         (format!("/v1/analytics/timeseries?{r}&tz=Not/AZone"), "tz"),
         (format!("/v1/analytics/timeseries?{r}&tz=bad%20zone"), "tz"),
     ] {
-        let resp = c.get(gw.url(&path)).send().await.unwrap();
-        assert_eq!(resp.status(), 400, "{path}");
-        assert_eq!(resp.headers()["content-type"], "application/problem+json");
-        let p: Value = resp.json().await.unwrap();
+        let (_, p) = expect_problem(c.get(gw.url(&path)), 400).await;
         assert_eq!(p["invalid_params"][0]["name"], param, "{path}: {p}");
     }
     let metrics = c.get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::world::*;
 use common::*;
-use order_gateway::model::{Component, OrderView};
 use serde_json::Value;
 
 fn key_entry(name: &str, key: &str, scopes: &[&str], tier: &str) -> String {
@@ -26,11 +25,6 @@ fn with_key(key: &str) -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(15)).default_headers(h).build().unwrap()
 }
 
-async fn problem(r: reqwest::Response) -> Value {
-    assert_eq!(r.headers()["content-type"], "application/problem+json");
-    r.json().await.unwrap()
-}
-
 const READER: &str = "ogw_test_reader_orders_read_only";
 const PII: &str = "ogw_test_pii_reader_with_orders_pii";
 
@@ -45,25 +39,21 @@ async fn credentials_scopes_and_open_probes() {
         assert_eq!(bare.get(gw.url(path)).send().await.unwrap().status(), 200, "{path}");
     }
     // No credential: 401 with a challenge.
-    let r = bare.get(gw.url("/v1/orders/o-1")).send().await.unwrap();
-    assert_eq!(r.status(), 401);
-    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"order-gateway\"");
-    let p = problem(r).await;
+    let (headers, p) = expect_problem(bare.get(gw.url("/v1/orders/o-1")), 401).await;
+    assert_eq!(headers["www-authenticate"], "Bearer realm=\"order-gateway\"");
     assert!(p["detail"].as_str().unwrap().contains("orders:read"), "{p}");
     assert_eq!(p["type"], "urn:order-gateway:problem:unauthorized");
     // A wrong key is refused, never downgraded to anonymous.
-    let r = with_key("ogw_not_a_key_anyone_has_0000").get(gw.url("/openapi.json")).send().await.unwrap();
-    assert_eq!(r.status(), 401);
-    assert!(r.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
-    assert!(problem(r).await["detail"].as_str().unwrap().contains("not known"));
+    let (headers, p) =
+        expect_problem(with_key("ogw_not_a_key_anyone_has_0000").get(gw.url("/openapi.json")), 401).await;
+    assert!(headers["www-authenticate"].to_str().unwrap().contains("invalid_token"));
+    assert!(p["detail"].as_str().unwrap().contains("not known"));
     let r = bare.get(gw.url("/v1/orders/o-1")).header("authorization", "Basic dTpw").send().await.unwrap();
     assert_eq!(r.status(), 401);
     // A valid key without the scope: 403 naming the scope.
     let reader = with_key(READER);
     for path in ["/v1/analytics/kpis?from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z", "/admin/config"] {
-        let r = reader.get(gw.url(path)).send().await.unwrap();
-        assert_eq!(r.status(), 403, "{path}");
-        let p = problem(r).await;
+        let (_, p) = expect_problem(reader.get(gw.url(path)), 403).await;
         assert!(p["detail"].as_str().unwrap().contains("key:reader"), "{p}");
     }
     // Authenticated, authorised: rate-limit headers on the answer.
@@ -83,43 +73,28 @@ async fn personal_data_only_with_the_pii_scope() {
     let id = format!("pii-{}", uuid::Uuid::new_v4().simple());
     let mut o = order(&id, 2);
     o.phone = Some("+49 30 1234567".into());
-    let mut v = OrderView::new(id.as_str());
-    v.apply(Component::Order(o));
-    w.index(&v).await;
+    w.index_order(o).await;
 
-    let full = with_key(PII).get(gw.url(&format!("/v1/orders/{id}"))).send().await.unwrap();
-    assert_eq!(full.status(), 200);
-    let full_etag = full.headers()["etag"].clone();
-    let body: Value = full.json().await.unwrap();
+    let (full, body) = expect_json(with_key(PII).get(gw.url(&format!("/v1/orders/{id}"))), 200).await;
     assert_eq!(body["order"]["email"], "someone@example.com");
     assert_eq!(body["order"]["phone"], "+49 30 1234567");
 
-    let r = with_key(READER).get(gw.url(&format!("/v1/orders/{id}"))).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    assert_ne!(r.headers()["etag"], full_etag, "each representation has its own ETag");
-    let body: Value = r.json().await.unwrap();
+    let (headers, body) = expect_json(with_key(READER).get(gw.url(&format!("/v1/orders/{id}"))), 200).await;
+    assert_ne!(headers["etag"], full["etag"], "each representation has its own ETag");
     assert!(body["order"].get("email").is_none() && body["order"].get("phone").is_none(), "{body}");
     assert_eq!(body["order"]["total"], 1190, "the rest of the order is there");
 
     // Lists and searches redact too, and text search cannot probe personal fields.
-    let r: Value =
-        with_key(READER).get(gw.url("/v1/customers/cust-rp/orders")).send().await.unwrap().json().await.unwrap();
+    let r: Value = json_of(with_key(READER).get(gw.url("/v1/customers/cust-rp/orders"))).await;
     assert!(!r.to_string().contains("someone@example.com"), "{r}");
     assert!(r["orders"].as_array().is_some_and(|a| !a.is_empty()), "{r}");
     let q = "/v1/orders?q=someone%40example.com";
-    let r: Value = with_key(READER).get(gw.url(q)).send().await.unwrap().json().await.unwrap();
+    let r: Value = json_of(with_key(READER).get(gw.url(q))).await;
     assert_eq!(r["orders"].as_array().map(Vec::len), Some(0), "{r}");
-    let r: Value = with_key(PII).get(gw.url(q)).send().await.unwrap().json().await.unwrap();
+    let r: Value = json_of(with_key(PII).get(gw.url(q))).await;
     assert!(r["orders"].as_array().is_some_and(|a| !a.is_empty()), "{r}");
-    let r: Value = with_key(READER)
-        .post(gw.url("/v1/orders:batchGet"))
-        .json(&serde_json::json!({ "ids": [id] }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value =
+        json_of(with_key(READER).post(gw.url("/v1/orders:batchGet")).json(&serde_json::json!({ "ids": [id] }))).await;
     assert!(!r.to_string().contains("someone@example.com") && r["orders"][0]["order_id"] == id.as_str(), "{r}");
 }
 
@@ -151,7 +126,7 @@ async fn jwt_bearer_tokens_hs256_and_rs256() {
     ] {
         let r = get(hs(claims)).await.unwrap();
         assert_eq!(r.status(), 401, "{why}");
-        assert!(problem(r).await["detail"].as_str().unwrap().contains(why));
+        assert!(problem_of(r).await["detail"].as_str().unwrap().contains(why));
     }
     let forged = encode(
         &Header::new(Algorithm::HS256),
@@ -209,7 +184,7 @@ async fn mesh_identity_is_believed_only_from_trusted_peers_and_client_state_stay
     for i in 0..600 {
         let _ = sidecar.get(gw.url("/admin/stream")).header("x-client-id", format!("flood-{i}")).send().await.unwrap();
     }
-    let stats: Value = client().get(gw.url("/admin/cache")).send().await.unwrap().json().await.unwrap();
+    let stats: Value = json_of(client().get(gw.url("/admin/cache"))).await;
     let clients = stats["rate_limit_clients"].as_u64().unwrap();
     // 50 in the mesh's tier plus its shared overflow bucket, plus the stranger's
     // address in the anonymous tier (max_clients holds per tier).
@@ -245,7 +220,7 @@ async fn a_burst_is_refused_with_429_and_headers_then_recovers() {
     let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=2).contains(&retry), "retry-after {retry}");
     assert!(r.headers().contains_key("ratelimit-reset"));
-    let p = problem(r).await;
+    let p = problem_of(r).await;
     assert_eq!(p["type"], "urn:order-gateway:problem:rate-limited");
     // Another client is not affected.
     assert_eq!(client().get(gw.url("/openapi.json")).send().await.unwrap().status(), 200);
@@ -263,9 +238,7 @@ async fn a_concurrency_flood_is_shed_fast_while_healthz_answers() {
         ])
         .await;
     let id = format!("shed-{}", uuid::Uuid::new_v4().simple());
-    let mut v = OrderView::new(id.as_str());
-    v.apply(Component::Order(order(&id, 1)));
-    w.index(&v).await;
+    w.index_order(order(&id, 1)).await;
     let c = client();
     // Each waits up to 3 s for a version that never comes, holding its slot.
     let slow = format!("/v1/orders/{id}?min_version=999");
@@ -276,7 +249,7 @@ async fn a_concurrency_flood_is_shed_fast_while_healthz_answers() {
     assert!(started.elapsed() < Duration::from_millis(500), "shed at once, took {:?}", started.elapsed());
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["retry-after"], "1");
-    assert_eq!(problem(r).await["type"], "urn:order-gateway:problem:overloaded");
+    assert_eq!(problem_of(r).await["type"], "urn:order-gateway:problem:overloaded");
     assert_eq!(c.get(gw.url("/healthz")).send().await.unwrap().status(), 200, "probes are never shed");
     assert_eq!(c.get(gw.url("/metrics")).send().await.unwrap().status(), 200);
     for h in holders {
@@ -290,12 +263,11 @@ async fn oversized_bodies_and_headers_get_413_and_431() {
     let gw = Gateway::start(&[("ORDER_GATEWAY__SERVER__MAX_BODY_BYTES", "2048")]).await;
     let c = client();
     let ids: Vec<String> = (0..200).map(|i| format!("order-{i:04}")).collect();
-    let r = c.post(gw.url("/v1/orders:batchGet")).json(&serde_json::json!({ "ids": ids })).send().await.unwrap();
-    assert_eq!(r.status(), 413);
-    assert!(problem(r).await["detail"].as_str().unwrap().contains("2048"));
-    let r = c.get(gw.url("/healthz")).header("x-padding", "a".repeat(20_000)).send().await.unwrap();
-    assert_eq!(r.status(), 431);
-    assert!(problem(r).await["detail"].as_str().unwrap().contains("server.max_header_bytes"));
+    let (_, p) =
+        expect_problem(c.post(gw.url("/v1/orders:batchGet")).json(&serde_json::json!({ "ids": ids })), 413).await;
+    assert!(p["detail"].as_str().unwrap().contains("2048"));
+    let (_, p) = expect_problem(c.get(gw.url("/healthz")).header("x-padding", "a".repeat(20_000)), 431).await;
+    assert!(p["detail"].as_str().unwrap().contains("server.max_header_bytes"));
 }
 
 #[tokio::test]
@@ -341,16 +313,12 @@ async fn reload_changes_a_limit_without_restart_and_a_bad_one_changes_nothing() 
     assert_eq!(limit().await, "3");
 
     write(50, "");
-    let r = client().post(gw.url("/admin/reload")).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    let report: Value = r.json().await.unwrap();
+    let (_, report) = expect_json(client().post(gw.url("/admin/reload")), 200).await;
     assert!(report["applied"].as_array().unwrap().iter().any(|k| k == "rate_limit.tiers.standard.burst"), "{report}");
     assert_eq!(limit().await, "50", "the new limit is in effect without a restart");
 
     write(7, "default_tier = \"gold\"");
-    let r = client().post(gw.url("/admin/reload")).send().await.unwrap();
-    assert_eq!(r.status(), 422);
-    let p = problem(r).await;
+    let (_, p) = expect_problem(client().post(gw.url("/admin/reload")), 422).await;
     assert!(p["detail"].as_str().unwrap().contains("gold"), "{p}");
     assert_eq!(limit().await, "50", "a refused reload changes nothing");
 
@@ -374,16 +342,14 @@ async fn admin_endpoints_and_their_own_listener() {
     let c = client();
     let admin = |path: &str| format!("http://{admin_addr}{path}");
     assert_eq!(c.get(gw.url("/admin/config")).send().await.unwrap().status(), 404, "not on the main listener");
-    let config: Value = c.get(admin("/admin/config")).send().await.unwrap().json().await.unwrap();
+    let config: Value = json_of(c.get(admin("/admin/config"))).await;
     assert_eq!(config["clickhouse"]["password"], "********");
     assert!(!config.to_string().contains("do-not-show-me"));
-    let stats: Value = c.get(admin("/admin/cache")).send().await.unwrap().json().await.unwrap();
+    let stats: Value = json_of(c.get(admin("/admin/cache"))).await;
     assert!(stats["entries"].is_u64() && stats["max_bytes"].is_u64(), "{stats}");
-    let stream: Value = c.get(admin("/admin/stream")).send().await.unwrap().json().await.unwrap();
+    let stream: Value = json_of(c.get(admin("/admin/stream"))).await;
     assert_eq!(stream["enabled"], false, "{stream}");
-    let r = c.delete(admin("/admin/cache/orders/o-123")).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.json::<Value>().await.unwrap()["was_cached"], false);
+    assert_eq!(expect_json(c.delete(admin("/admin/cache/orders/o-123")), 200).await.1["was_cached"], false);
     assert_eq!(bare_client().get(admin("/admin/cache")).send().await.unwrap().status(), 401);
     assert_eq!(
         c.get(admin("/v1/orders/o-1")).send().await.unwrap().status(),

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::world::*;
 use common::*;
-use order_gateway::model::{Component, OrderView};
 
 /// The value of one series in the gateway's /metrics, e.g.
 /// `backend_circuit_state{backend="elasticsearch"}`.
@@ -39,9 +38,7 @@ async fn cached_orders_are_served_stale_and_uncached_ones_fail_fast_then_recover
     let cached = format!("fe-{}", uuid::Uuid::new_v4().simple());
     let uncached = format!("fe-{}", uuid::Uuid::new_v4().simple());
     for id in [&cached, &uncached] {
-        let mut v = OrderView::new(id.as_str());
-        v.apply(Component::Order(order(id, 2)));
-        w.index(&v).await;
+        w.index_order(order(id, 2)).await;
     }
     let c = client();
     let r = c.get(gw.url(&format!("/v1/orders/{cached}"))).send().await.unwrap();
@@ -51,19 +48,15 @@ async fn cached_orders_are_served_stale_and_uncached_ones_fail_fast_then_recover
 
     stack("stop", "elasticsearch");
     let outcome = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async {
-        let r = c.get(gw.url(&format!("/v1/orders/{cached}"))).send().await.unwrap();
-        assert_eq!(r.status(), 200);
-        assert_eq!(r.headers()["x-cache"], "STALE");
-        let age: u64 = r.headers()["age"].to_str().unwrap().parse().unwrap();
+        let (headers, body) = expect_json(c.get(gw.url(&format!("/v1/orders/{cached}"))), 200).await;
+        assert_eq!(headers["x-cache"], "STALE");
+        let age: u64 = headers["age"].to_str().unwrap().parse().unwrap();
         assert!(age >= 1, "age {age}");
-        assert_eq!(version_of(&r.json().await.unwrap()), 2);
+        assert_eq!(version_of(&body), 2);
 
         let started = Instant::now();
-        let r = c.get(gw.url(&format!("/v1/orders/{uncached}"))).send().await.unwrap();
-        assert_eq!(r.status(), 503);
+        let (_, p) = expect_problem(c.get(gw.url(&format!("/v1/orders/{uncached}"))), 503).await;
         assert!(started.elapsed() < Duration::from_secs(3), "503 within the timeout, took {:?}", started.elapsed());
-        assert_eq!(r.headers()["content-type"], "application/problem+json");
-        let p: serde_json::Value = r.json().await.unwrap();
         assert_eq!(p["backend"], "elasticsearch", "{p}");
         assert!(!p["detail"].as_str().unwrap().contains("circuit"), "2 failures of 3: still closed: {p}");
         let ready = c.get(gw.url("/readyz")).send().await.unwrap();
@@ -72,16 +65,11 @@ async fn cached_orders_are_served_stale_and_uncached_ones_fail_fast_then_recover
         // Circuit breaker. The stale read above asked Elasticsearch first
         // (failure 1), the uncached lookup failed (2); readiness pings do not
         // count. The next uncached lookup is failure 3 and opens the circuit.
-        let r = c.get(gw.url(&format!("/v1/orders/{uncached}"))).send().await.unwrap();
-        assert_eq!(r.status(), 503);
-        let p: serde_json::Value = r.json().await.unwrap();
+        let (_, p) = expect_json(c.get(gw.url(&format!("/v1/orders/{uncached}"))), 503).await;
         assert!(!p["detail"].as_str().unwrap().contains("circuit"), "failure 3 still reached Elasticsearch: {p}");
         assert_eq!(metric(&c, &gw, ES_CIRCUIT).await, Some(2.0), "open after 3 consecutive failures");
         // Open: the lookup fails at once without reaching Elasticsearch, and says so.
-        let r = c.get(gw.url(&format!("/v1/orders/{uncached}"))).send().await.unwrap();
-        assert_eq!(r.status(), 503);
-        assert_eq!(r.headers()["content-type"], "application/problem+json");
-        let p: serde_json::Value = r.json().await.unwrap();
+        let (_, p) = expect_problem(c.get(gw.url(&format!("/v1/orders/{uncached}"))), 503).await;
         assert_eq!(p["backend"], "elasticsearch", "{p}");
         assert_eq!(p["type"], "urn:order-gateway:problem:backend-unavailable", "{p}");
         let detail = p["detail"].as_str().unwrap();
@@ -94,7 +82,7 @@ async fn cached_orders_are_served_stale_and_uncached_ones_fail_fast_then_recover
             metric(&c, &gw, r#"backend_circuit_rejected_total{backend="elasticsearch",call="get_order"}"#).await;
         assert_eq!(rejected, Some(1.0), "the rejected lookup is counted");
         // /readyz still probes Elasticsearch itself (and finds it down), circuit or not.
-        let ready: serde_json::Value = c.get(gw.url("/readyz")).send().await.unwrap().json().await.unwrap();
+        let ready: serde_json::Value = json_of(c.get(gw.url("/readyz"))).await;
         assert!(!ready["checks"]["elasticsearch"]["detail"].as_str().unwrap().contains("circuit"), "{ready}");
     }))
     .await;

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use common::world::*;
 use common::*;
-use order_gateway::model::{Component, OrderView};
 use rdkafka::producer::FutureRecord;
 
 #[tokio::test]
@@ -16,16 +15,14 @@ async fn reads_go_on_without_kafka_and_the_cache_catches_up_after() {
         .gateway(&[("ORDER_GATEWAY__STREAM__MAX_STALENESS", "2s"), ("ORDER_GATEWAY__READINESS__CACHE_FOR", "100ms")])
         .await;
     let id = format!("fk-{}", uuid::Uuid::new_v4().simple());
-    let mut v = OrderView::new(&id);
-    v.apply(Component::Order(order(&id, 1)));
-    w.index(&v).await;
+    w.index_order(order(&id, 1)).await;
     let c = client();
     assert_eq!(c.get(gw.url(&format!("/v1/orders/{id}"))).send().await.unwrap().status(), 200);
 
     stack("stop", "kafka");
     let outcome = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async {
         eventually(Duration::from_secs(20), "readyz degraded", || async {
-            let v: serde_json::Value = c.get(gw.url("/readyz")).send().await.unwrap().json().await.unwrap();
+            let v: serde_json::Value = json_of(c.get(gw.url("/readyz"))).await;
             v["status"] == "degraded" && v["checks"]["stream"]["status"] == "down"
         })
         .await;
@@ -47,7 +44,7 @@ async fn reads_go_on_without_kafka_and_the_cache_catches_up_after() {
         .await
         .unwrap();
     eventually(Duration::from_secs(60), "readyz ready again", || async {
-        let v: serde_json::Value = c.get(gw.url("/readyz")).send().await.unwrap().json().await.unwrap();
+        let v: serde_json::Value = json_of(c.get(gw.url("/readyz"))).await;
         v["status"] == "ready"
     })
     .await;

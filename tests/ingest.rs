@@ -108,15 +108,8 @@ impl Pipeline {
     async fn es_docs(&self) -> BTreeMap<String, OrderView> {
         let http = client();
         let _ = http.post(format!("{}/{}/_refresh", es_url(), self.alias)).send().await;
-        let body: Value = http
-            .post(format!("{}/{}/_search", es_url(), self.alias))
-            .json(&json!({"size": 10000, "query": {"match_all": {}}}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let search = json!({"size": 10000, "query": {"match_all": {}}});
+        let body: Value = json_of(http.post(format!("{}/{}/_search", es_url(), self.alias)).json(&search)).await;
         body["hits"]["hits"]
             .as_array()
             .map(|hits| {
@@ -397,11 +390,9 @@ async fn seeded_orders_reach_both_stores_exactly() {
     let hot_one = hot_orders.values().next().unwrap();
     let cold_one = truth.values().find(|v| !hot_orders.contains_key(&v.order_id)).unwrap();
     let c = client();
-    let got: OrderView =
-        c.get(gw.url(&format!("/v1/orders/{}", hot_one.order_id))).send().await.unwrap().json().await.unwrap();
+    let got: OrderView = json_of(c.get(gw.url(&format!("/v1/orders/{}", hot_one.order_id)))).await;
     assert_eq!(&got, hot_one);
-    let got: OrderView =
-        c.get(gw.url(&format!("/v1/orders/{}", cold_one.order_id))).send().await.unwrap().json().await.unwrap();
+    let got: OrderView = json_of(c.get(gw.url(&format!("/v1/orders/{}", cold_one.order_id)))).await;
     let mut want = cold_one.clone();
     if let Some(o) = want.order.as_mut() {
         o.shipping_address = None;

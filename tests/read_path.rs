@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::world::*;
 use common::*;
-use order_gateway::model::{Component, OrderView, Timestamp};
+use order_gateway::model::{OrderView, Timestamp};
 use rdkafka::producer::FutureRecord;
 use serde_json::{json, Value};
 
@@ -85,9 +85,7 @@ async fn concurrent_misses_for_one_id_make_one_elasticsearch_request() {
     let w = World::new();
     let gw = Arc::new(w.gateway(&[]).await);
     let id = format!("rp-{}", uuid::Uuid::new_v4().simple());
-    let mut view = OrderView::new(&id);
-    view.apply(Component::Order(order(&id, 3)));
-    w.index(&view).await;
+    w.index_order(order(&id, 3)).await;
     let before = w.es_search_count().await;
     let mut tasks = Vec::new();
     for _ in 0..200 {
@@ -115,9 +113,7 @@ async fn etag_revalidation_and_cache_headers() {
     let w = World::new();
     let gw = w.gateway(&[]).await;
     let id = format!("rp-{}", uuid::Uuid::new_v4().simple());
-    let mut view = OrderView::new(&id);
-    view.apply(Component::Order(order(&id, 2)));
-    w.index(&view).await;
+    let view = w.index_order(order(&id, 2)).await;
     let c = client();
     let first = c.get(gw.url(&format!("/v1/orders/{id}"))).send().await.unwrap();
     assert_eq!(first.headers()["x-cache"], "MISS");
@@ -141,9 +137,8 @@ async fn etag_revalidation_and_cache_headers() {
     p.send(FutureRecord::to(&w.orders_topic).key(&id).payload(&event(order(&id, 9))), Duration::from_secs(5))
         .await
         .unwrap();
-    let r = c.get(gw.url(&format!("/v1/orders/{id}?min_version=9"))).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(version_of(&r.json().await.unwrap()), 9);
+    let (_, body) = expect_json(c.get(gw.url(&format!("/v1/orders/{id}?min_version=9"))), 200).await;
+    assert_eq!(version_of(&body), 9);
 }
 
 #[tokio::test]
@@ -156,30 +151,20 @@ async fn batch_get_search_and_cursors() {
         let id = format!("rp-{}-{i}", uuid::Uuid::new_v4().simple());
         let mut o = order(&id, 1);
         o.created_at = Timestamp(Timestamp::now().millis() - i * 1000);
-        let mut view = OrderView::new(&id);
-        view.apply(Component::Order(o));
-        w.index(&view).await;
+        w.index_order(o).await;
         ids.push(id);
     }
     let body = json!({"ids": [ids[2], "rp-missing", ids[0]]});
-    let r: Value = c.post(gw.url("/v1/orders:batchGet")).json(&body).send().await.unwrap().json().await.unwrap();
+    let r: Value = json_of(c.post(gw.url("/v1/orders:batchGet")).json(&body)).await;
     assert_eq!(r["orders"][0]["order_id"], ids[2]);
     assert_eq!(r["orders"][1]["order_id"], ids[0]);
     assert_eq!(r["missing"], json!(["rp-missing"]));
 
-    let page1: Value =
-        c.get(gw.url("/v1/customers/cust-rp/orders?limit=3")).send().await.unwrap().json().await.unwrap();
+    let page1: Value = json_of(c.get(gw.url("/v1/customers/cust-rp/orders?limit=3"))).await;
     let got: Vec<&str> = page1["orders"].as_array().unwrap().iter().map(|o| o["order_id"].as_str().unwrap()).collect();
     assert_eq!(got, [ids[0].as_str(), ids[1].as_str(), ids[2].as_str()], "newest first");
     let cursor = page1["next_cursor"].as_str().unwrap();
-    let page2: Value = c
-        .get(gw.url(&format!("/v1/customers/cust-rp/orders?limit=3&cursor={cursor}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page2: Value = json_of(c.get(gw.url(&format!("/v1/customers/cust-rp/orders?limit=3&cursor={cursor}")))).await;
     assert_eq!(page2["orders"].as_array().unwrap().len(), 2);
     assert!(page2["next_cursor"].is_null());
 
@@ -194,10 +179,7 @@ async fn batch_get_search_and_cursors() {
         "/v1/orders?sort=asc".to_string(),
         format!("/v1/orders/{}", "x".repeat(129)),
     ] {
-        let r = c.get(gw.url(&bad)).send().await.unwrap();
-        assert_eq!(r.status(), 400, "{bad}");
-        assert_eq!(r.headers()["content-type"], "application/problem+json");
-        let p: Value = r.json().await.unwrap();
+        let (_, p) = expect_problem(c.get(gw.url(&bad)), 400).await;
         assert!(p["invalid_params"][0]["name"].is_string(), "{bad}: {p}");
     }
     let r = c.post(gw.url("/v1/orders:batchGet")).json(&json!({"ids": []})).send().await.unwrap();
@@ -212,15 +194,11 @@ async fn lookup_by_order_number_finds_fills_and_remembers() {
     let w = World::new();
     let gw = w.gateway(&[]).await;
     let id = format!("rp-{}", uuid::Uuid::new_v4().simple());
-    let mut view = OrderView::new(&id);
-    view.apply(Component::Order(order(&id, 3)));
-    w.index(&view).await;
+    let view = w.index_order(order(&id, 3)).await;
     let number = view.order.as_ref().unwrap().order_number.clone();
     let c = client();
-    let first = c.get(gw.url(&format!("/v1/orders/by-number/{number}"))).send().await.unwrap();
-    assert_eq!(first.status(), 200);
-    let body: OrderView = first.json().await.unwrap();
-    assert_eq!(body, view);
+    let (_, body) = expect_json(c.get(gw.url(&format!("/v1/orders/by-number/{number}"))), 200).await;
+    assert_eq!(serde_json::from_value::<OrderView>(body).unwrap(), view);
     // The search filled the cache: by number and by id, the answer is now a hit.
     let again = c.get(gw.url(&format!("/v1/orders/by-number/{number}"))).send().await.unwrap();
     assert_eq!(again.headers()["x-cache"], "HIT");
@@ -228,9 +206,6 @@ async fn lookup_by_order_number_finds_fills_and_remembers() {
     assert_eq!(by_id.headers()["x-cache"], "HIT");
 
     let unknown = format!("ON-missing-{}", uuid::Uuid::new_v4().simple());
-    let r = c.get(gw.url(&format!("/v1/orders/by-number/{unknown}"))).send().await.unwrap();
-    assert_eq!(r.status(), 404);
-    assert_eq!(r.headers()["content-type"], "application/problem+json");
-    let p: Value = r.json().await.unwrap();
+    let (_, p) = expect_problem(c.get(gw.url(&format!("/v1/orders/by-number/{unknown}"))), 404).await;
     assert!(p["detail"].as_str().unwrap().contains(&unknown), "{p}");
 }

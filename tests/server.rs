@@ -12,10 +12,7 @@ async fn healthz_and_readyz_with_every_backend_up() {
     assert_eq!(r.status(), 200);
     assert!(r.headers().contains_key("x-request-id"));
 
-    let r = c.get(gw.url("/readyz")).send().await.unwrap();
-    let status = r.status();
-    let body: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(status, 200, "{body}");
+    let (_, body) = expect_json(c.get(gw.url("/readyz")), 200).await;
     assert_eq!(body["status"], "ready", "{body}");
     for b in ["elasticsearch", "clickhouse", "kafka", "schema_registry"] {
         assert_eq!(body["checks"][b]["status"], "up", "{b}: {body}");
@@ -26,20 +23,14 @@ async fn healthz_and_readyz_with_every_backend_up() {
 async fn unknown_route_is_404_and_wrong_method_405_as_problem_json() {
     let gw = Gateway::start(&[]).await;
     let c = client();
-    let r = c.get(gw.url("/v0/nothing-here")).header("x-request-id", "it-404").send().await.unwrap();
-    assert_eq!(r.status(), 404);
-    assert_eq!(r.headers()["content-type"], "application/problem+json");
-    assert_eq!(r.headers()["x-request-id"], "it-404");
-    let body: serde_json::Value = r.json().await.unwrap();
+    let (headers, body) = expect_problem(c.get(gw.url("/v0/nothing-here")).header("x-request-id", "it-404"), 404).await;
+    assert_eq!(headers["x-request-id"], "it-404");
     assert_eq!(body["status"], 404);
     assert_eq!(body["instance"], "/v0/nothing-here");
     assert_eq!(body["request_id"], "it-404");
 
-    let r = c.delete(gw.url("/healthz")).send().await.unwrap();
-    assert_eq!(r.status(), 405);
-    assert_eq!(r.headers()["allow"], "GET, HEAD");
-    assert_eq!(r.headers()["content-type"], "application/problem+json");
-    let body: serde_json::Value = r.json().await.unwrap();
+    let (headers, body) = expect_problem(c.delete(gw.url("/healthz")), 405).await;
+    assert_eq!(headers["allow"], "GET, HEAD");
     assert!(body["detail"].as_str().unwrap().contains("DELETE"), "{body}");
 }
 
@@ -105,7 +96,7 @@ async fn check_config_masks_secrets() {
 async fn openapi_document_and_swagger_ui_are_served() {
     let gw = Gateway::start(&[]).await;
     let c = client();
-    let doc: serde_json::Value = c.get(gw.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let doc: serde_json::Value = json_of(c.get(gw.url("/openapi.json"))).await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     assert!(doc["paths"]["/v1/orders/{order_id}"]["get"].is_object());
     let r = c.get(gw.url("/docs/")).send().await.unwrap();

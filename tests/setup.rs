@@ -96,11 +96,10 @@ async fn rollover_moves_the_write_alias_when_the_index_is_full() {
     }
     let out = setup(&n, &["--rollover"], &[("ORDER_GATEWAY__SETUP__ROLLOVER_MAX_DOCS", "1")]);
     assert!(out.contains("rolled over"), "{out}");
-    let aliases: Value =
-        http.get(format!("{}/_alias/{}-write", es_url(), n.alias)).send().await.unwrap().json().await.unwrap();
+    let aliases: Value = json_of(http.get(format!("{}/_alias/{}-write", es_url(), n.alias))).await;
     let new_index = format!("{}-000002", n.alias);
     assert_eq!(aliases[&new_index]["aliases"][format!("{}-write", n.alias)]["is_write_index"], true, "{aliases}");
-    let read: Value = http.get(format!("{}/_alias/{}", es_url(), n.alias)).send().await.unwrap().json().await.unwrap();
+    let read: Value = json_of(http.get(format!("{}/_alias/{}", es_url(), n.alias))).await;
     assert!(read.get(format!("{}-000001", n.alias)).is_some() && read.get(&new_index).is_some(), "{read}");
     // Nothing to roll over the second time: the new index is empty.
     let again = setup(&n, &["--rollover"], &[("ORDER_GATEWAY__SETUP__ROLLOVER_MAX_DOCS", "1")]);

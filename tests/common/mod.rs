@@ -10,6 +10,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use reqwest::header::{HeaderMap, CONTENT_TYPE};
+use reqwest::{RequestBuilder, Response};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
 /// Address of a backend, from the same variables the gateway reads
 /// (`eval "$(scripts/stack/env)"` sets them), else the stack's defaults.
 pub fn env_or(var: &str, default: &str) -> String {
@@ -201,6 +206,52 @@ pub fn client() -> reqwest::Client {
 /// A client without credentials.
 pub fn bare_client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap()
+}
+
+/// Sends `request` and returns the answer's body as JSON, whatever its status.
+/// The test fails, naming the request, when nothing answers or the body is
+/// not a `T`.
+pub async fn json_of<T: DeserializeOwned>(request: RequestBuilder) -> T {
+    let (what, response) = send(request).await;
+    let body = response.text().await.unwrap_or_else(|e| panic!("{what}: {e}"));
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{what}: {e}: {body}"))
+}
+
+/// Sends `request`, fails the test unless the answer has `status` (naming the
+/// request and showing the body), and returns its headers and body as JSON.
+pub async fn expect_json(request: RequestBuilder, status: u16) -> (HeaderMap, Value) {
+    let (what, response) = send(request).await;
+    let (got, headers) = (response.status(), response.headers().clone());
+    let body = response.text().await.unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_eq!(got, status, "{what}: {body}");
+    let json = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{what}: {e}: {body}"));
+    (headers, json)
+}
+
+/// [`expect_json`] for an error: the answer must also be `application/problem+json`.
+pub async fn expect_problem(request: RequestBuilder, status: u16) -> (HeaderMap, Value) {
+    let (headers, problem) = expect_json(request, status).await;
+    assert_eq!(content_type(&headers), Some("application/problem+json"), "{problem}");
+    (headers, problem)
+}
+
+/// The problem document of an answer already in hand (its status checked by the caller).
+pub async fn problem_of(response: Response) -> Value {
+    assert_eq!(content_type(response.headers()), Some("application/problem+json"));
+    response.json().await.unwrap()
+}
+
+fn content_type(headers: &HeaderMap) -> Option<&str> {
+    headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok())
+}
+
+/// Sends `request`; returns it as "METHOD url" for failure messages, and the answer.
+async fn send(request: RequestBuilder) -> (String, Response) {
+    let (client, request) = request.build_split();
+    let request = request.expect("a well-formed request");
+    let what = format!("{} {}", request.method(), request.url());
+    let response = client.execute(request).await.unwrap_or_else(|e| panic!("{what}: {e}"));
+    (what, response)
 }
 
 /// Polls `check` until it returns true or `within` elapses.

@@ -45,7 +45,7 @@ impl World {
         // The stream assigns its partitions at the end: wait until it has.
         let c = client();
         eventually(Duration::from_secs(20), "the stream assigned", || async {
-            let v: Value = c.get(gw.url("/readyz")).send().await.unwrap().json().await.unwrap();
+            let v: Value = json_of(c.get(gw.url("/readyz"))).await;
             v["checks"]["stream"]["assigned"] == true
         })
         .await;
@@ -63,15 +63,15 @@ impl World {
         assert!(r.status().is_success(), "{}", r.text().await.unwrap());
     }
 
+    /// Indexes the view of `order` alone, as [`World::index`] does, and returns it.
+    pub async fn index_order(&self, order: Order) -> OrderView {
+        let view = OrderView::from_component(Component::Order(order));
+        self.index(&view).await;
+        view
+    }
+
     pub async fn es_search_count(&self) -> u64 {
-        let v: Value = client()
-            .get(format!("{}/{}/_stats/search", es_url(), self.alias))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v: Value = json_of(client().get(format!("{}/{}/_stats/search", es_url(), self.alias))).await;
         v["_all"]["primaries"]["search"]["query_total"].as_u64().unwrap_or(0)
     }
 }

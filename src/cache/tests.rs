@@ -1,4 +1,5 @@
 use super::*;
+use crate::model::fixtures::{fulfillment, order, view};
 use crate::model::*;
 
 fn cfg() -> CacheConfig {
@@ -21,40 +22,10 @@ fn cache(healthy: bool) -> OrderCache {
     OrderCache::new(&cfg(), s)
 }
 
-fn order(version: u64) -> Order {
-    let mut o = crate::events::avro::test_order();
-    o.order_id = "o-1".into();
-    o.version = version;
-    o
-}
-
-fn ful(version: u64) -> Fulfillment {
-    Fulfillment {
-        fulfillment_id: "f-1".into(),
-        order_id: "o-1".into(),
-        kind: FulfillmentType::Ship,
-        status: FulfillmentStatus::Shipped,
-        carrier: None,
-        tracking_number: None,
-        line_ids: vec![],
-        shipped_at: None,
-        delivered_at: None,
-        version,
-    }
-}
-
-fn view(order_v: u64, ful_v: Option<u64>) -> OrderView {
-    let mut v = OrderView::from_component(Component::Order(order(order_v)));
-    if let Some(f) = ful_v {
-        v.apply(Component::Fulfillment(ful(f)));
-    }
-    v
-}
-
 #[test]
 fn an_event_for_an_uncached_order_makes_a_partial_entry_that_a_read_fills() {
     let c = cache(true);
-    c.apply_event(Component::Fulfillment(ful(2)));
+    c.apply_event(Component::Fulfillment(fulfillment(2)));
     assert!(matches!(c.lookup("o-1"), Lookup::Stale(e) if !e.complete));
     // The fill merges: the newer fulfilment from the stream survives an older backend copy.
     match c.fill("o-1", Some(view(3, Some(1))), Source::Elasticsearch) {
@@ -115,7 +86,7 @@ fn events_never_lower_a_cached_version() {
     let c = cache(true);
     c.fill("o-1", Some(view(4, Some(3))), Source::Elasticsearch);
     c.apply_event(Component::Order(order(2)));
-    c.apply_event(Component::Fulfillment(ful(1)));
+    c.apply_event(Component::Fulfillment(fulfillment(1)));
     let Lookup::Hit(e) = c.lookup("o-1") else { panic!() };
     assert_eq!(e.view().versions(), (4, vec![("f-1", 3)]));
     assert_eq!(e.versions.order, 4);

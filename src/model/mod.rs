@@ -7,6 +7,9 @@
 mod timestamp;
 mod view;
 
+#[cfg(test)]
+pub mod fixtures;
+
 use serde::{Deserialize, Serialize};
 
 pub use timestamp::Timestamp;

@@ -62,11 +62,11 @@ impl OrderStore for Arc<Script> {
     }
 }
 
+/// The fixture order, as order `id` with a number of its own.
 fn order(id: &str, version: u64) -> Order {
-    let mut o = crate::events::avro::test_order();
+    let mut o = crate::model::fixtures::order(version);
     o.order_id = id.into();
     o.order_number = format!("N-{id}");
-    o.version = version;
     o
 }
 

@@ -1,81 +1,9 @@
 use super::*;
 
-pub(crate) fn sample_order(version: u64) -> Order {
-    Order {
-        order_id: "0b9f3c1e-2f4e-4b8e-9a57-3c1d2e4f5a6b".into(),
-        order_number: "ON-00001234".into(),
-        customer_id: "cust-42".into(),
-        channel: Channel::CallCenter,
-        status: OrderStatus::PartiallyShipped,
-        currency: "EUR".into(),
-        subtotal: 4998,
-        tax: 950,
-        shipping: 499,
-        discount: 500,
-        total: 5947,
-        lines: vec![OrderLine {
-            line_id: "l1".into(),
-            sku: "SKU-1".into(),
-            name: "Mug".into(),
-            quantity: 2,
-            unit_price: 2499,
-            status: LineStatus::Shipped,
-        }],
-        shipping_address: Some(Address {
-            name: "A. Person".into(),
-            line1: "Main St 1".into(),
-            line2: None,
-            city: "Berlin".into(),
-            region: Some("BE".into()),
-            postal_code: "10115".into(),
-            country: "DE".into(),
-        }),
-        email: Some("a@example.com".into()),
-        phone: None,
-        promised_delivery_at: Some(Timestamp(1_700_100_000_000)),
-        created_at: Timestamp(1_700_000_000_000),
-        updated_at: Timestamp(1_700_000_500_000),
-        version,
-        deleted: false,
-    }
-}
+use crate::model::fixtures::{fulfillment_event, order_event};
 
-fn order_event(version: u64) -> Event {
-    Event {
-        envelope: Envelope {
-            event_id: "e-1".into(),
-            event_type: "order.confirmed".into(),
-            source: "digital".into(),
-            occurred_at: Timestamp(1_700_000_500_000),
-            schema_version: 1,
-        },
-        component: Component::Order(sample_order(version)),
-    }
-}
-
-fn fulfillment_event() -> Event {
-    Event {
-        envelope: Envelope {
-            event_id: "e-2".into(),
-            event_type: "fulfillment.shipped".into(),
-            source: "fulfillment-order".into(),
-            occurred_at: Timestamp(1_700_000_600_000),
-            schema_version: 1,
-        },
-        component: Component::Fulfillment(Fulfillment {
-            fulfillment_id: "f-1".into(),
-            order_id: "0b9f3c1e-2f4e-4b8e-9a57-3c1d2e4f5a6b".into(),
-            kind: FulfillmentType::Ship,
-            status: FulfillmentStatus::Shipped,
-            carrier: Some("DHL".into()),
-            tracking_number: Some("JJD000390007".into()),
-            line_ids: vec!["l1".into()],
-            shipped_at: Some(Timestamp(1_700_000_600_000)),
-            delivered_at: None,
-            version: 2,
-        }),
-    }
-}
+// `super::test_order` (in mod.rs) still builds its order from this name.
+pub(crate) use crate::model::fixtures::order as sample_order;
 
 #[test]
 fn avro_round_trip_through_the_wire_format() {

@@ -1,63 +1,39 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::model::fixtures::{fulfillment, order, view, view_of, ORDER_ID};
 use crate::model::*;
 
-fn order(version: u64, variant: u8) -> Order {
-    Order {
-        order_id: "o-1".into(),
-        order_number: "ON-1".into(),
-        customer_id: "c-1".into(),
-        channel: Channel::Web,
-        status: OrderStatus::ALL[(version as usize + variant as usize) % OrderStatus::ALL.len()],
-        currency: "EUR".into(),
-        subtotal: 1000,
-        tax: 190,
-        shipping: 0,
-        discount: i64::from(variant),
-        total: 1190 - i64::from(variant),
-        lines: vec![],
-        shipping_address: None,
-        email: None,
-        phone: None,
-        promised_delivery_at: None,
-        created_at: Timestamp(0),
-        updated_at: Timestamp(version as i64),
-        version,
-        deleted: false,
-    }
+/// The fixture order at `version`; `variant` makes equal versions with
+/// different content possible, the case a buggy producer creates.
+fn order_variant(version: u64, variant: u8) -> Order {
+    let mut o = order(version);
+    o.status = OrderStatus::ALL[(version as usize + variant as usize) % OrderStatus::ALL.len()];
+    o.discount += i64::from(variant);
+    o.total -= i64::from(variant);
+    o
 }
 
-fn fulfillment(id: u8, version: u64, variant: u8) -> Fulfillment {
-    Fulfillment {
-        fulfillment_id: format!("f-{id}"),
-        order_id: "o-1".into(),
-        kind: FulfillmentType::Ship,
-        status: FulfillmentStatus::ALL[(version as usize) % FulfillmentStatus::ALL.len()],
-        carrier: Some("DHL".into()),
-        tracking_number: Some(format!("T{variant}")),
-        line_ids: vec![],
-        shipped_at: None,
-        delivered_at: None,
-        version,
-    }
+/// Fulfilment `f-{id}` of the fixture order at `version`, with `variant` as
+/// in [`order_variant`].
+fn fulfillment_variant(id: u8, version: u64, variant: u8) -> Fulfillment {
+    let mut f = fulfillment(version);
+    f.fulfillment_id = format!("f-{id}");
+    f.status = FulfillmentStatus::ALL[(version as usize) % FulfillmentStatus::ALL.len()];
+    f.tracking_number = Some(format!("T{variant}"));
+    f
 }
 
-/// Components of one order; `variant` makes equal versions with different
-/// content possible, the case a buggy producer creates.
+/// Components of one order.
 fn component() -> impl Strategy<Value = Component> {
     prop_oneof![
-        (1u64..6, 0u8..2).prop_map(|(v, x)| Component::Order(order(v, x))),
-        (0u8..3, 1u64..6, 0u8..2).prop_map(|(id, v, x)| Component::Fulfillment(fulfillment(id, v, x))),
+        (1u64..6, 0u8..2).prop_map(|(v, x)| Component::Order(order_variant(v, x))),
+        (0u8..3, 1u64..6, 0u8..2).prop_map(|(id, v, x)| Component::Fulfillment(fulfillment_variant(id, v, x))),
     ]
 }
 
 fn fold(events: &[Component]) -> OrderView {
-    let mut v = OrderView::new("o-1");
-    for e in events {
-        v.apply(e.clone());
-    }
-    v
+    view_of(events.iter().cloned())
 }
 
 proptest! {
@@ -101,7 +77,7 @@ proptest! {
 
     #[test]
     fn no_sequence_lowers_a_component_version(events in prop::collection::vec(component(), 0..32)) {
-        let mut v = OrderView::new("o-1");
+        let mut v = OrderView::new(ORDER_ID);
         for e in events {
             let before = v.clone();
             v.apply(e);
@@ -121,14 +97,13 @@ proptest! {
 #[test]
 fn components_of_other_orders_are_ignored() {
     let mut v = OrderView::new("o-2");
-    assert!(!v.apply(Component::Order(order(3, 0))));
+    assert!(!v.apply(Component::Order(order(3))));
     assert_eq!(v, OrderView::new("o-2"));
 }
 
 #[test]
 fn json_shape_round_trips() {
-    let mut v = OrderView::from_component(Component::Order(order(2, 0)));
-    v.apply(Component::Fulfillment(fulfillment(1, 1, 0)));
+    let v = view(2, Some(1));
     let json = serde_json::to_string(&v).unwrap();
     assert!(json.contains("\"type\":\"ship\""), "{json}");
     let back: OrderView = serde_json::from_str(&json).unwrap();

@@ -4,6 +4,7 @@
 //! Money is in integer minor units of the order's ISO 4217 currency; times are
 //! [`Timestamp`]s (milliseconds since the Unix epoch, RFC 3339 in JSON).
 
+pub mod cursor;
 mod timestamp;
 mod view;
 

@@ -403,7 +403,7 @@ mod tests {
         // Every leaf of a view's JSON must be mapped, or a strict index refuses it.
         let v = crate::model::OrderView {
             order_id: "o".into(),
-            order: Some(crate::events::avro::test_order()),
+            order: Some(crate::model::fixtures::order(1)),
             fulfillments: vec![],
         };
         let doc = serde_json::to_value(&v).unwrap();

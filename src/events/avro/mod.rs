@@ -478,12 +478,3 @@ fn kind(v: &Value) -> &'static str {
 
 #[cfg(test)]
 mod tests;
-
-#[cfg(test)]
-pub(crate) use tests::sample_order;
-
-/// A fully populated order for tests of other modules.
-#[cfg(test)]
-pub(crate) fn test_order() -> Order {
-    sample_order(1)
-}

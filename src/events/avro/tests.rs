@@ -2,8 +2,7 @@ use super::*;
 
 use crate::model::fixtures::{fulfillment_event, order_event};
 
-// `super::test_order` (in mod.rs) still builds its order from this name.
-pub(crate) use crate::model::fixtures::order as sample_order;
+use crate::model::fixtures::order as sample_order;
 
 #[test]
 fn avro_round_trip_through_the_wire_format() {

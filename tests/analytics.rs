@@ -203,6 +203,6 @@ async fn bad_analytics_parameters_are_named() {
         assert_eq!(p["invalid_params"][0]["name"], param, "{path}: {p}");
     }
     let metrics = c.get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("backend_circuit_state{backend=\"clickhouse\"} 0\n"), "{metrics}");
+    assert!(metrics.contains("backend_circuit_state{backend=\"clickhouse\",circuit=\"analytics\"} 0\n"), "{metrics}");
     let _ = Duration::from_secs(0);
 }

@@ -106,7 +106,7 @@ impl ChClient {
              FROM orders AS o FINAL LEFT JOIN ({FULFILMENT_TIMES}) AS f ON f.order_id = o.order_id \
              WHERE {SCOPE_WHERE} SETTINGS join_use_nulls = 1"
         );
-        let kpis = timed(self.breaker(), "kpis", self.timeout(), async {
+        let kpis = timed(&self.breakers().analytics, "kpis", self.timeout(), async {
             bind(self.client().query(&sql), s).fetch_one::<Kpis>().await
         })
         .await?;
@@ -115,7 +115,7 @@ impl ChClient {
              sumIf(o.total, o.status NOT IN ('cancelled', 'returned')) AS revenue \
              FROM orders AS o FINAL WHERE {SCOPE_WHERE} GROUP BY currency ORDER BY currency"
         );
-        let revenue = timed(self.breaker(), "revenue", self.timeout(), async {
+        let revenue = timed(&self.breakers().analytics, "revenue", self.timeout(), async {
             bind(self.client().query(&sql), s).fetch_all::<Revenue>().await
         })
         .await?;
@@ -125,7 +125,7 @@ impl ChClient {
     /// Orders per latest status.
     pub async fn status_counts(&self, s: &Scope) -> Result<Vec<StatusCount>, BackendError> {
         let sql = format!("SELECT toString(o.status) AS status, count() AS orders FROM orders AS o FINAL WHERE {SCOPE_WHERE} GROUP BY status");
-        timed(self.breaker(), "status_counts", self.timeout(), async {
+        timed(&self.breakers().analytics, "status_counts", self.timeout(), async {
             bind(self.client().query(&sql), s).fetch_all::<StatusCount>().await
         })
         .await
@@ -143,7 +143,7 @@ impl ChClient {
              ON l.order_id = live.order_id AND l.version = live.version \
              GROUP BY sku ORDER BY {order} LIMIT {{limit:UInt64}}"
         );
-        timed(self.breaker(), "top_skus", self.timeout(), async {
+        timed(&self.breakers().analytics, "top_skus", self.timeout(), async {
             bind(self.client().query(&sql), s).param("limit", limit).fetch_all::<SkuSales>().await
         })
         .await
@@ -178,7 +178,7 @@ impl ChClient {
              toUInt64(sumIf(o.units, o.status != 'cancelled')) AS units \
              FROM orders AS o FINAL WHERE {SCOPE_WHERE} GROUP BY bucket_ms, group ORDER BY bucket_ms, group"
         );
-        timed(self.breaker(), "timeseries", self.timeout(), async {
+        timed(&self.breakers().analytics, "timeseries", self.timeout(), async {
             bind(self.client().query(&sql), s).param("tz", tz).fetch_all::<Point>().await.map_err(|e| match &e {
                 // An unknown `tz` is the caller's mistake (the API answers 400
                 // on the same words), not a sign of a sick ClickHouse.

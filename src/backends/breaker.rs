@@ -6,7 +6,8 @@
 //! [`Circuit`] is the state machine, pure and driven by the `Instant` it is
 //! given, so the tests control time. [`Breaker`] wraps it in a mutex, reads
 //! the clock and reports transitions in metrics and logs; [`Breakers`] holds
-//! one per backend and is shared by every clone of `Backends`.
+//! one per backend, and ClickHouse one per kind of call
+//! ([`ClickHouseBreakers`]), shared by every clone of `Backends`.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -233,6 +234,9 @@ impl Circuit {
 #[derive(Debug)]
 pub struct Breaker {
     backend: Backend,
+    /// Which of the backend's circuits this is, when it has more than one
+    /// (the `circuit` label of the metrics and the log field).
+    name: Option<&'static str>,
     enabled: bool,
     open_for: Duration,
     circuit: Mutex<Circuit>,
@@ -242,18 +246,45 @@ impl Breaker {
     /// A closed breaker for `backend`; reports its position at once so the
     /// gauge exists before the first failure.
     pub fn new(backend: Backend, cfg: &BreakerConfig) -> Self {
-        metrics::gauge!(names::BACKEND_CIRCUIT_STATE, "backend" => backend.name()).set(Position::Closed.gauge());
-        Breaker {
+        Self::build(backend, None, cfg)
+    }
+
+    /// A closed breaker for one kind of call to `backend`, named `circuit`
+    /// in metrics and logs.
+    pub fn for_calls(backend: Backend, circuit: &'static str, cfg: &BreakerConfig) -> Self {
+        Self::build(backend, Some(circuit), cfg)
+    }
+
+    fn build(backend: Backend, circuit: Option<&'static str>, cfg: &BreakerConfig) -> Self {
+        let breaker = Breaker {
             backend,
+            name: circuit,
             enabled: cfg.enabled,
             open_for: cfg.open_for,
             circuit: Mutex::new(Circuit::new(Policy::from(cfg))),
-        }
+        };
+        metrics::gauge!(names::BACKEND_CIRCUIT_STATE, breaker.labels()).set(Position::Closed.gauge());
+        breaker
     }
 
     /// The backend this breaker guards.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The name of its circuit, for a backend with one per kind of call.
+    pub fn circuit(&self) -> Option<&'static str> {
+        self.name
+    }
+
+    /// `backend`, and `circuit` where the backend has several: the series of
+    /// a backend with one circuit keep the labels they always had.
+    fn labels(&self) -> Vec<metrics::Label> {
+        let mut labels = vec![metrics::Label::new("backend", self.backend.name())];
+        if let Some(circuit) = self.name {
+            labels.push(metrics::Label::new("circuit", circuit));
+        }
+        labels
     }
 
     /// Where the circuit stands now.
@@ -298,18 +329,21 @@ impl Breaker {
     }
 
     fn report(&self, to: Position, failures: u32) {
-        let backend = self.backend.name();
-        metrics::gauge!(names::BACKEND_CIRCUIT_STATE, "backend" => backend).set(to.gauge());
-        metrics::counter!(names::BACKEND_CIRCUIT_TRANSITIONS, "backend" => backend, "to" => to.name()).increment(1);
+        let (backend, circuit) = (self.backend.name(), self.name);
+        metrics::gauge!(names::BACKEND_CIRCUIT_STATE, self.labels()).set(to.gauge());
+        let mut labels = self.labels();
+        labels.push(metrics::Label::new("to", to.name()));
+        metrics::counter!(names::BACKEND_CIRCUIT_TRANSITIONS, labels).increment(1);
         match to {
             Position::Open => tracing::warn!(
                 backend,
+                circuit,
                 failures,
                 "circuit opened: calls fail at once for {}",
                 humantime::format_duration(self.open_for)
             ),
-            Position::HalfOpen => tracing::info!(backend, "circuit half-open: letting probe calls through"),
-            Position::Closed => tracing::info!(backend, "circuit closed: a probe call succeeded"),
+            Position::HalfOpen => tracing::info!(backend, circuit, "circuit half-open: letting probe calls through"),
+            Position::Closed => tracing::info!(backend, circuit, "circuit closed: a probe call succeeded"),
         }
     }
 }
@@ -340,11 +374,12 @@ impl Drop for Permit<'_> {
     }
 }
 
-/// One breaker per backend, shared by every clone.
+/// One breaker per backend, and per kind of call for ClickHouse; shared by
+/// every clone.
 #[derive(Debug, Clone)]
 pub struct Breakers {
     pub elasticsearch: Arc<Breaker>,
-    pub clickhouse: Arc<Breaker>,
+    pub clickhouse: ClickHouseBreakers,
     pub kafka: Arc<Breaker>,
     pub schema_registry: Arc<Breaker>,
 }
@@ -354,20 +389,33 @@ impl Breakers {
     pub fn new(cfg: &BreakerConfig) -> Self {
         Breakers {
             elasticsearch: Arc::new(Breaker::new(Backend::Elasticsearch, cfg)),
-            clickhouse: Arc::new(Breaker::new(Backend::ClickHouse, cfg)),
+            clickhouse: ClickHouseBreakers::new(cfg),
             kafka: Arc::new(Breaker::new(Backend::Kafka, cfg)),
             schema_registry: Arc::new(Breaker::new(Backend::SchemaRegistry, cfg)),
         }
     }
+}
 
-    /// The breaker of `backend`.
-    pub fn get(&self, backend: Backend) -> &Arc<Breaker> {
-        match backend {
-            Backend::Elasticsearch => &self.elasticsearch,
-            Backend::ClickHouse => &self.clickhouse,
-            Backend::Kafka => &self.kafka,
-            Backend::SchemaRegistry => &self.schema_registry,
-        }
+/// ClickHouse's breakers, one per kind of call. Its calls differ in cost and
+/// in who sends them: a flood of lookups of unknown order numbers, or an
+/// analytics query that times out, must not fail the lookups of old orders
+/// (nor the other way round), as one shared circuit did.
+#[derive(Debug, Clone)]
+pub struct ClickHouseBreakers {
+    /// Views of orders older than the hot window, by id (`get_orders`).
+    pub orders: Arc<Breaker>,
+    /// Order number to order id (`find_by_number`).
+    pub numbers: Arc<Breaker>,
+    /// The analytical queries: KPIs, revenue, time series, top SKUs, funnel.
+    pub analytics: Arc<Breaker>,
+}
+
+impl ClickHouseBreakers {
+    /// Closed breakers, with the same settings, labelled `circuit` = `orders`,
+    /// `numbers` and `analytics`.
+    pub fn new(cfg: &BreakerConfig) -> Self {
+        let breaker = |circuit| Arc::new(Breaker::for_calls(Backend::ClickHouse, circuit, cfg));
+        ClickHouseBreakers { orders: breaker("orders"), numbers: breaker("numbers"), analytics: breaker("analytics") }
     }
 }
 
@@ -565,6 +613,31 @@ mod tests {
         assert_eq!(b.position(), Position::HalfOpen);
         b.admit("get_orders").expect("the dropped probe's slot is free").record(Ok(()));
         assert_eq!(b.position(), Position::Closed);
+    }
+
+    #[test]
+    fn clickhouse_calls_of_one_kind_open_only_their_own_circuit() {
+        let cfg = BreakerConfig { enabled: true, failure_threshold: 5, open_for: OPEN_FOR, half_open_probes: 1 };
+        let ch = Breakers::new(&cfg).clickhouse;
+        // The flood of issue 12: lookups of unknown numbers time out.
+        for _ in 0..5 {
+            ch.numbers.admit("find_by_number").unwrap().record(Err("no answer within 5s"));
+        }
+        assert_eq!(ch.numbers.position(), Position::Open);
+        assert!(ch.numbers.admit("find_by_number").is_err());
+        // Old orders by id and analytics still reach ClickHouse.
+        ch.orders.admit("get_orders").expect("orders has a circuit of its own").record(Ok(()));
+        ch.analytics.admit("kpis").expect("analytics has a circuit of its own").record(Ok(()));
+        assert_eq!((ch.orders.position(), ch.analytics.position()), (Position::Closed, Position::Closed));
+        let names = [&ch.orders, &ch.numbers, &ch.analytics].map(|b| (b.backend(), b.circuit()));
+        assert_eq!(
+            names,
+            [
+                (Backend::ClickHouse, Some("orders")),
+                (Backend::ClickHouse, Some("numbers")),
+                (Backend::ClickHouse, Some("analytics"))
+            ]
+        );
     }
 
     #[derive(Debug, Clone)]

@@ -1,11 +1,11 @@
 //! The ClickHouse client (analytical store and orders older than the hot window).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::{timed, timed_unguarded, Backend, BackendError, Breaker, ADMIN_TIMEOUT};
+use super::breaker::ClickHouseBreakers;
+use super::{timed, timed_unguarded, Backend, BackendError, ADMIN_TIMEOUT};
 use crate::config::ClickHouseConfig;
 use crate::model::{Component, Fulfillment, Order, Timestamp};
 
@@ -15,12 +15,13 @@ pub struct ChClient {
     client: clickhouse::Client,
     database: String,
     timeout: Duration,
-    breaker: Arc<Breaker>,
+    breakers: ClickHouseBreakers,
 }
 
 impl ChClient {
-    /// Builds the client; no query is sent. Its queries go through `breaker`.
-    pub fn new(cfg: &ClickHouseConfig, breaker: Arc<Breaker>) -> Self {
+    /// Builds the client; no query is sent. Its queries go through the
+    /// breaker of their kind in `breakers`.
+    pub fn new(cfg: &ClickHouseConfig, breakers: ClickHouseBreakers) -> Self {
         let mut client = clickhouse::Client::default()
             .with_url(cfg.url.as_str().trim_end_matches('/'))
             .with_database(&cfg.database)
@@ -31,7 +32,7 @@ impl ChClient {
         // The server stops a query when the gateway would stop waiting for it:
         // abandoned queries must not pile up and starve the ones still wanted.
         client = client.with_setting("max_execution_time", cfg.timeout.as_secs_f64().ceil().max(1.0).to_string());
-        ChClient { client, database: cfg.database.clone(), timeout: cfg.timeout, breaker }
+        ChClient { client, database: cfg.database.clone(), timeout: cfg.timeout, breakers }
     }
 
     /// The underlying client, for the query modules of `backends` (analytics).
@@ -44,9 +45,9 @@ impl ChClient {
         self.timeout
     }
 
-    /// The breaker every query goes through.
-    pub(super) fn breaker(&self) -> &Breaker {
-        &self.breaker
+    /// The breakers of its queries, one per kind of call.
+    pub(super) fn breakers(&self) -> &ClickHouseBreakers {
+        &self.breakers
     }
 
     /// `SELECT version()`: usable when the server answers a query.
@@ -266,7 +267,7 @@ impl ChClient {
             return Ok(Vec::new());
         }
         let ids: Vec<String> = ids.iter().map(|s| (*s).to_owned()).collect();
-        let (orders, lines, fuls) = timed(&self.breaker, "get_orders", self.timeout, async {
+        let (orders, lines, fuls) = timed(&self.breakers.orders, "get_orders", self.timeout, async {
             let orders: Vec<OrderViewRow> = self
                 .client
                 .query(
@@ -345,7 +346,7 @@ impl ChClient {
 
     /// The id of the order with this number, if ClickHouse has it.
     pub async fn find_by_number(&self, number: &str) -> Result<Option<String>, BackendError> {
-        timed(&self.breaker, "find_by_number", self.timeout, async {
+        timed(&self.breakers.numbers, "find_by_number", self.timeout, async {
             self.client
                 .query("SELECT order_id FROM orders_latest WHERE order_number = ? LIMIT 1")
                 .bind(number)

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-pub use breaker::{Breaker, Breakers};
+pub use breaker::{Breaker, Breakers, ClickHouseBreakers};
 
 use crate::config::Config;
 use crate::telemetry::names;
@@ -198,8 +198,8 @@ pub struct Backends {
     pub clickhouse: clickhouse::ChClient,
     pub kafka: kafka::KafkaClient,
     pub schema_registry: schema_registry::RegistryClient,
-    /// One breaker per backend, shared by every clone (and by the clients
-    /// above, whose calls consult them).
+    /// One breaker per backend (per kind of call for ClickHouse), shared by
+    /// every clone (and by the clients above, whose calls consult them).
     pub breakers: Breakers,
 }
 

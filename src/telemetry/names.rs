@@ -15,9 +15,11 @@ pub const BACKEND_UP: &str = "backend_up";
 pub const BACKEND_CALL_DURATION: &str = "backend_call_duration_seconds";
 /// Backend calls that failed, by `backend`, `call` and `reason` (timeout, error).
 pub const BACKEND_CALL_ERRORS: &str = "backend_call_errors_total";
-/// Circuit breaker position, by `backend`: 0 closed, 1 half-open, 2 open.
+/// Circuit breaker position, by `backend` (and `circuit` for ClickHouse,
+/// which has one per kind of call): 0 closed, 1 half-open, 2 open.
 pub const BACKEND_CIRCUIT_STATE: &str = "backend_circuit_state";
-/// Circuit breaker transitions, by `backend` and `to` (closed, half_open, open).
+/// Circuit breaker transitions, by `backend` (and `circuit` for ClickHouse)
+/// and `to` (closed, half_open, open).
 pub const BACKEND_CIRCUIT_TRANSITIONS: &str = "backend_circuit_transitions_total";
 /// Calls failed by an open (or half-open and busy) circuit without reaching
 /// the backend, by `backend` and `call`.
@@ -61,8 +63,14 @@ pub fn describe() {
     describe_gauge!(HTTP_IN_FLIGHT, "Requests being handled (counted against server.max_in_flight)");
     describe_counter!(HTTP_SHED, "Requests shed with 503: server.max_in_flight reached");
     describe_counter!(CONFIG_RELOADS, "Configuration reloads by outcome: applied or refused");
-    describe_gauge!(BACKEND_CIRCUIT_STATE, "Circuit breaker position by backend: 0 closed, 1 half-open, 2 open");
-    describe_counter!(BACKEND_CIRCUIT_TRANSITIONS, "Circuit breaker transitions by backend and new position (to)");
+    describe_gauge!(
+        BACKEND_CIRCUIT_STATE,
+        "Circuit breaker position by backend (and circuit): 0 closed, 1 half-open, 2 open"
+    );
+    describe_counter!(
+        BACKEND_CIRCUIT_TRANSITIONS,
+        "Circuit breaker transitions by backend (and circuit) and new position (to)"
+    );
     describe_counter!(BACKEND_CIRCUIT_REJECTED, "Backend calls failed at once by an open circuit, by backend and call");
 }
 

@@ -159,6 +159,60 @@ async fn jwt_bearer_tokens_hs256_and_rs256() {
 }
 
 #[tokio::test]
+async fn required_jwt_claims_are_enforced_and_each_refusal_says_why() {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    let secret = "integration-test-secret-of-at-least-32-bytes";
+    let gw = Gateway::start(&[
+        ("ORDER_GATEWAY__AUTH__JWT__ALGORITHM", "HS256"),
+        ("ORDER_GATEWAY__AUTH__JWT__SECRET", secret),
+        ("ORDER_GATEWAY__AUTH__JWT__AUDIENCE", "crm"),
+        ("ORDER_GATEWAY__AUTH__JWT__ISSUER", "https://idp.test"),
+    ])
+    .await;
+    let hs = |claims: &Value| {
+        encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+    };
+    let c = bare_client();
+    let admin_config = |token: &str| c.get(gw.url("/admin/config")).bearer_auth(token);
+    let now = jsonwebtoken::get_current_timestamp();
+    let iss = "https://idp.test";
+
+    let ok =
+        serde_json::json!({"sub": "ops", "aud": "crm", "iss": iss, "iat": now, "exp": now + 300, "scope": "admin"});
+    expect_json(admin_config(&hs(&ok)), 200).await;
+    let missing =
+        |claim: &str, what: &str| format!("the `{claim}` ({what}) claim, which this gateway requires, is missing");
+    for (claims, reasons) in [
+        // Only `sub`, `exp` and `scope`: passed before audience and issuer were required.
+        (
+            serde_json::json!({"sub": "ops", "exp": now + 300, "scope": "admin"}),
+            vec![missing("aud", "audience"), missing("iss", "issuer")],
+        ),
+        (
+            serde_json::json!({"sub": "ops", "iss": iss, "exp": now + 300, "scope": "admin"}),
+            vec![missing("aud", "audience")],
+        ),
+        (
+            serde_json::json!({"sub": "ops", "aud": "crm", "exp": now + 300, "scope": "admin"}),
+            vec![missing("iss", "issuer")],
+        ),
+        (
+            serde_json::json!({"sub": "ops", "aud": 7, "iss": iss, "exp": now + 300, "scope": "admin"}),
+            vec!["`aud` (audience) claim, which this gateway requires, is malformed".into()],
+        ),
+    ] {
+        let token = hs(&claims);
+        let (headers, p) = expect_problem(admin_config(&token), 401).await;
+        let detail = p["detail"].as_str().unwrap();
+        assert!(reasons.iter().all(|r| detail.contains(r.as_str())), "{claims}: {p}");
+        assert!(headers["www-authenticate"].to_str().unwrap().contains("invalid_token"), "{claims}");
+        for part in token.split('.') {
+            assert!(!p.to_string().contains(part), "the token is never echoed: {p}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn mesh_identity_is_believed_only_from_trusted_peers_and_client_state_stays_bounded() {
     let gw = Gateway::start(&[
         ("ORDER_GATEWAY__AUTH__MESH__IDENTITY_HEADER", "x-client-id"),

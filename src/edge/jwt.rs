@@ -1,5 +1,6 @@
 //! JWT bearer tokens (HS256 or RS256): signature, `exp` (required), `nbf`,
-//! `aud` and `iss` are checked by jsonwebtoken; the `scope` claim becomes scopes.
+//! and `aud` and `iss` (required when configured) are checked by
+//! jsonwebtoken; the `scope` claim becomes scopes.
 
 use std::sync::Arc;
 
@@ -17,12 +18,25 @@ const MIN_HS256_SECRET: usize = 32;
 pub struct JwtVerifier {
     key: DecodingKey,
     validation: Validation,
+    required: Required,
     tier: Arc<str>,
+}
+
+/// Claims a token must carry because they are configured. jsonwebtoken checks
+/// `aud` and `iss` only when a token has them (and skips one it cannot read),
+/// so leaving them out would pass.
+struct Required {
+    audience: bool,
+    issuer: bool,
 }
 
 #[derive(Deserialize)]
 struct Claims {
     sub: Option<String>,
+    #[serde(default)]
+    aud: Option<serde_json::Value>,
+    #[serde(default)]
+    iss: Option<serde_json::Value>,
     #[serde(default)]
     scope: Option<ScopeClaim>,
     #[serde(default)]
@@ -76,7 +90,8 @@ impl JwtVerifier {
             validation.set_issuer(&[&cfg.issuer]);
         }
         validation.validate_nbf = true;
-        Ok(Some(JwtVerifier { key, validation, tier: cfg.tier.as_str().into() }))
+        let required = Required { audience: !cfg.audience.is_empty(), issuer: !cfg.issuer.is_empty() };
+        Ok(Some(JwtVerifier { key, validation, required, tier: cfg.tier.as_str().into() }))
     }
 
     /// Checks a token; the error says what was wrong with it.
@@ -84,6 +99,7 @@ impl JwtVerifier {
         let data =
             jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| describe(e.kind()))?;
         let claims = data.claims;
+        self.required.check(&claims)?;
         let sub =
             claims.sub.filter(|s| !s.is_empty() && s.len() <= 256).ok_or("the `sub` claim is empty or too long")?;
         let mut scopes = Scopes::default();
@@ -96,6 +112,39 @@ impl JwtVerifier {
             names.iter().filter_map(|n| Scope::parse(n)).for_each(|s| scopes.insert(s));
         }
         Ok(Principal { client: format!("jwt:{sub}").into(), method: Method::Jwt, scopes, tier: self.tier.clone() })
+    }
+}
+
+impl Required {
+    /// Names every required claim that is missing or not of its type, in one message.
+    fn check(&self, claims: &Claims) -> Result<(), String> {
+        let mut problems = Vec::new();
+        let is_text = |v: &serde_json::Value| v.as_str().is_some();
+        if self.audience {
+            // A string, or a non-empty array of strings (RFC 7519, 4.1.3).
+            let aud = claims.aud.as_ref().map(|v| match v.as_array() {
+                Some(list) => !list.is_empty() && list.iter().all(is_text),
+                None => is_text(v),
+            });
+            problems.extend(shape_problem("aud", "audience", aud));
+        }
+        if self.issuer {
+            problems.extend(shape_problem("iss", "issuer", claims.iss.as_ref().map(is_text)));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
+
+/// What is wrong with a required claim: absent (`None`) or of the wrong type (`Some(false)`).
+fn shape_problem(claim: &str, what: &str, well_formed: Option<bool>) -> Option<String> {
+    match well_formed {
+        None => Some(format!("the `{claim}` ({what}) claim, which this gateway requires, is missing")),
+        Some(false) => Some(format!("the `{claim}` ({what}) claim, which this gateway requires, is malformed")),
+        Some(true) => None,
     }
 }
 
@@ -193,5 +242,42 @@ mod tests {
         assert!(JwtVerifier::new(&c).err().unwrap().contains("public_key_file"));
         c.public_key_file = "/nonexistent/key.pem".into();
         assert!(JwtVerifier::new(&c).err().unwrap().contains("/nonexistent/key.pem"));
+    }
+
+    #[test]
+    fn configured_audience_and_issuer_are_required_not_just_checked_when_present() {
+        let v = JwtVerifier::new(&cfg()).unwrap().unwrap();
+        let full =
+            serde_json::json!({"sub": "a", "aud": "order-gateway", "iss": "https://idp.example", "exp": now() + 60});
+        assert!(v.verify(&token(full.clone(), SECRET)).is_ok());
+        for (claim, named) in [("aud", "audience"), ("iss", "issuer")] {
+            let mut without = full.clone();
+            without.as_object_mut().unwrap().remove(claim);
+            let e = v.verify(&token(without, SECRET)).unwrap_err();
+            assert!(e.contains(&format!("`{claim}`")) && e.contains(named) && e.contains("missing"), "{claim}: {e}");
+        }
+        let only_sub_exp = token(serde_json::json!({"sub": "a", "exp": now() + 60, "scope": "admin"}), SECRET);
+        let e = v.verify(&only_sub_exp).unwrap_err();
+        assert!(e.contains("`aud`") && e.contains("`iss`"), "both are named: {e}");
+        // Claims jsonwebtoken cannot read (and so does not check) do not count as present.
+        for (claim, value) in [
+            ("aud", serde_json::json!(7)),
+            ("aud", serde_json::json!([1])),
+            ("iss", serde_json::json!(["https://idp.example"])),
+        ] {
+            let mut odd = full.clone();
+            odd[claim] = value.clone();
+            let e = v.verify(&token(odd, SECRET)).unwrap_err();
+            assert!(e.contains(&format!("`{claim}`")) && e.contains("malformed"), "{claim} = {value}: {e}");
+        }
+        let mut several = full.clone();
+        several["aud"] = serde_json::json!(["another-service", "order-gateway"]);
+        assert!(v.verify(&token(several, SECRET)).is_ok(), "one audience among several");
+        // Neither configured: neither required.
+        let mut open = cfg();
+        open.audience.clear();
+        open.issuer.clear();
+        let v = JwtVerifier::new(&open).unwrap().unwrap();
+        assert!(v.verify(&only_sub_exp).is_ok());
     }
 }

@@ -132,7 +132,7 @@ async fn clickhouse_ddl_inserts_then_latest_view() {
     for stmt in order_gateway::setup::split_sql(order_gateway::setup::CLICKHOUSE_DDL) {
         ch.execute_ddl("table", &stmt).await.unwrap();
     }
-    assert_eq!(ch.tables().await.unwrap().len(), 6);
+    assert_eq!(ch.tables().await.unwrap().len(), 8);
 
     let fulfillment = Fulfillment {
         fulfillment_id: "F1".into(),

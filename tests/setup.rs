@@ -73,7 +73,7 @@ async fn setup_twice_changes_nothing_the_second_time() {
     let first = setup(&n, &[], &[]);
     assert!(first.contains("created"), "{first}");
     let after_first = observe(&n).await;
-    assert_eq!(after_first["tables"].as_array().unwrap().len(), 6, "{after_first}");
+    assert_eq!(after_first["tables"].as_array().unwrap().len(), 8, "{after_first}");
     assert!(after_first["topics"].as_array().unwrap().iter().all(|t| t[1] == 3), "{after_first}");
     assert!(after_first["subjects"].as_array().unwrap().iter().all(Value::is_number), "{after_first}");
     assert!(after_first["indices"].get(format!("{}-000001", n.alias)).is_some(), "{after_first}");
@@ -104,4 +104,57 @@ async fn rollover_moves_the_write_alias_when_the_index_is_full() {
     // Nothing to roll over the second time: the new index is empty.
     let again = setup(&n, &["--rollover"], &[("ORDER_GATEWAY__SETUP__ROLLOVER_MAX_DOCS", "1")]);
     assert!(again.contains("not needed"), "{again}");
+}
+
+/// An existing deployment (tables made before `order_numbers`, orders in
+/// them): setup adds the table and its view and copies the numbers already
+/// there; new inserts reach it through the view; a second run changes nothing.
+#[tokio::test]
+async fn setup_adds_order_numbers_to_an_existing_deployment() {
+    use order_gateway::model::Component;
+    use order_gateway::setup::{created_name, split_sql, CLICKHOUSE_DDL};
+
+    let n = names();
+    let mut cfg = order_gateway::config::Config::load(None).expect("configuration from the environment");
+    cfg.clickhouse.database = n.db.clone();
+    let ch = order_gateway::backends::Backends::from_config(&cfg).unwrap().clickhouse;
+    ch.create_database().await.unwrap();
+    for stmt in split_sql(CLICKHOUSE_DDL) {
+        if !created_name(&stmt).unwrap().starts_with("order_numbers") {
+            ch.execute_ddl("the tables of an older release", &stmt).await.unwrap();
+        }
+    }
+    let mut old = common::world::order("old-1", 1);
+    // Another month, so another partition: the copy goes partition by partition.
+    old.created_at = order_gateway::model::Timestamp(old.created_at.millis() - 40 * 86_400_000);
+    for o in [old, common::world::order("old-2", 3)] {
+        ch.insert(&[&Component::Order(o)]).await.unwrap();
+    }
+
+    let first = setup(&n, &["--only", "clickhouse"], &[]);
+    let db = &n.db;
+    for line in [
+        format!("clickhouse table {db}.order_numbers: created"),
+        format!("clickhouse materialized view {db}.order_numbers_mv: created"),
+        format!("clickhouse table {db}.order_numbers: updated (numbers of the orders already in {db}.orders copied, 2 partition(s))"),
+    ] {
+        assert!(first.lines().any(|l| l == line), "no line {line:?} in\n{first}");
+    }
+    ch.insert(&[&Component::Order(common::world::order("new-1", 1))]).await.unwrap();
+    let sql = clickhouse::Client::default().with_url(clickhouse_url()).with_database(db);
+    let rows: Vec<(String, String)> = sql
+        .query("SELECT order_number, order_id FROM order_numbers FINAL ORDER BY order_id")
+        .fetch_all()
+        .await
+        .unwrap();
+    let want = [("ON-new-1", "new-1"), ("ON-old-1", "old-1"), ("ON-old-2", "old-2")].map(|(a, b)| (a.into(), b.into()));
+    assert_eq!(rows, want);
+    assert_eq!(ch.find_by_number("ON-old-1").await.unwrap().as_deref(), Some("old-1"));
+    assert_eq!(ch.find_by_number("ON-none").await.unwrap(), None);
+    let comment = ch.table_comment("order_numbers").await.unwrap().unwrap();
+    assert!(comment != order_gateway::setup::NUMBERS_PENDING, "the copy is marked done: {comment}");
+
+    let second = setup(&n, &["--only", "clickhouse"], &[]);
+    assert!(!second.contains(": created") && !second.contains(": updated"), "second run changed something:\n{second}");
+    ch.execute_ddl("drop", &format!("DROP DATABASE `{db}`")).await.unwrap();
 }

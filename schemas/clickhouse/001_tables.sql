@@ -80,3 +80,23 @@ CREATE VIEW IF NOT EXISTS order_lines_latest AS
 SELECT *
 FROM order_lines FINAL
 WHERE (order_id, version) IN (SELECT order_id, version FROM orders FINAL);
+
+-- Order number -> order id, for lookups by number. `orders` is ordered by
+-- order_id, so a number looked up there reads the whole table, and a miss
+-- (an unknown number) always does. Kept by order_numbers_mv on every insert
+-- into `orders` (ingest's normal writes). Rows `orders` held before the view
+-- existed are copied by `setup`, which marks the table's comment as pending
+-- until that copy is done and repeats it on its next run if it was cut short.
+-- A number never changes, so each order keeps one row once merges catch up
+-- (and a duplicate until then names the same order).
+CREATE TABLE IF NOT EXISTS order_numbers
+(
+    order_number String COMMENT 'Human-facing order number',
+    order_id     String COMMENT 'The order it names'
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (order_number, order_id)
+COMMENT 'Order number to order id, kept by order_numbers_mv';
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS order_numbers_mv TO order_numbers AS
+SELECT order_number, order_id FROM orders;

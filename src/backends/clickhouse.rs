@@ -344,11 +344,14 @@ impl ChClient {
         Ok(out)
     }
 
-    /// The id of the order with this number, if ClickHouse has it.
+    /// The id of the order with this number, if ClickHouse has it: a read of
+    /// `order_numbers` by its primary key, never a scan of `orders` (ordered
+    /// by id). A deleted order's number still names it; the lookup by id that
+    /// follows finds it gone.
     pub async fn find_by_number(&self, number: &str) -> Result<Option<String>, BackendError> {
         timed(&self.breakers.numbers, "find_by_number", self.timeout, async {
             self.client
-                .query("SELECT order_id FROM orders_latest WHERE order_number = ? LIMIT 1")
+                .query("SELECT order_id FROM order_numbers WHERE order_number = ? LIMIT 1")
                 .bind(number)
                 .fetch_optional::<String>()
                 .await
@@ -520,6 +523,70 @@ impl ChClient {
                 .map_err(|e| anyhow::anyhow!("columns of {}.{table}: {e}", self.database))
         })
         .await
+    }
+
+    /// The comment of `table` in the configured database (None when there is
+    /// no such table).
+    pub async fn table_comment(&self, table: &str) -> Result<Option<String>, BackendError> {
+        timed_unguarded(Backend::ClickHouse, "table_comment", ADMIN_TIMEOUT, async {
+            admin_query(&self.client, "SELECT comment FROM system.tables WHERE database = ? AND name = ?")
+                .bind(&self.database)
+                .bind(table)
+                .fetch_optional::<String>()
+                .await
+                .map_err(|e| anyhow::anyhow!("comment of {}.{table}: {e}", self.database))
+        })
+        .await
+    }
+
+    /// Sets the comment of `table` in the configured database.
+    pub async fn set_table_comment(&self, table: &str, comment: &str) -> Result<(), BackendError> {
+        let sql = format!("ALTER TABLE `{}` MODIFY COMMENT ?", table.replace('`', ""));
+        timed_unguarded(Backend::ClickHouse, "ddl", ADMIN_TIMEOUT, async {
+            admin_query(&self.client, &sql)
+                .bind(comment)
+                .execute()
+                .await
+                .map_err(|e| anyhow::anyhow!("setting the comment of {}.{table}: {e}", self.database))
+        })
+        .await
+    }
+
+    /// Copies the number of every order in `orders` into `order_numbers`:
+    /// one statement per partition of `orders`, each under [`ADMIN_TIMEOUT`],
+    /// so a production-sized table is copied in bounded steps. Copying again
+    /// is harmless (the table keeps one row per number and order). Returns
+    /// the partitions copied.
+    pub async fn backfill_order_numbers(&self) -> Result<usize, BackendError> {
+        let partitions: Vec<String> = timed_unguarded(Backend::ClickHouse, "list_partitions", ADMIN_TIMEOUT, async {
+            admin_query(
+                &self.client,
+                "SELECT DISTINCT partition_id FROM system.parts \
+                 WHERE database = ? AND table = 'orders' AND active ORDER BY partition_id",
+            )
+            .bind(&self.database)
+            .fetch_all::<String>()
+            .await
+            .map_err(|e| anyhow::anyhow!("partitions of {}.orders: {e}", self.database))
+        })
+        .await?;
+        for partition in &partitions {
+            timed_unguarded(Backend::ClickHouse, "backfill_order_numbers", ADMIN_TIMEOUT, async {
+                admin_query(
+                    &self.client,
+                    "INSERT INTO order_numbers (order_number, order_id) \
+                     SELECT DISTINCT order_number, order_id FROM orders WHERE _partition_id = ?",
+                )
+                .bind(partition)
+                .execute()
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!("copying order numbers of {}.orders partition {partition}: {e}", self.database)
+                })
+            })
+            .await?;
+        }
+        Ok(partitions.len())
     }
 
     /// Runs one DDL statement in the configured database; `what` names it in

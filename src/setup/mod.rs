@@ -294,14 +294,40 @@ pub fn created_name(stmt: &str) -> Option<&str> {
     stmt[i + "IF NOT EXISTS".len()..].split_whitespace().next()
 }
 
+/// The comment of a `CREATE TABLE` statement (its `COMMENT '...'` after the engine).
+pub fn ddl_table_comment(stmt: &str) -> Option<&str> {
+    let after_engine = &stmt[stmt.find("ENGINE")?..];
+    let comment = &after_engine[after_engine.find("COMMENT '")? + "COMMENT '".len()..];
+    comment.split('\'').next()
+}
+
+/// The table of order numbers, and the materialized view that fills it from
+/// every insert into `orders`.
+const NUMBERS_TABLE: &str = "order_numbers";
+const NUMBERS_VIEW: &str = "order_numbers_mv";
+/// The comment `order_numbers` carries from just before its view is created
+/// until the orders that were there before the view have been copied: a run
+/// cut short anywhere in between finds it and copies them again.
+pub const NUMBERS_PENDING: &str = "Order number to order id: copy of the existing orders pending (order-gateway setup)";
+
 async fn clickhouse(backends: &Backends) -> anyhow::Result<()> {
     let ch = &backends.clickhouse;
     let db = ch.database();
     ch.create_database().await?;
     let existing = ch.tables().await?;
+    let mut numbers_comment = None;
     for stmt in split_sql(CLICKHOUSE_DDL) {
         let name = created_name(&stmt).unwrap_or("statement").to_owned();
-        let kind = if stmt.contains("CREATE VIEW") { "view" } else { "table" };
+        if name == NUMBERS_TABLE {
+            numbers_comment = ddl_table_comment(&stmt).map(str::to_owned);
+        }
+        let kind = if stmt.contains("CREATE MATERIALIZED VIEW") {
+            "materialized view"
+        } else if stmt.contains("CREATE VIEW") {
+            "view"
+        } else {
+            "table"
+        };
         let what = format!("clickhouse {kind} {db}.{name}");
         if existing.contains(&name) {
             let want = ddl_columns(&stmt);
@@ -318,8 +344,23 @@ async fn clickhouse(backends: &Backends) -> anyhow::Result<()> {
             say(&what, Outcome::Unchanged, "");
             continue;
         }
+        if name == NUMBERS_VIEW {
+            // From here on every insert reaches the table; what `orders` holds
+            // already must be copied, and the comment says so until it is.
+            ch.set_table_comment(NUMBERS_TABLE, NUMBERS_PENDING).await?;
+        }
         ch.execute_ddl(&format!("creating {kind} {db}.{name}"), &stmt).await?;
         say(&what, Outcome::Created, "");
+    }
+    if ch.table_comment(NUMBERS_TABLE).await?.as_deref() == Some(NUMBERS_PENDING) {
+        let partitions = ch.backfill_order_numbers().await?;
+        let done = numbers_comment.as_deref().unwrap_or_default();
+        ch.set_table_comment(NUMBERS_TABLE, done).await?;
+        say(
+            &format!("clickhouse table {db}.{NUMBERS_TABLE}"),
+            Outcome::Updated,
+            &format!(" (numbers of the orders already in {db}.orders copied, {partitions} partition(s))"),
+        );
     }
     Ok(())
 }
@@ -378,8 +419,22 @@ mod tests {
         let names: Vec<&str> = stmts.iter().filter_map(|s| created_name(s)).collect();
         assert_eq!(
             names,
-            ["orders", "order_lines", "fulfillments", "orders_latest", "fulfillments_latest", "order_lines_latest"]
+            [
+                "orders",
+                "order_lines",
+                "fulfillments",
+                "orders_latest",
+                "fulfillments_latest",
+                "order_lines_latest",
+                NUMBERS_TABLE,
+                NUMBERS_VIEW
+            ]
         );
+        let numbers = stmts.iter().find(|s| created_name(s) == Some(NUMBERS_TABLE)).unwrap();
+        assert_eq!(ddl_columns(numbers), ["order_number", "order_id"]);
+        let comment = ddl_table_comment(numbers).expect("order_numbers has a comment");
+        assert!(comment.starts_with("Order number to order id") && comment != NUMBERS_PENDING, "{comment}");
+        assert_eq!(ddl_table_comment(&stmts[0]), None, "orders has column comments only");
         assert!(stmts.iter().all(|s| !s.contains("--") && !s.ends_with(';')));
         assert_eq!(split_sql("SELECT 1; -- c\n\nSELECT 2;"), ["SELECT 1", "SELECT 2"]);
         let cols = ddl_columns(&stmts[0]);

@@ -176,6 +176,7 @@ async fn required_jwt_claims_are_enforced_and_each_refusal_says_why() {
     let admin_config = |token: &str| c.get(gw.url("/admin/config")).bearer_auth(token);
     let now = jsonwebtoken::get_current_timestamp();
     let iss = "https://idp.test";
+    const DAY: u64 = 86_400;
 
     let ok =
         serde_json::json!({"sub": "ops", "aud": "crm", "iss": iss, "iat": now, "exp": now + 300, "scope": "admin"});
@@ -199,6 +200,15 @@ async fn required_jwt_claims_are_enforced_and_each_refusal_says_why() {
         (
             serde_json::json!({"sub": "ops", "aud": 7, "iss": iss, "exp": now + 300, "scope": "admin"}),
             vec!["`aud` (audience) claim, which this gateway requires, is malformed".into()],
+        ),
+        // Longer than auth.jwt.max_lifetime (24h by default), though not expired.
+        (
+            serde_json::json!({"sub": "ops", "aud": "crm", "iss": iss, "iat": now, "exp": now + 7 * DAY, "scope": "admin"}),
+            vec!["the token's lifetime, 7days from `iat` to `exp`, is longer than the 1day".into()],
+        ),
+        (
+            serde_json::json!({"sub": "ops", "aud": "crm", "iss": iss, "exp": now + 30 * DAY, "scope": "admin"}),
+            vec!["longer than the 1day lifetime this gateway accepts (auth.jwt.max_lifetime)".into()],
         ),
     ] {
         let token = hs(&claims);

@@ -101,12 +101,16 @@ pub struct JwtConfig {
     pub secret: Secret,
     /// RS256: PEM file of the issuer's public key.
     pub public_key_file: String,
-    /// Required `aud` (empty: not checked).
+    /// `aud` every token must carry (empty: none required, none checked).
     pub audience: String,
-    /// Required `iss` (empty: not checked).
+    /// `iss` every token must carry (empty: none required, none checked).
     pub issuer: String,
     #[serde(with = "humantime_serde")]
     pub leeway: Duration,
+    /// Longest a token may be valid for: `exp - iat`, and `exp - now` (plus
+    /// `leeway`); a token issued for longer is refused even while unexpired.
+    #[serde(with = "humantime_serde")]
+    pub max_lifetime: Duration,
     /// Rate-limit tier of token holders; "" means `rate_limit.default_tier`.
     pub tier: String,
 }

@@ -19,6 +19,9 @@ pub struct JwtVerifier {
     key: DecodingKey,
     validation: Validation,
     required: Required,
+    /// Longest validity accepted (`auth.jwt.max_lifetime`) and the clock skew allowed, in seconds.
+    max_lifetime: u64,
+    leeway: u64,
     tier: Arc<str>,
 }
 
@@ -33,6 +36,11 @@ struct Required {
 #[derive(Deserialize)]
 struct Claims {
     sub: Option<String>,
+    /// Checked by jsonwebtoken (required); read again for the lifetime.
+    #[serde(default)]
+    exp: Option<serde_json::Value>,
+    #[serde(default)]
+    iat: Option<serde_json::Value>,
     #[serde(default)]
     aud: Option<serde_json::Value>,
     #[serde(default)]
@@ -54,6 +62,9 @@ enum ScopeClaim {
 impl JwtVerifier {
     /// None when JWTs are off; errors name the key and what is wrong.
     pub fn new(cfg: &JwtConfig) -> Result<Option<Self>, String> {
+        if cfg.max_lifetime.is_zero() {
+            return Err("auth.jwt.max_lifetime = \"0s\": must be greater than zero".into());
+        }
         let (alg, key) = match cfg.algorithm {
             JwtAlgorithm::Off => return Ok(None),
             JwtAlgorithm::HS256 => {
@@ -91,7 +102,14 @@ impl JwtVerifier {
         }
         validation.validate_nbf = true;
         let required = Required { audience: !cfg.audience.is_empty(), issuer: !cfg.issuer.is_empty() };
-        Ok(Some(JwtVerifier { key, validation, required, tier: cfg.tier.as_str().into() }))
+        Ok(Some(JwtVerifier {
+            key,
+            validation,
+            required,
+            max_lifetime: cfg.max_lifetime.as_secs(),
+            leeway: cfg.leeway.as_secs(),
+            tier: cfg.tier.as_str().into(),
+        }))
     }
 
     /// Checks a token; the error says what was wrong with it.
@@ -100,6 +118,20 @@ impl JwtVerifier {
             jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| describe(e.kind()))?;
         let claims = data.claims;
         self.required.check(&claims)?;
+        let time = |claim: &str, v: &Option<serde_json::Value>| match v {
+            None => Ok(None),
+            Some(v) => match v.as_f64() {
+                Some(t) if t >= 0.0 => Ok(Some(t)),
+                _ => Err(format!("the `{claim}` claim is malformed")),
+            },
+        };
+        let exp = time("exp", &claims.exp)?.ok_or("the `exp` claim is missing")?;
+        let iat = time("iat", &claims.iat)?;
+        if let Some(why) =
+            lifetime_refusal(exp, iat, jsonwebtoken::get_current_timestamp(), self.max_lifetime, self.leeway)
+        {
+            return Err(why);
+        }
         let sub =
             claims.sub.filter(|s| !s.is_empty() && s.len() <= 256).ok_or("the `sub` claim is empty or too long")?;
         let mut scopes = Scopes::default();
@@ -148,6 +180,28 @@ fn shape_problem(claim: &str, what: &str, well_formed: Option<bool>) -> Option<S
     }
 }
 
+/// Why a token valid until `exp`, issued at `iat` (when it says), lives longer
+/// than `max` seconds, seen at `now`. Counted from `iat`, and from `now` too:
+/// an `iat` in the future, or none, cannot stretch a token's life. The skew
+/// `leeway` applies to `now` only, since `iat` and `exp` come from one clock.
+fn lifetime_refusal(exp: f64, iat: Option<f64>, now: u64, max: u64, leeway: u64) -> Option<String> {
+    let limit = humantime::format_duration(std::time::Duration::from_secs(max));
+    let span = |secs: f64| humantime::format_duration(std::time::Duration::from_secs(secs.round() as u64));
+    if let Some(iat) = iat.filter(|iat| exp - iat > max as f64) {
+        return Some(format!(
+            "the token's lifetime, {} from `iat` to `exp`, is longer than the {limit} this gateway accepts (auth.jwt.max_lifetime)",
+            span(exp - iat)
+        ));
+    }
+    let left = exp - now as f64;
+    (left > (max + leeway) as f64).then(|| {
+        format!(
+            "the token is valid for another {}, longer than the {limit} lifetime this gateway accepts (auth.jwt.max_lifetime)",
+            span(left)
+        )
+    })
+}
+
 fn describe(kind: &ErrorKind) -> String {
     match kind {
         ErrorKind::ExpiredSignature => "the token has expired".into(),
@@ -179,6 +233,7 @@ mod tests {
             issuer: "https://idp.example".into(),
             leeway: Duration::from_secs(0),
             tier: "premium".into(),
+            ..crate::config::Config::defaults().auth.jwt
         }
     }
 
@@ -279,5 +334,73 @@ mod tests {
         open.issuer.clear();
         let v = JwtVerifier::new(&open).unwrap().unwrap();
         assert!(v.verify(&only_sub_exp).is_ok());
+    }
+
+    #[test]
+    fn tokens_living_longer_than_a_day_are_refused_by_default() {
+        let v = JwtVerifier::new(&cfg()).unwrap().unwrap();
+        let day = 86_400;
+        let claims = |iat: Option<u64>, exp: u64| {
+            let mut c =
+                serde_json::json!({"sub": "a", "aud": "order-gateway", "iss": "https://idp.example", "exp": exp});
+            if let Some(iat) = iat {
+                c["iat"] = iat.into();
+            }
+            token(c, SECRET)
+        };
+        let t = now();
+        assert!(v.verify(&claims(Some(t), t + day)).is_ok(), "exactly the limit");
+        assert!(v.verify(&claims(None, t + 3600)).is_ok());
+        for (what, iat, exp) in [
+            ("a second too long", Some(t), t + day + 1),
+            ("issued long ago, valid a little longer", Some(t - 10 * day), t + 60),
+            ("no iat, expires in a month", None, t + 30 * day),
+            ("iat in the future", Some(t + 29 * day), t + 30 * day),
+        ] {
+            let e = v.verify(&claims(iat, exp)).unwrap_err();
+            assert!(e.contains("lifetime") && e.contains("auth.jwt.max_lifetime"), "{what}: {e}");
+        }
+    }
+
+    #[test]
+    fn max_lifetime_is_configurable_and_a_malformed_iat_is_refused() {
+        let mut c = cfg();
+        c.max_lifetime = Duration::from_secs(3600);
+        let v = JwtVerifier::new(&c).unwrap().unwrap();
+        let base = serde_json::json!({"sub": "a", "aud": "order-gateway", "iss": "https://idp.example"});
+        let with = |extra: serde_json::Value| {
+            let mut claims = base.clone();
+            claims.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            v.verify(&token(claims, SECRET))
+        };
+        assert!(with(serde_json::json!({"iat": now(), "exp": now() + 3600})).is_ok());
+        let e = with(serde_json::json!({"iat": now(), "exp": now() + 7200})).unwrap_err();
+        assert!(e.contains("2h") && e.contains("1h"), "{e}");
+        let e = with(serde_json::json!({"iat": "yesterday", "exp": now() + 60})).unwrap_err();
+        assert!(e.contains("`iat`") && e.contains("malformed"), "{e}");
+        c.max_lifetime = Duration::ZERO;
+        assert!(JwtVerifier::new(&c).err().unwrap().contains("auth.jwt.max_lifetime"));
+    }
+
+    proptest::proptest! {
+        /// Whatever the claims say, a token accepted at `now` is valid no
+        /// longer than `max` (plus the skew) from now, nor from its `iat`.
+        #[test]
+        fn an_accepted_token_never_outlives_max_lifetime(
+            now in 1_000_000u64..4_000_000_000,
+            exp_after in -100_000i64..10_000_000,
+            iat_before in proptest::option::of(-10_000_000i64..10_000_000),
+            max in 1u64..5_000_000,
+            leeway in 0u64..120,
+        ) {
+            let exp = (now as i64 + exp_after) as f64;
+            let iat = iat_before.map(|b| (now as i64 - b) as f64);
+            if lifetime_refusal(exp, iat, now, max, leeway).is_none() {
+                proptest::prop_assert!(exp - now as f64 <= (max + leeway) as f64);
+                if let Some(iat) = iat {
+                    proptest::prop_assert!(exp - iat <= max as f64);
+                }
+            }
+        }
     }
 }

@@ -28,6 +28,15 @@ fn with_key(key: &str) -> reqwest::Client {
 const READER: &str = "ogw_test_reader_orders_read_only";
 const PII: &str = "ogw_test_pii_reader_with_orders_pii";
 
+/// A 1024-bit RSA public key: below the 2048 bits a JWT key must have.
+const RSA_1024_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
+MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQCgKBUvNQ85kkw7300+tG+0kScN
+KZXMxuLSxrA3xRxqBkcdKTmSHZmZmauKh8O1uHb7E2a+z6O6VA7JggZvfv+kY0WX
+HEY6M2n7MKhpXpPBoficGQuh0tcZbde7FTaSZkZywe6bj1Guvm+gKbsb+wgRzCpQ
+7ZTxQJLcg5WzPdjhGwIDAQAB
+-----END PUBLIC KEY-----
+";
+
 #[tokio::test]
 async fn credentials_scopes_and_open_probes() {
     let keys = keys_env(&[key_entry("reader", READER, &["orders:read"], "")]);
@@ -220,6 +229,70 @@ async fn required_jwt_claims_are_enforced_and_each_refusal_says_why() {
             assert!(!p.to_string().contains(part), "the token is never echoed: {p}");
         }
     }
+}
+
+#[tokio::test]
+async fn weak_jwt_keys_are_refused_at_start_and_on_reload() {
+    let dir = std::env::temp_dir().join(unique("weak-keys"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let small_key = dir.join("rsa-1024.pem");
+    std::fs::write(&small_key, RSA_1024_PUBLIC).unwrap();
+    let small_key = small_key.to_str().unwrap().to_string();
+
+    // At start: the gateway does not serve, and says which key and how big.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_order-gateway"))
+        .arg("serve")
+        .env("ORDER_GATEWAY__SERVER__LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("ORDER_GATEWAY__AUTH__JWT__ALGORITHM", "RS256")
+        .env("ORDER_GATEWAY__AUTH__JWT__PUBLIC_KEY_FILE", &small_key)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the gateway started with a 1024-bit RS256 key");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains(&small_key) && stderr.contains("1024 bits") && stderr.contains("2048"), "{stderr}");
+
+    // On reload: refused with 422, and the keys in effect stay.
+    let file = dir.join("gateway.toml");
+    let good_secret = "integration-test-secret-of-at-least-32-bytes";
+    let write = |jwt: &str| std::fs::write(&file, format!("[auth.jwt]\n{jwt}\n")).unwrap();
+    write(&format!("algorithm = \"HS256\"\nsecret = \"{good_secret}\""));
+    let gw = Gateway::start(&[("ORDER_GATEWAY_CONFIG", file.to_str().unwrap())]).await;
+    let now = jsonwebtoken::get_current_timestamp();
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"sub": "ops", "exp": now + 300, "scope": "admin"}),
+        &jsonwebtoken::EncodingKey::from_secret(good_secret.as_bytes()),
+    )
+    .unwrap();
+    let with_token = || bare_client().get(gw.url("/admin/config")).bearer_auth(&token);
+    expect_json(with_token(), 200).await;
+
+    write(&format!("algorithm = \"RS256\"\npublic_key_file = \"{small_key}\""));
+    let (_, p) = expect_problem(client().post(gw.url("/admin/reload")), 422).await;
+    let detail = p["detail"].as_str().unwrap();
+    assert!(detail.contains(&small_key) && detail.contains("1024 bits"), "{p}");
+    write("algorithm = \"HS256\"\nsecret = \"only-20-bytes-secret\"");
+    let (_, p) = expect_problem(client().post(gw.url("/admin/reload")), 422).await;
+    let detail = p["detail"].as_str().unwrap();
+    assert!(detail.contains("auth.jwt.secret") && detail.contains("32 bytes") && detail.contains("20"), "{p}");
+    assert!(!detail.contains("only-20-bytes-secret"), "the secret is not shown: {p}");
+    expect_json(with_token(), 200).await;
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind, Validation};
 use serde::Deserialize;
 
 use super::principal::{Method, Principal, Scopes};
@@ -13,6 +13,8 @@ use crate::config::{JwtAlgorithm, JwtConfig, Scope};
 
 /// Shortest HS256 secret accepted: RFC 7518 wants at least the hash's size.
 const MIN_HS256_SECRET: usize = 32;
+/// Smallest RS256 modulus accepted: RFC 7518 (3.3) and NIST SP 800-131A.
+const MIN_RSA_BITS: usize = 2048;
 
 /// A configured verifier.
 pub struct JwtVerifier {
@@ -83,8 +85,21 @@ impl JwtVerifier {
                     return Err("auth.jwt.public_key_file must name a PEM file for RS256".into());
                 }
                 let pem = std::fs::read(path).map_err(|e| format!("auth.jwt.public_key_file = {path:?}: {e}"))?;
-                let key = DecodingKey::from_rsa_pem(&pem)
-                    .map_err(|e| format!("auth.jwt.public_key_file = {path:?} is not an RSA public key in PEM: {e}"))?;
+                let not_public = |why: &dyn std::fmt::Display| {
+                    format!("auth.jwt.public_key_file = {path:?} is not an RSA public key in PEM: {why}")
+                };
+                let key = DecodingKey::from_rsa_pem(&pem).map_err(|e| not_public(&e))?;
+                // jsonwebtoken keeps the PKCS#1 `RSAPublicKey` (a private key, too, if given one).
+                let bits = match key.kind() {
+                    DecodingKeyKind::SecretOrDer(der) => rsa_modulus_bits(der),
+                    DecodingKeyKind::RsaModulusExponent { .. } => None,
+                }
+                .ok_or_else(|| not_public(&"it holds no RSA public key (a private key, or a certificate chain?)"))?;
+                if bits < MIN_RSA_BITS {
+                    return Err(format!(
+                        "auth.jwt.public_key_file = {path:?} is an RSA key of {bits} bits: RS256 needs at least {MIN_RSA_BITS}"
+                    ));
+                }
                 (Algorithm::RS256, key)
             }
         };
@@ -200,6 +215,42 @@ fn lifetime_refusal(exp: f64, iat: Option<f64>, now: u64, max: u64, leeway: u64)
             span(left)
         )
     })
+}
+
+/// Bits in the modulus of a DER PKCS#1 `RSAPublicKey` (a SEQUENCE of the
+/// INTEGERs n and e, nothing else); None when `der` is not one.
+fn rsa_modulus_bits(der: &[u8]) -> Option<usize> {
+    let (key, rest) = der_element(der, 0x30)?;
+    let (n, more) = der_element(key, 0x02)?;
+    let (e, more) = der_element(more, 0x02)?;
+    if !rest.is_empty() || !more.is_empty() || e.is_empty() {
+        return None;
+    }
+    let n = &n[n.iter().take_while(|b| **b == 0).count()..];
+    let top = n.first()?;
+    Some(n.len() * 8 - top.leading_zeros() as usize)
+}
+
+/// The contents of the DER element at the start of `der` when its tag is
+/// `tag`, and what follows it.
+fn der_element(der: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (&t, rest) = der.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    if t != tag {
+        return None;
+    }
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        // Long form: the low bits say how many length bytes follow.
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let (len, rest) = rest.split_at(n);
+        (len.iter().fold(0usize, |acc, b| acc << 8 | usize::from(*b)), rest)
+    };
+    (rest.len() >= len).then(|| rest.split_at(len))
 }
 
 fn describe(kind: &ErrorKind) -> String {
@@ -401,6 +452,82 @@ mod tests {
                     proptest::prop_assert!(exp - iat <= max as f64);
                 }
             }
+        }
+    }
+
+    /// A 1024-bit RSA public key (SubjectPublicKeyInfo): too small to trust.
+    const RSA_1024_SPKI: &str = "-----BEGIN PUBLIC KEY-----
+MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQCgKBUvNQ85kkw7300+tG+0kScN
+KZXMxuLSxrA3xRxqBkcdKTmSHZmZmauKh8O1uHb7E2a+z6O6VA7JggZvfv+kY0WX
+HEY6M2n7MKhpXpPBoficGQuh0tcZbde7FTaSZkZywe6bj1Guvm+gKbsb+wgRzCpQ
+7ZTxQJLcg5WzPdjhGwIDAQAB
+-----END PUBLIC KEY-----
+";
+    /// The same key in PKCS#1 form.
+    const RSA_1024_PKCS1: &str = "-----BEGIN RSA PUBLIC KEY-----
+MIGJAoGBAKAoFS81DzmSTDvfTT60b7SRJw0plczG4tLGsDfFHGoGRx0pOZIdmZmZ
+q4qHw7W4dvsTZr7Po7pUDsmCBm9+/6RjRZccRjozafswqGlek8Gh+JwZC6HS1xlt
+17sVNpJmRnLB7puPUa6+b6Apuxv7CBHMKlDtlPFAktyDlbM92OEbAgMBAAE=
+-----END RSA PUBLIC KEY-----
+";
+
+    fn temp_pem(pem: &str) -> String {
+        let path = std::env::temp_dir().join(format!("ogw-jwt-{}.pem", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&path, pem).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn rsa_keys_under_2048_bits_are_refused_naming_the_file_and_the_size() {
+        let mut c = cfg();
+        c.algorithm = JwtAlgorithm::RS256;
+        for pem in [RSA_1024_SPKI, RSA_1024_PKCS1] {
+            c.public_key_file = temp_pem(pem);
+            let e = JwtVerifier::new(&c).err().expect("a 1024-bit key is refused");
+            let _ = std::fs::remove_file(&c.public_key_file);
+            assert!(e.contains(&c.public_key_file) && e.contains("1024 bits") && e.contains("2048"), "{e}");
+        }
+        c.public_key_file = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwt-rs256-public.pem").into();
+        assert!(JwtVerifier::new(&c).is_ok(), "the 2048-bit fixture is accepted");
+        // A private key is not a public key, whatever its size.
+        c.public_key_file = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwt-rs256-private.pem").into();
+        let e = JwtVerifier::new(&c).err().expect("a private key is refused");
+        assert!(e.contains("not an RSA public key"), "{e}");
+    }
+
+    #[test]
+    fn modulus_sizes_are_read_from_der() {
+        // SEQUENCE { INTEGER n, INTEGER 65537 } with n of `bits` bits (a leading 0x00 when its top bit is set).
+        let key = |bits: usize| {
+            let mut n = vec![0xffu8; bits.div_ceil(8)];
+            n[0] = 0xff >> (n.len() * 8 - bits);
+            if n[0] & 0x80 != 0 {
+                n.insert(0, 0);
+            }
+            let mut int = vec![0x02];
+            int.extend(der_len(n.len()));
+            int.extend(n);
+            int.extend([0x02, 0x03, 0x01, 0x00, 0x01]);
+            let mut seq = vec![0x30];
+            seq.extend(der_len(int.len()));
+            seq.extend(int);
+            seq
+        };
+        for bits in [512, 1023, 1024, 2047, 2048, 3072, 4096] {
+            assert_eq!(rsa_modulus_bits(&key(bits)), Some(bits));
+        }
+        let k = key(2048);
+        assert_eq!(rsa_modulus_bits(&k[..k.len() - 1]), None, "truncated");
+        assert_eq!(rsa_modulus_bits(&[k.as_slice(), &[0]].concat()), None, "trailing bytes");
+        assert_eq!(rsa_modulus_bits(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]), None, "a length beyond the input");
+        assert_eq!(rsa_modulus_bits(&[]), None);
+    }
+
+    fn der_len(len: usize) -> Vec<u8> {
+        match len {
+            0..=0x7f => vec![len as u8],
+            0x80..=0xff => vec![0x81, len as u8],
+            _ => vec![0x82, (len >> 8) as u8, len as u8],
         }
     }
 }

@@ -216,6 +216,10 @@ pub struct OrderCache {
     seen: moka::sync::Cache<String, Versions>,
     /// Orders known not to exist, with when that was learnt.
     negative: moka::sync::Cache<String, Instant>,
+    /// Order numbers known to name no order, with when that was learnt: the
+    /// same rules as `negative` (its TTL, cleared by an event for an order
+    /// with that number).
+    negative_numbers: moka::sync::Cache<String, Instant>,
     pub stream: Arc<StreamState>,
     /// Woken after every event the stream applies: read-your-writes waiters
     /// re-check at once instead of polling.
@@ -264,6 +268,10 @@ impl OrderCache {
                 .max_capacity(100_000)
                 .time_to_live(cfg.negative_ttl.max(cfg.max_ttl))
                 .build(),
+            negative_numbers: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(cfg.negative_ttl.max(cfg.max_ttl))
+                .build(),
             stream,
             applied: tokio::sync::Notify::new(),
             degraded_ttl_ms: AtomicU64::new(cfg.degraded_ttl.as_millis() as u64),
@@ -286,6 +294,19 @@ impl OrderCache {
         }
     }
 
+    /// Whether `number` is remembered as naming no order (within `cache.negative_ttl`).
+    pub fn number_absent(&self, number: &str) -> bool {
+        self.negative_numbers.get(number).is_some_and(|at| at.elapsed() < self.ttl(&self.negative_ttl_ms))
+    }
+
+    /// Remembers that no order has `number`. An event for an order with it
+    /// clears that at once; one that lands while the backends were being
+    /// asked does not, and the number reads as unknown for up to
+    /// `cache.negative_ttl`.
+    pub fn remember_absent_number(&self, number: &str) {
+        self.negative_numbers.insert(number.to_owned(), Instant::now());
+    }
+
     fn ttl(&self, ms: &AtomicU64) -> Duration {
         Duration::from_millis(ms.load(Ordering::Relaxed))
     }
@@ -298,10 +319,14 @@ impl OrderCache {
     }
 
     /// Applies one event: updates the entry if cached, creates one otherwise
-    /// (complete only for a brand-new order), clears a negative entry.
+    /// (complete only for a brand-new order), clears a negative entry (of
+    /// its id, and of its number).
     pub fn apply_event(&self, c: Component) -> bool {
         let id = c.order_id().to_owned();
         self.negative.invalidate(&id);
+        if let Component::Order(o) = &c {
+            self.negative_numbers.invalidate(&o.order_number);
+        }
         self.remember(&c);
         let brand_new = matches!(&c, Component::Order(o) if o.version == 1);
         let result = self.views.entry(id.clone()).and_compute_with(|current| {

@@ -12,7 +12,9 @@
 //! - A backend that answers with an older version than the stream delivered
 //!   is retried for [`BEHIND_RETRY`], then the lookup is unavailable: an older
 //!   view is never served.
-//! - An order the backends do not have is remembered (negative cache).
+//! - An order the backends do not have is remembered (negative cache), and so
+//!   is an order number they do not know; concurrent lookups of one number
+//!   share one backend read, as misses by id do.
 //! - When the backends fail, a complete cached view is served stale.
 //! - Read-your-writes (`min_version`) waits for the stream, then asks the
 //!   backend directly.
@@ -133,6 +135,9 @@ fn count(result: &'static str) {
 /// One backend read's result, shared by every caller of the flight.
 type FillResult = Result<(Option<Filled>, Source), BackendError>;
 
+/// One lookup of an order number's id, shared by every caller of the flight.
+type NumberResult = Result<Option<String>, BackendError>;
+
 /// The order cache with the backends behind it.
 pub struct ReadThrough<S: OrderStore> {
     cache: Arc<OrderCache>,
@@ -141,6 +146,8 @@ pub struct ReadThrough<S: OrderStore> {
     numbers: moka::sync::Cache<String, String>,
     /// Backend reads in flight, by order id.
     fills: SingleFlight<FillResult>,
+    /// Number lookups in flight, by order number.
+    number_fills: SingleFlight<NumberResult>,
 }
 
 impl<S: OrderStore> ReadThrough<S> {
@@ -152,6 +159,7 @@ impl<S: OrderStore> ReadThrough<S> {
             store: Arc::new(store),
             numbers: moka::sync::Cache::builder().max_capacity(1_000_000).time_to_idle(numbers_idle).build(),
             fills: SingleFlight::default(),
+            number_fills: SingleFlight::default(),
         }
     }
 
@@ -166,9 +174,9 @@ impl<S: OrderStore> ReadThrough<S> {
         self.numbers.entry_count()
     }
 
-    /// Backend reads in flight now.
+    /// Backend reads in flight now (by id and by number).
     pub fn fills_in_flight(&self) -> usize {
-        self.fills.in_flight()
+        self.fills.in_flight() + self.number_fills.in_flight()
     }
 
     /// The view of order `id`: from the cache when current, else filled
@@ -267,6 +275,10 @@ impl<S: OrderStore> ReadThrough<S> {
     pub async fn get_by_number(&self, number: &str, trace: &TraceParent) -> Outcome {
         let id = match self.numbers.get(number) {
             Some(id) => id,
+            None if self.cache.number_absent(number) => {
+                count("negative");
+                return Outcome::NotFound;
+            }
             // Boxed: the search and the ClickHouse fallback are large futures, and
             // a lookup's future is moved on every request, hits included.
             None => match Box::pin(self.find_number(number, &trace.child_header())).await {
@@ -278,22 +290,41 @@ impl<S: OrderStore> ReadThrough<S> {
         self.get(&id, trace).await
     }
 
-    /// The id of an order number the cache does not know: Elasticsearch, then ClickHouse.
-    async fn find_number(&self, number: &str, traceparent: &str) -> Result<Option<String>, BackendError> {
-        let id = match self.store.hot_by_number(number, traceparent).await? {
-            Some(view) => {
-                let id = view.order_id.clone();
-                self.cache.fill(&id, Some(view), Source::Elasticsearch);
-                id
-            }
-            None => match self.store.cold_by_number(number).await? {
-                Some(id) => id,
-                None => return Ok(None),
-            },
-        };
-        // Order numbers never change: the mapping can be kept as long as the cache keeps anything.
-        self.numbers.insert(number.to_owned(), id.clone());
-        Ok(Some(id))
+    /// The id of an order number the cache does not know: Elasticsearch, then
+    /// ClickHouse. One lookup per number, shared by every concurrent caller;
+    /// its answer (an id, or "no such number") is stored inside the flight, so
+    /// a caller arriving after it ends finds the answer instead of asking again.
+    async fn find_number(&self, number: &str, traceparent: &str) -> NumberResult {
+        let (store, cache, numbers) = (self.store.clone(), self.cache.clone(), self.numbers.clone());
+        let (key, traceparent) = (number.to_owned(), traceparent.to_owned());
+        self.number_fills
+            .run(number, move || async move {
+                // A flight that just ended may have answered after this caller looked.
+                if let Some(id) = numbers.get(&key) {
+                    return Ok(Some(id));
+                }
+                if cache.number_absent(&key) {
+                    return Ok(None);
+                }
+                let id = match store.hot_by_number(&key, &traceparent).await? {
+                    Some(view) => {
+                        let id = view.order_id.clone();
+                        cache.fill(&id, Some(view), Source::Elasticsearch);
+                        id
+                    }
+                    None => match store.cold_by_number(&key).await? {
+                        Some(id) => id,
+                        None => {
+                            cache.remember_absent_number(&key);
+                            return Ok(None);
+                        }
+                    },
+                };
+                // Order numbers never change: the mapping can be kept as long as the cache keeps anything.
+                numbers.insert(key, id.clone());
+                Ok(Some(id))
+            })
+            .await
     }
 
     /// Views of `ids` (distinct, in any order): the cache first, one hot-store

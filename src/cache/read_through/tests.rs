@@ -19,6 +19,9 @@ struct Script {
     failing: AtomicBool,
     /// How long each hot read takes, in milliseconds.
     hot_delay_ms: AtomicUsize,
+    /// Lookups by number in the store of older orders, and how long each takes.
+    cold_number_calls: AtomicUsize,
+    cold_number_delay_ms: AtomicUsize,
 }
 
 impl Script {
@@ -54,6 +57,9 @@ impl OrderStore for Arc<Script> {
     }
 
     async fn cold_by_number(&self, number: &str) -> Result<Option<String>, BackendError> {
+        self.cold_number_calls.fetch_add(1, Ordering::SeqCst);
+        let delay = self.cold_number_delay_ms.load(Ordering::SeqCst) as u64;
+        tokio::time::sleep(Duration::from_millis(delay)).await;
         let cold = self.cold.lock().unwrap();
         Ok(cold
             .values()
@@ -242,6 +248,58 @@ async fn an_order_number_is_resolved_once() {
     assert!(matches!(rt.get_by_number("N-none", &tp()).await, Outcome::NotFound));
     assert_eq!(rt.numbers_cached(), 2);
     assert!(matches!(rt.get_by_number("N-o-1", &tp()).await, Outcome::Hit(_)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unknown_number_is_remembered_as_absent_for_cache_negative_ttl() {
+    let (rt, s) = setup(true);
+    assert!(matches!(rt.get_by_number("N-none", &tp()).await, Outcome::NotFound));
+    assert!(matches!(rt.get_by_number("N-none", &tp()).await, Outcome::NotFound));
+    assert_eq!(s.cold_number_calls.load(Ordering::SeqCst), 1, "the second lookup is answered by the negative cache");
+    // The entry lives for cache.negative_ttl, read at each lookup (reloadable,
+    // as for ids): once it is 0, the stores are asked again.
+    rt.cache().set_ttls(Duration::ZERO, Duration::ZERO);
+    assert!(matches!(rt.get_by_number("N-none", &tp()).await, Outcome::NotFound));
+    assert_eq!(s.cold_number_calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_event_for_an_order_with_an_absent_number_clears_it() {
+    let (rt, s) = setup(true);
+    assert!(matches!(rt.get_by_number("N-o-1", &tp()).await, Outcome::NotFound));
+    // The order is created: the stream brings it, the hot store has it.
+    s.hot.lock().unwrap().insert("o-1".into(), view("o-1", 1));
+    rt.cache().apply_event(Component::Order(order("o-1", 1)));
+    assert_eq!(version(&rt.get_by_number("N-o-1", &tp()).await), 1, "found at once, not after the negative TTL");
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_lookups_of_one_unknown_number_share_one_backend_read() {
+    let (rt, s) = setup(true);
+    s.cold_number_delay_ms.store(200, Ordering::SeqCst);
+    let rt = Arc::new(rt);
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let rt = rt.clone();
+            tokio::spawn(async move { rt.get_by_number("N-none", &tp()).await })
+        })
+        .collect();
+    for c in calls {
+        assert!(matches!(c.await.unwrap(), Outcome::NotFound));
+    }
+    assert_eq!(s.cold_number_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(rt.fills_in_flight(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_number_lookup_whose_callers_left_still_stores_its_answer() {
+    let (rt, s) = setup(true);
+    s.cold.lock().unwrap().insert("old".into(), view("old", 4));
+    s.cold_number_delay_ms.store(2_000, Ordering::SeqCst);
+    assert!(tokio::time::timeout(Duration::from_millis(10), rt.get_by_number("N-old", &tp())).await.is_err());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(version(&rt.get_by_number("N-old", &tp()).await), 4);
+    assert_eq!(s.cold_number_calls.load(Ordering::SeqCst), 1, "the abandoned lookup's answer was kept");
 }
 
 #[tokio::test(start_paused = true)]

@@ -332,6 +332,68 @@ async fn mesh_identity_is_believed_only_from_trusted_peers_and_client_state_stay
 }
 
 #[tokio::test]
+async fn xfcc_identity_is_the_sidecars_last_element_with_quotes_and_header_lines_honoured() {
+    const AGENT_UI: &str = "spiffe://prod/ns/crm/sa/agent-ui";
+    let mesh = [
+        ("ORDER_GATEWAY__AUTH__MESH__IDENTITY_HEADER", "x-forwarded-client-cert"),
+        ("ORDER_GATEWAY__AUTH__MESH__TRUSTED_PEERS", "[\"127.0.0.2/32\"]"),
+        ("ORDER_GATEWAY__AUTH__MESH__SCOPES", "[\"orders:read\"]"),
+        ("ORDER_GATEWAY__AUTH__MESH__IDENTITIES", "[{id=\"spiffe://prod/ns/crm/sa/agent-ui\",scopes=[\"admin\"]}]"),
+    ];
+    let gw = Gateway::start(&mesh).await;
+    let from = |ip: &str| {
+        reqwest::Client::builder()
+            .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+            .timeout(Duration::from_secs(15))
+            .build()
+            .unwrap()
+    };
+    let (sidecar, stranger) = (from("127.0.0.2"), from("127.0.0.1"));
+    let admin_config = |client: &reqwest::Client, lines: &[&str]| {
+        let mut r = client.get(gw.url("/admin/config"));
+        for l in lines {
+            r = r.header("x-forwarded-client-cert", *l);
+        }
+        r
+    };
+
+    expect_json(admin_config(&sidecar, &[&format!("Hash=a;URI={AGENT_UI}")]), 200).await;
+    expect_json(admin_config(&sidecar, &[&format!("Hash=a;Subject=\"CN=agent\";URI=\"{AGENT_UI}\"")]), 200).await;
+    // The agent UI's id inside a quoted Subject, or in an element or a line
+    // before the sidecar's, is not the caller's identity.
+    for lines in [
+        vec![r#"Hash=a;Subject="CN=x,URI=spiffe://prod/ns/crm/sa/agent-ui";URI=spiffe://prod/ns/evil/sa/x"#],
+        vec![r#"Hash=a;Subject="CN=x;URI=spiffe://prod/ns/crm/sa/agent-ui";URI=spiffe://prod/ns/evil/sa/x"#],
+        vec![r#"Subject="CN=\"x,URI=spiffe://prod/ns/crm/sa/agent-ui\"";URI=spiffe://prod/ns/evil/sa/x"#],
+        vec!["URI=spiffe://prod/ns/crm/sa/agent-ui,Hash=b;URI=spiffe://prod/ns/evil/sa/x"],
+        vec!["URI=spiffe://prod/ns/crm/sa/agent-ui", "Hash=b;URI=spiffe://prod/ns/evil/sa/x"],
+    ] {
+        let (_, p) = expect_problem(admin_config(&sidecar, &lines), 403).await;
+        assert!(p["detail"].as_str().unwrap().contains("mesh:spiffe://prod/ns/evil/sa/x"), "{lines:?}: {p}");
+    }
+    // A malformed header from the sidecar is refused, not believed.
+    let (headers, p) =
+        expect_problem(admin_config(&sidecar, &[r#"Hash=a;Subject="CN=x;URI=spiffe://prod/ns/crm/sa/agent-ui"#]), 401)
+            .await;
+    assert!(p["detail"].as_str().unwrap().contains("x-forwarded-client-cert"), "{p}");
+    assert!(headers["www-authenticate"].to_str().unwrap().contains("invalid_token"));
+    // Anyone else's header is ignored.
+    expect_problem(admin_config(&stranger, &[&format!("URI={AGENT_UI}")]), 401).await;
+    drop(gw);
+
+    // A dual-stack listener sees the sidecar as ::ffff:127.0.0.2; it is still the sidecar.
+    let admin_addr = format!("[::]:{}", free_port());
+    let mut env = mesh.to_vec();
+    env.push(("ORDER_GATEWAY__ADMIN__LISTEN", &admin_addr));
+    let _gw = Gateway::start(&env).await;
+    let url = format!("http://127.0.0.1:{}/admin/config", admin_addr.rsplit(':').next().unwrap());
+    let r = sidecar.get(&url).header("x-forwarded-client-cert", format!("URI={AGENT_UI}"));
+    expect_json(r, 200).await;
+    let r = stranger.get(&url).header("x-forwarded-client-cert", format!("URI={AGENT_UI}"));
+    expect_problem(r, 401).await;
+}
+
+#[tokio::test]
 async fn a_burst_is_refused_with_429_and_headers_then_recovers() {
     let keys = keys_env(&[key_entry("bursty", READER, &["orders:read"], "tiny")]);
     let gw = Gateway::start(&[

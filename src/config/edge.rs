@@ -120,10 +120,11 @@ pub struct JwtConfig {
 #[serde(deny_unknown_fields)]
 pub struct MeshConfig {
     /// Header carrying the caller's identity; "" disables mesh identities.
-    /// `x-forwarded-client-cert` is parsed for its `URI=` (SPIFFE id) element.
+    /// `x-forwarded-client-cert` is read by Envoy's grammar: the `spiffe://`
+    /// `URI=` of its last element (the one the sidecar appended).
     pub identity_header: String,
     /// Peer addresses (CIDR) whose identity header is believed. From any other
-    /// peer the header is ignored.
+    /// peer the header is ignored. An IPv4-mapped IPv6 peer matches as IPv4.
     pub trusted_peers: Vec<String>,
     /// Scopes of a trusted identity not listed in `identities`.
     pub scopes: Vec<Scope>,

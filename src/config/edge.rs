@@ -153,7 +153,7 @@ pub struct RateLimitConfig {
     pub global_burst: u32,
     /// Tier of a credential that names none.
     pub default_tier: String,
-    /// Tier of requests without a credential, keyed by peer address.
+    /// Tier of requests without a credential, keyed by IPv4 address or IPv6 /64.
     pub anonymous_tier: String,
     /// Most clients with state of their own; beyond it new clients share one
     /// bucket per tier until pruning frees room.

@@ -167,7 +167,7 @@ impl Authenticator {
 
 fn anonymous(peer: IpAddr) -> Principal {
     Principal {
-        client: format!("peer:{peer}").into(),
+        client: super::rate_limit::peer_key(peer),
         method: Method::Anonymous,
         scopes: Scopes::default(),
         tier: Arc::from(""),
@@ -650,5 +650,17 @@ mod tests {
         twice.append("x-client-id", "admin-tool".parse().unwrap());
         let e = a.authenticate(&twice, "127.0.0.2".parse().unwrap()).unwrap_err();
         assert!(matches!(e, AuthError::BadIdentity(_)) && e.to_string().contains("x-client-id"), "{e}");
+    }
+
+    #[test]
+    fn anonymous_clients_are_keyed_by_ipv4_address_and_ipv6_slash_64() {
+        let a = Authenticator::new(&cfg()).unwrap();
+        let client = |peer: &str| a.authenticate(&HeaderMap::new(), peer.parse().unwrap()).unwrap().client.to_string();
+        assert_eq!(client("2001:db8:1:2::1"), client("2001:db8:1:2:ffff:ffff:ffff:ffff"));
+        assert_ne!(client("2001:db8:1:2::1"), client("2001:db8:1:3::1"));
+        assert_eq!(client("2001:db8:1:2:aaaa::7"), "peer:2001:db8:1:2::/64");
+        assert_eq!(client("192.0.2.7"), "peer:192.0.2.7");
+        assert_ne!(client("192.0.2.7"), client("192.0.2.8"));
+        assert_eq!(client("::ffff:192.0.2.7"), "peer:192.0.2.7");
     }
 }

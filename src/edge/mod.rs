@@ -92,7 +92,7 @@ impl Edge {
             Err(e) => {
                 metrics::counter!(names::AUTH_FAILURES, "reason" => "invalid_credential").increment(1);
                 // Wrong credentials spend the peer's anonymous bucket: guessing keys is throttled.
-                let client: Arc<str> = format!("peer:{peer}").into();
+                let client = rate_limit::peer_key(peer);
                 let tier = self.limits.tier_name("", true);
                 if let Decision::Limited(info) | Decision::GlobalLimited(info) = self.limits.check(&client, tier, 1) {
                     return Err(limited(info, false));
@@ -140,4 +140,35 @@ impl Edge {
 
 fn limited(info: RateInfo, global: bool) -> EdgeError {
     EdgeError::RateLimited { info, global }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TierConfig;
+
+    #[test]
+    fn one_ipv6_slash_64_spends_one_anonymous_bucket() {
+        let mut cfg = Config::defaults();
+        cfg.rate_limit.tiers.insert("anonymous".into(), TierConfig { rate: 1, burst: 10 });
+        let edge = Edge::new(&cfg, None).unwrap();
+        let mut wrong_key = HeaderMap::new();
+        wrong_key.insert("x-api-key", "ogw_not_a_key".parse().unwrap());
+        let none = HeaderMap::new();
+        let from = |ip: &str, h: &HeaderMap| edge.admit(Route::Order, h, ip.parse().unwrap());
+        for i in 0..10 {
+            // Wrong keys and no key at all, each from another address of the same /64.
+            let h = if i % 2 == 0 { &wrong_key } else { &none };
+            let r = from(&format!("2001:db8:0:1::{i:x}"), h);
+            assert!(matches!(r, Err(EdgeError::Unauthorized { .. })), "{i}: {r:?}");
+        }
+        let r = from("2001:db8:0:1:ffff:ffff:ffff:ffff", &wrong_key);
+        assert!(matches!(r, Err(EdgeError::RateLimited { global: false, .. })), "the same /64: {r:?}");
+        let r = from("2001:db8:0:1::77", &none);
+        assert!(matches!(r, Err(EdgeError::RateLimited { global: false, .. })), "the same /64: {r:?}");
+        let r = from("2001:db8:0:2::1", &wrong_key);
+        assert!(matches!(r, Err(EdgeError::Unauthorized { .. })), "another /64 has its own bucket: {r:?}");
+        let r = from("192.0.2.1", &wrong_key);
+        assert!(matches!(r, Err(EdgeError::Unauthorized { .. })), "{r:?}");
+    }
 }

@@ -67,7 +67,7 @@ impl Method {
 #[derive(Debug, Clone)]
 pub struct Principal {
     /// Rate-limit key and log name: `key:<name>`, `jwt:<sub>`, `mesh:<id>` or
-    /// `peer:<ip>`. Never the secret itself.
+    /// `peer:<IPv4 address or IPv6 /64>`. Never the secret itself.
     pub client: Arc<str>,
     pub method: Method,
     pub scopes: Scopes,

@@ -4,6 +4,7 @@
 //! of distinct keys cannot grow memory without limit.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,17 @@ use crate::telemetry::names;
 
 /// Key of the bucket that clients beyond `max_clients` share.
 const OVERFLOW: &str = "~overflow";
+
+/// The rate-limit key of a client known only by its address: `peer:<IPv4>`, or
+/// `peer:<prefix>/64` for IPv6. One host is routinely given a whole /64
+/// (SLAAC, RFC 7421; privacy addresses change within it at will), so keying by
+/// address would hand it 2^64 fresh buckets. IPv4-mapped IPv6 counts as IPv4.
+pub fn peer_key(peer: IpAddr) -> Arc<str> {
+    match peer.to_canonical() {
+        IpAddr::V4(v4) => format!("peer:{v4}").into(),
+        IpAddr::V6(v6) => format!("peer:{}/64", Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))).into(),
+    }
+}
 
 /// Governor's DashMap store with a ceiling on the number of keys.
 pub struct BoundedStore {
@@ -386,5 +398,40 @@ mod tests {
         assert_eq!(r.tier_name("gone", false), "standard");
         assert_eq!(r.tier_name("tiny", false), "tiny");
         assert_eq!(r.tier_name("tiny", true), "anonymous");
+    }
+
+    #[test]
+    fn peers_are_keyed_by_ipv4_address_and_ipv6_slash_64() {
+        let key = |ip: &str| peer_key(ip.parse().unwrap()).to_string();
+        assert_eq!(key("192.0.2.7"), "peer:192.0.2.7");
+        assert_eq!(key("::ffff:192.0.2.7"), "peer:192.0.2.7");
+        assert_eq!(key("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "peer:2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff:ffff:ffff:ffff"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::1"), "peer:::/64");
+    }
+
+    proptest::proptest! {
+        /// Two IPv6 peers share a bucket exactly when they share a /64.
+        #[test]
+        fn one_bucket_per_ipv6_slash_64(a: u128, b: u128, low: u64) {
+            let v6 = |x: u128| IpAddr::V6(Ipv6Addr::from(x));
+            // Mapped IPv4 (::ffff:0:0/96) is keyed as IPv4: leave it to the test below.
+            proptest::prop_assume!(Ipv6Addr::from(a).to_ipv4_mapped().is_none());
+            proptest::prop_assume!(Ipv6Addr::from(b).to_ipv4_mapped().is_none());
+            let same_net = (a & !u128::from(u64::MAX)) | u128::from(low);
+            proptest::prop_assume!(Ipv6Addr::from(same_net).to_ipv4_mapped().is_none());
+            proptest::prop_assert_eq!(peer_key(v6(a)), peer_key(v6(same_net)));
+            proptest::prop_assert_eq!(peer_key(v6(a)) == peer_key(v6(b)), a >> 64 == b >> 64);
+        }
+
+        /// An IPv4 peer has a bucket of its own, whether seen as IPv4 or as IPv4-mapped IPv6.
+        #[test]
+        fn one_bucket_per_ipv4_address(a: u32, b: u32) {
+            let v4 = |x: u32| IpAddr::V4(x.into());
+            let mapped = |x: u32| IpAddr::V6(std::net::Ipv4Addr::from(x).to_ipv6_mapped());
+            proptest::prop_assert_eq!(peer_key(v4(a)), peer_key(mapped(a)));
+            proptest::prop_assert_eq!(peer_key(v4(a)) == peer_key(v4(b)), a == b);
+        }
     }
 }

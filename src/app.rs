@@ -81,7 +81,10 @@ impl AppState {
             read_alias: config.elasticsearch.read_alias.clone(),
         };
         let orders = ReadThrough::new(cache.clone(), store, config.cache.max_ttl);
-        let analytics = Answers::new(config.analytics.settled_cache_ttl.max(config.analytics.cache_ttl));
+        let analytics = Answers::new(
+            config.analytics.settled_cache_ttl.max(config.analytics.cache_ttl),
+            config.analytics.cache_max_bytes,
+        );
         Ok(AppState {
             live: ArcSwap::from_pointee(Live { config: config.clone(), edge }),
             config_path: None,

@@ -10,6 +10,11 @@ use super::SingleFlight;
 use crate::backends::BackendError;
 use crate::telemetry::names;
 
+/// Bytes an answer costs beyond its JSON and key: the entry and its expiry,
+/// moka's bookkeeping and allocator slack (an estimate; answers are large
+/// next to it, unlike order views).
+const ENTRY_OVERHEAD: u32 = 256;
+
 /// Cached answers by canonical query.
 pub struct Answers {
     /// The answer and until when it may be served.
@@ -18,10 +23,20 @@ pub struct Answers {
 }
 
 impl Answers {
-    /// An empty cache whose entries live at most `max_ttl`.
-    pub fn new(max_ttl: Duration) -> Self {
+    /// An empty cache whose entries live at most `max_ttl` and weigh at most
+    /// `max_bytes` together. Answers range from a few hundred bytes (KPIs) to
+    /// megabytes (a long series by country): a count of entries would bound
+    /// nothing.
+    pub fn new(max_ttl: Duration, max_bytes: u64) -> Self {
         Answers {
-            cache: moka::sync::Cache::builder().max_capacity(10_000).time_to_live(max_ttl).build(),
+            cache: moka::sync::Cache::builder()
+                .max_capacity(max_bytes)
+                .weigher(|k: &String, v: &(Bytes, Instant)| {
+                    let bytes = u32::try_from(k.len() + v.0.len()).unwrap_or(u32::MAX);
+                    bytes.saturating_add(ENTRY_OVERHEAD)
+                })
+                .time_to_live(max_ttl)
+                .build(),
             fills: SingleFlight::default(),
         }
     }
@@ -60,6 +75,12 @@ impl Answers {
     pub fn len(&self) -> u64 {
         self.cache.run_pending_tasks();
         self.cache.entry_count()
+    }
+
+    /// The weight of the answers cached now, in bytes.
+    pub fn weighted_size(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.weighted_size()
     }
 
     /// Whether nothing is cached.
@@ -102,9 +123,27 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
 
+    #[tokio::test]
+    async fn the_cache_is_bounded_by_bytes() {
+        let answers = Answers::new(Duration::from_secs(600), 64 * 1024);
+        let ttl = Duration::from_secs(60);
+        for i in 0..100 {
+            let body = Bytes::from(vec![b'x'; 4096]);
+            let got = answers.get_or_compute(format!("q{i}"), ttl, || async move { Ok(body) }).await.unwrap();
+            assert_eq!(got.len(), 4096, "every answer is served, kept or not");
+        }
+        let (n, bytes) = (answers.len(), answers.weighted_size());
+        assert!(bytes <= 64 * 1024, "{bytes} bytes kept");
+        assert!((10..=16).contains(&n), "about 64 KiB of 4 KiB answers kept: {n}");
+        // An answer larger than the whole cache is served but not kept.
+        let huge = Bytes::from(vec![b'x'; 128 * 1024]);
+        answers.get_or_compute("huge".into(), ttl, || async move { Ok(huge) }).await.unwrap();
+        assert!(answers.weighted_size() <= 64 * 1024);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn an_answer_computed_for_a_caller_that_left_is_kept() {
-        let answers = Answers::new(Duration::from_secs(600));
+        let answers = Answers::new(Duration::from_secs(600), 1 << 20);
         let runs = Arc::new(AtomicUsize::new(0));
         abandoned(&answers, &runs, true).await;
         let ttl = Duration::from_secs(60);
@@ -115,7 +154,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_failure_whose_caller_left_does_not_stick() {
-        let answers = Answers::new(Duration::from_secs(600));
+        let answers = Answers::new(Duration::from_secs(600), 1 << 20);
         let runs = Arc::new(AtomicUsize::new(0));
         abandoned(&answers, &runs, false).await;
         let ttl = Duration::from_secs(60);
@@ -126,7 +165,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn concurrent_callers_share_one_computation_when_the_first_is_dropped() {
-        let answers = Arc::new(Answers::new(Duration::from_secs(600)));
+        let answers = Arc::new(Answers::new(Duration::from_secs(600), 1 << 20));
         let runs = Arc::new(AtomicUsize::new(0));
         let ttl = Duration::from_secs(60);
         let call = |answers: Arc<Answers>, runs: Arc<AtomicUsize>| {

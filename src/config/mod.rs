@@ -277,6 +277,7 @@ pub struct AnalyticsConfig {
     #[serde(with = "humantime_serde")]
     pub max_range: Duration,
     pub max_points: u64,
+    pub cache_max_bytes: u64,
 }
 
 /// A configuration that could not be loaded; the message names the key, the
@@ -363,6 +364,13 @@ impl Config {
         }
         if self.cache.max_bytes < 1024 * 1024 {
             return bad("cache.max_bytes", &self.cache.max_bytes, "must be at least 1048576 (1 MiB)");
+        }
+        if self.analytics.cache_max_bytes < 1024 * 1024 {
+            return bad(
+                "analytics.cache_max_bytes",
+                &self.analytics.cache_max_bytes,
+                "must be at least 1048576 (1 MiB)",
+            );
         }
         if self.api.default_limit == 0 || self.api.default_limit > self.api.max_limit {
             return bad("api.default_limit", &self.api.default_limit, "must be between 1 and api.max_limit");

@@ -174,9 +174,10 @@ async fn bad_analytics_parameters_are_named() {
     // A database with the tables, so a bad time zone is the only thing wrong.
     let w = common::world::World::new();
     let mut env: Vec<(&str, &str)> = w.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    // One failure would open ClickHouse's circuit: the time zone ClickHouse
-    // refuses below (Not/AZone passes the gateway's own check) is the
-    // caller's fault and must not count; the gauge at the end shows it did not.
+    // One failure would open ClickHouse's analytics circuit. No bad parameter
+    // reaches ClickHouse (an unknown time zone such as Not/AZone is refused
+    // from the list the gateway ships), so none can count; the gauge at the
+    // end shows none did.
     env.push(("ORDER_GATEWAY__BREAKER__FAILURE_THRESHOLD", "1"));
     let gw = Gateway::start(&env).await;
     let c = client();
@@ -205,4 +206,68 @@ async fn bad_analytics_parameters_are_named() {
     let metrics = c.get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("backend_circuit_state{backend=\"clickhouse\",circuit=\"analytics\"} 0\n"), "{metrics}");
     let _ = Duration::from_secs(0);
+}
+
+/// The value of a series in the gateway's /metrics (0 when it is absent).
+async fn series(gw: &Gateway, name: &str) -> f64 {
+    let text = client().get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn requests_a_few_milliseconds_apart_share_one_cached_answer() {
+    let w = common::world::World::new();
+    let env: Vec<(&str, &str)> = w.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let gw = Gateway::start(&env).await;
+    let c = client();
+    let (hit, miss) = (r#"analytics_cache_total{result="hit"}"#, r#"analytics_cache_total{result="miss"}"#);
+    let pairs = [
+        // KPIs: widened to whole minutes.
+        (
+            "/v1/analytics/kpis?from=2024-03-01T10:00:30.001Z&to=2024-03-02T00:00:00.000Z",
+            "/v1/analytics/kpis?from=2024-03-01T10:00:30.004Z&to=2024-03-01T23:59:59.998Z",
+        ),
+        // A series in UTC: widened to whole days.
+        (
+            "/v1/analytics/timeseries?from=2024-03-01T10:00:30.001Z&to=2024-03-08T00:00:00Z&interval=day",
+            "/v1/analytics/timeseries?from=2024-03-01T10:00:30.007Z&to=2024-03-07T13:00:00Z&interval=day",
+        ),
+        // In another zone: whole minutes here, whole buckets in ClickHouse.
+        (
+            "/v1/analytics/timeseries?from=2024-03-01T10:00:30.001Z&to=2024-03-08T00:00:00Z&interval=day&tz=Europe/Berlin",
+            "/v1/analytics/timeseries?from=2024-03-01T10:00:30.002Z&to=2024-03-08T00:00:00Z&interval=day&tz=Europe/Berlin",
+        ),
+    ];
+    for (first, second) in pairs {
+        let (hits, misses) = (series(&gw, hit).await, series(&gw, miss).await);
+        let (_, a) = expect_json(c.get(gw.url(first)), 200).await;
+        let (_, b) = expect_json(c.get(gw.url(second)), 200).await;
+        assert_eq!(a, b, "{second}");
+        assert_eq!(series(&gw, miss).await, misses + 1.0, "{first} computed once");
+        assert_eq!(series(&gw, hit).await, hits + 1.0, "{second} answered from the cache");
+    }
+    let (_, k) = expect_json(c.get(gw.url(pairs[0].0)), 200).await;
+    assert_eq!(
+        (k["from"].as_str(), k["to"].as_str()),
+        (Some("2024-03-01T10:00:00.000Z"), Some("2024-03-02T00:00:00.000Z"))
+    );
+    let (_, admin) = expect_json(c.get(gw.url("/admin/cache")), 200).await;
+    assert_eq!(admin["analytics_answers"], 3, "{admin}");
+}
+
+/// The time zones the gateway accepts without asking ClickHouse are those
+/// the stack's ClickHouse knows (the list is shipped in the repository).
+#[tokio::test]
+async fn the_shipped_time_zones_are_those_clickhouse_knows() {
+    let shipped: Vec<&str> = include_str!("../schemas/clickhouse/time_zones.txt")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect();
+    let known: Vec<String> = clickhouse::Client::default()
+        .with_url(clickhouse_url())
+        .query("SELECT time_zone FROM system.time_zones ORDER BY time_zone")
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(shipped, known, "regenerate schemas/clickhouse/time_zones.txt");
 }

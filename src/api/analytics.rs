@@ -1,6 +1,11 @@
 //! The analytical API: KPIs, time series, top SKUs and the status funnel,
 //! from ClickHouse, cached per query and coalesced. Money is always reported
 //! per currency; a request that would add up different currencies is a 400.
+//!
+//! Ranges are widened before they are cached or queried: KPIs, the funnel and
+//! top SKUs to whole minutes, a time series to whole buckets of its interval
+//! (see `backends::analytics`), so requests a few milliseconds apart share
+//! one answer and every point of a series counts its whole bucket.
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -9,10 +14,12 @@ use serde::Serialize;
 use super::params;
 use super::{json_bytes, ApiError, HttpResponse};
 use crate::app::AppState;
-use crate::backends::analytics::Scope;
+use crate::backends::analytics::{self as queries, Interval, Scope};
 use crate::backends::BackendError;
 use crate::model::{Channel, OrderStatus, Timestamp};
 
+/// The scope of a query: its range widened to whole minutes (`max_range`
+/// applies to the range as asked), its filters checked.
 fn scope(state: &AppState, q: &std::collections::BTreeMap<String, String>) -> Result<Scope, ApiError> {
     let from =
         params::time("from", q.get("from").ok_or_else(|| ApiError::bad_param("from", "from is required (RFC 3339)"))?)?;
@@ -41,7 +48,23 @@ fn scope(state: &AppState, q: &std::collections::BTreeMap<String, String>) -> Re
         }
         None => String::new(),
     };
-    Ok(Scope { from_ms: from.millis(), to_ms: to.millis(), channel, currency })
+    let (from_ms, to_ms) = queries::align_to_minutes(from.millis(), to.millis());
+    Ok(Scope { from_ms, to_ms, channel, currency })
+}
+
+/// Upper bounds of the groups of `group_by` that a series can have, for
+/// `analytics.max_points`. Channels and statuses are the model's; currencies
+/// and countries are open sets, counted as the ISO 4217 currencies in use
+/// and the ISO 3166-1 countries plus "none". A filter on the same field
+/// leaves one group.
+fn groups(group_by: &str, s: &Scope) -> u64 {
+    match group_by {
+        "channel" if s.channel.is_empty() => Channel::ALL.len() as u64,
+        "status" => OrderStatus::ALL.len() as u64,
+        "currency" if s.currency.is_empty() => 180,
+        "country" => 250,
+        _ => 1,
+    }
 }
 
 /// Runs `compute` once for concurrent identical queries and reuses the answer
@@ -228,27 +251,12 @@ pub async fn timeseries(state: &AppState, query: Option<&str>) -> Result<HttpRes
         ));
     }
     let interval = q.get("interval").map(String::as_str).unwrap_or("day");
-    let step_ms: i64 = match interval {
-        "hour" => 3_600_000,
-        "day" => 86_400_000,
-        "week" => 7 * 86_400_000,
-        "month" => 28 * 86_400_000,
-        other => {
-            return Err(ApiError::bad_param(
-                "interval",
-                format!("interval must be hour, day, week or month, got {other:?}"),
-            ))
-        }
-    };
-    if ((s.to_ms - s.from_ms) / step_ms) as u64 > state.config.analytics.max_points {
+    let Some(interval) = Interval::parse(interval) else {
         return Err(ApiError::bad_param(
             "interval",
-            format!(
-                "more than {} points: use a coarser interval or a shorter range",
-                state.config.analytics.max_points
-            ),
+            format!("interval must be hour, day, week or month, got {interval:?}"),
         ));
-    }
+    };
     let group_by = q.get("group_by").map(String::as_str).unwrap_or("");
     if !["", "channel", "status", "currency", "country"].contains(&group_by) {
         return Err(ApiError::bad_param(
@@ -264,18 +272,26 @@ pub async fn timeseries(state: &AppState, query: Option<&str>) -> Result<HttpRes
         ));
     }
     let tz = q.get("tz").map(String::as_str).unwrap_or("UTC");
-    if tz.is_empty() || tz.len() > 64 || !tz.chars().all(|c| c.is_ascii_alphanumeric() || "/_+-".contains(c)) {
+    if !queries::known_time_zone(tz) {
         return Err(ApiError::bad_param(
             "tz",
             format!("tz must be an IANA time zone such as Europe/Berlin, got {tz:?}"),
         ));
     }
+    // In UTC the buckets are known here, so the range is widened to them at
+    // once; in another zone ClickHouse widens it (the key stays in minutes).
+    let mut s = s;
+    let aligned = tz == "UTC";
+    if aligned {
+        (s.from_ms, s.to_ms) = queries::align_to_buckets_utc(s.from_ms, s.to_ms, interval);
+    }
+    check_points(&s, interval, aligned, group_by, state.config.analytics.max_points)?;
     let ch = state.backends.clickhouse.clone();
     let scope = s.clone();
-    let (metric, interval, group_by, tz) = (metric.to_owned(), interval.to_owned(), group_by.to_owned(), tz.to_owned());
-    let key = format!("ts|{s:?}|{metric}|{interval}|{group_by}|{tz}");
-    let result = cached(state, key, &s, move || async move {
-        let points = ch.timeseries(&scope, &interval, &group_by, &tz).await?;
+    let (metric, group_by, tz) = (metric.to_owned(), group_by.to_owned(), tz.to_owned());
+    let key = format!("ts|{s:?}|{metric}|{}|{group_by}|{tz}", interval.name());
+    cached(state, key, &s, move || async move {
+        let points = ch.timeseries(&scope, interval, &group_by, &tz).await?;
         let values: Vec<serde_json::Value> = points
             .into_iter()
             .map(|p| {
@@ -297,24 +313,35 @@ pub async fn timeseries(state: &AppState, query: Option<&str>) -> Result<HttpRes
             .collect();
         Ok(Bytes::from(
             serde_json::to_vec(
-                &serde_json::json!({"metric": metric, "interval": interval, "tz": tz, "points": values}),
+                &serde_json::json!({"metric": metric, "interval": interval.name(), "tz": tz, "points": values}),
             )
             .expect("serialises"),
         ))
     })
-    .await;
-    // ClickHouse refuses an unknown time zone: that is the client's mistake.
-    match result {
-        Err(ApiError::Backend(BackendError::Failed { detail, .. }))
-            if detail.contains("time zone") || detail.contains("TIMEZONE") =>
-        {
-            Err(ApiError::bad_param(
-                "tz",
-                format!("unknown time zone {:?}", q.get("tz").map(String::as_str).unwrap_or("UTC")),
-            ))
-        }
-        other => other,
+    .await
+}
+
+/// `analytics.max_points`: a series has at most that many points, counting
+/// one per bucket and group. Names `group_by` when the groups alone make it
+/// too many, else `interval`.
+fn check_points(s: &Scope, interval: Interval, aligned: bool, group_by: &str, max: u64) -> Result<(), ApiError> {
+    let buckets = queries::buckets(s.from_ms, s.to_ms, interval, aligned);
+    let groups = groups(group_by, s);
+    let points = buckets.saturating_mul(groups);
+    if points <= max {
+        return Ok(());
     }
+    let (param, fix) = if buckets <= max {
+        ("group_by", "a shorter range, a coarser interval, or a filter on the grouped field")
+    } else {
+        ("interval", "a coarser interval or a shorter range")
+    };
+    let shape = if groups > 1 {
+        format!("{buckets} buckets x up to {groups} {group_by} groups")
+    } else {
+        format!("{buckets} buckets")
+    };
+    Err(ApiError::bad_param(param, format!("up to {points} points ({shape}), more than {max}: use {fix}")))
 }
 
 fn ratio_i(n: i64, d: u64) -> Option<f64> {
@@ -324,6 +351,42 @@ fn ratio_i(n: i64, d: u64) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn scope(from: &str, to: &str, channel: &str) -> Scope {
+        let ms = |t: &str| crate::api::params::time("t", t).unwrap().millis();
+        Scope { from_ms: ms(from), to_ms: ms(to), channel: channel.into(), currency: String::new() }
+    }
+
+    fn refused(r: Result<(), ApiError>) -> Option<String> {
+        match r {
+            Ok(()) => None,
+            Err(ApiError::BadRequest { param, .. }) => Some(param.to_string()),
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn points_are_buckets_times_groups() {
+        let two_years = scope("2023-01-01T00:00:00Z", "2025-01-01T00:00:00Z", "");
+        let day = Interval::Day;
+        assert_eq!(refused(check_points(&two_years, day, true, "", 5000)), None, "731 days");
+        assert_eq!(refused(check_points(&two_years, day, true, "channel", 5000)), None, "731 x 5 channels");
+        assert_eq!(
+            refused(check_points(&two_years, day, true, "status", 5000)).as_deref(),
+            Some("group_by"),
+            "731 x 8"
+        );
+        assert_eq!(refused(check_points(&two_years, day, true, "country", 5000)).as_deref(), Some("group_by"));
+        assert_eq!(refused(check_points(&two_years, Interval::Month, true, "status", 5000)), None, "24 x 8");
+        assert_eq!(refused(check_points(&two_years, day, true, "status", 5848)), None, "exactly 731 x 8");
+        // A channel filter leaves one channel group.
+        let web = scope("2023-01-01T00:00:00Z", "2025-01-01T00:00:00Z", "web");
+        assert_eq!(refused(check_points(&web, day, true, "channel", 731)), None);
+        let twenty_years = scope("2005-01-01T00:00:00Z", "2025-01-01T00:00:00Z", "");
+        assert_eq!(refused(check_points(&twenty_years, day, true, "", 5000)).as_deref(), Some("interval"));
+        // Outside UTC each end may add a partial bucket.
+        assert_eq!(refused(check_points(&two_years, day, false, "", 731)).as_deref(), Some("interval"));
+    }
 
     #[test]
     fn funnel_counts_every_stage_an_order_passed() {

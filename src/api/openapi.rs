@@ -275,10 +275,10 @@ fn kpis() {}
 
 #[utoipa::path(get, path = "/v1/analytics/timeseries", tag = "analytics",
     params(("metric" = Option<Metric>, Query, description = "Default orders; revenue and average_order_value need currency or group_by=currency"),
-           ("interval" = Option<Interval>, Query, description = "Default day; at most analytics.max_points buckets"),
+           ("interval" = Option<Interval>, Query, description = "Default day; from and to are widened to whole buckets; at most analytics.max_points points (buckets x groups)"),
            ("from" = String, Query, format = DateTime), ("to" = String, Query, format = DateTime),
            ("group_by" = Option<GroupBy>, Query),
-           ("tz" = Option<String>, Query, pattern = r"^[A-Za-z0-9/_+-]{1,64}$", description = "IANA time zone of the bucket boundaries, default UTC"),
+           ("tz" = Option<String>, Query, pattern = r"^[A-Za-z0-9/_+-]{1,64}$", description = "IANA time zone of the bucket boundaries (as ClickHouse spells it, e.g. Europe/Berlin), default UTC"),
            ("channel" = Option<Channel>, Query), ("currency" = Option<String>, Query, pattern = "^[A-Z]{3}$")),
     responses((status = 200, body = Timeseries),
               (status = 400, body = Problem, content_type = "application/problem+json"),

@@ -74,7 +74,7 @@ impl AppState {
         let readiness = Readiness::new(config.readiness.clone());
         let cache = Arc::new(OrderCache::new(&config.cache, Arc::new(StreamState::default())));
         let cursors = CursorCodec::new(config.api.cursor_secret.expose(), config.api.cursor_ttl);
-        let decoder = Arc::new(Decoder::new(backends.schema_registry.clone()));
+        let decoder = Arc::new(Decoder::for_serve(&config, backends.schema_registry.clone()));
         let store = BackendStore {
             elasticsearch: backends.elasticsearch.clone(),
             clickhouse: backends.clickhouse.clone(),

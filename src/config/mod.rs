@@ -183,6 +183,7 @@ pub struct IngestConfig {
     #[serde(with = "humantime_serde")]
     pub hot_window: Duration,
     pub max_message_bytes: usize,
+    pub max_zero_byte_values: usize,
     pub metrics_listen: SocketAddr,
 }
 
@@ -250,6 +251,8 @@ pub struct StreamConfig {
     pub enabled: bool,
     #[serde(with = "humantime_serde")]
     pub max_staleness: Duration,
+    pub max_message_bytes: usize,
+    pub max_zero_byte_values: usize,
 }
 
 /// Limits and keys of the operational API.
@@ -351,6 +354,14 @@ impl Config {
         }
         if self.ingest.hot_window.is_zero() {
             return bad("ingest.hot_window", &"0s", "must be greater than zero");
+        }
+        for (key, v) in [
+            ("stream.max_message_bytes", self.stream.max_message_bytes),
+            ("ingest.max_message_bytes", self.ingest.max_message_bytes),
+        ] {
+            if !(1024..=1 << 30).contains(&v) {
+                return bad(key, &v, "must be between 1024 and 1073741824 (1 GiB)");
+            }
         }
         for (key, name) in [
             ("topics.orders", &self.topics.orders),

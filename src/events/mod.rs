@@ -35,6 +35,13 @@ impl Stream {
 pub enum DecodeError {
     #[error("undecodable: {0}")]
     Malformed(String),
+    /// Larger than `max_message_bytes`: refused unread.
+    #[error("{bytes} bytes, limit {limit}")]
+    Oversized { bytes: usize, limit: usize },
+    /// Well framed, but it would cost more to decode than its size allows
+    /// (see [`Limits`]).
+    #[error("over a decoding limit: {0}")]
+    OverLimit(String),
     #[error("unknown schema id {0}")]
     UnknownSchema(u32),
     #[error("schema registry unavailable: {0}")]
@@ -48,6 +55,8 @@ impl DecodeError {
     pub fn reason(&self) -> &'static str {
         match self {
             DecodeError::Malformed(_) => "undecodable",
+            DecodeError::Oversized { .. } => "oversized",
+            DecodeError::OverLimit(_) => "over_limit",
             DecodeError::UnknownSchema(_) => "unknown_schema",
             DecodeError::RegistryUnavailable(_) => "registry_unavailable",
             DecodeError::InvalidField { .. } => "invalid_field",
@@ -58,6 +67,44 @@ impl DecodeError {
     /// to a message that will never decode.
     pub fn is_transient(&self) -> bool {
         matches!(self, DecodeError::RegistryUnavailable(_))
+    }
+}
+
+/// What one message may cost to decode. A message is refused unread when it
+/// is larger than `max_message_bytes`; the Avro decoding of a body builds at
+/// most one value per byte of it plus `max_zero_byte_values` (the values an
+/// encoding spends no byte on: nulls, empty records, a record around its
+/// fields), so a few bytes can never claim millions of items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_message_bytes: usize,
+    pub max_zero_byte_values: usize,
+}
+
+impl Default for Limits {
+    /// The defaults of `config/default.toml`.
+    fn default() -> Self {
+        Limits { max_message_bytes: 1024 * 1024, max_zero_byte_values: 65_536 }
+    }
+}
+
+impl Limits {
+    /// The limits of `serve`'s stream.
+    pub fn of_stream(c: &crate::config::StreamConfig) -> Limits {
+        Limits { max_message_bytes: c.max_message_bytes, max_zero_byte_values: c.max_zero_byte_values }
+    }
+
+    /// The limits of `ingest`.
+    pub fn of_ingest(c: &crate::config::IngestConfig) -> Limits {
+        Limits { max_message_bytes: c.max_message_bytes, max_zero_byte_values: c.max_zero_byte_values }
+    }
+
+    /// Refuses a payload larger than `max_message_bytes`, before anything reads it.
+    pub fn check_size(&self, payload: &[u8]) -> Result<(), DecodeError> {
+        if payload.len() > self.max_message_bytes {
+            return Err(DecodeError::Oversized { bytes: payload.len(), limit: self.max_message_bytes });
+        }
+        Ok(())
     }
 }
 

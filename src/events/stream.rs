@@ -16,7 +16,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{decode_json, Decoder, Stream};
+use super::{decode_json, Decoder, Limits, Stream};
 use crate::cache::{OrderCache, PartitionPosition};
 use crate::config::{Config, WireFormat};
 use crate::telemetry::names;
@@ -44,6 +44,7 @@ pub fn spawn(config: &Config, cache: Arc<OrderCache>, decoder: Arc<Decoder>) -> 
         (config.topics.fulfillments.clone(), Stream::Fulfillments, config.topics.fulfillments_format),
     ];
     let max_staleness = config.stream.max_staleness;
+    let limits = Limits::of_stream(&config.stream);
 
     // Assignment (retried until the brokers answer) and the lag watcher.
     {
@@ -118,9 +119,10 @@ pub fn spawn(config: &Config, cache: Arc<OrderCache>, decoder: Arc<Decoder>) -> 
             };
             let Some((topic, stream, format)) = topics.iter().find(|t| t.0 == msg.topic()) else { continue };
             let Some(payload) = msg.payload() else { continue };
-            let decoded = match format {
-                WireFormat::Avro => decoder.decode(*stream, payload).await,
-                WireFormat::Json => decode_json(*stream, payload),
+            let decoded = match (limits.check_size(payload), format) {
+                (Err(e), _) => Err(e),
+                (Ok(()), WireFormat::Avro) => decoder.decode(*stream, payload).await,
+                (Ok(()), WireFormat::Json) => decode_json(*stream, payload),
             };
             match decoded {
                 Ok(event) if msg.key() == Some(event.order_id().as_bytes()) => {
@@ -133,8 +135,11 @@ pub fn spawn(config: &Config, cache: Arc<OrderCache>, decoder: Arc<Decoder>) -> 
                         .increment(1);
                     continue;
                 }
-                // Ingest dead-letters what cannot be decoded; here it is only counted.
+                // Ingest dead-letters what cannot be decoded; here it is only
+                // counted (and logged at debug: a flood of bad messages must
+                // not flood the log of every replica).
                 Err(e) => {
+                    tracing::debug!(reason = e.reason(), error = %e, topic = %topic, partition = msg.partition(), offset = msg.offset(), "stream: message dropped");
                     metrics::counter!(names::STREAM_EVENTS, "outcome" => "dropped", "reason" => e.reason())
                         .increment(1);
                     continue;

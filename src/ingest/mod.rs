@@ -123,7 +123,7 @@ impl Ingest {
         tracing::info!(group = %config.ingest.group_id, ?topics, "ingest subscribed");
         Ok(Ingest {
             config: config.clone(),
-            decoder: Decoder::new(backends.schema_registry.clone()),
+            decoder: Decoder::for_ingest(config, backends.schema_registry.clone()),
             backends,
             consumer: Arc::new(consumer),
             written: moka::sync::Cache::new(200_000),
@@ -378,11 +378,8 @@ impl Ingest {
     async fn decode(&self, msg: &Msg) -> Result<Option<crate::model::Event>, Verdict> {
         let t = &self.config.topics;
         let Some(payload) = msg.payload.as_deref() else { return Ok(None) };
-        if payload.len() > self.config.ingest.max_message_bytes {
-            return Err(Verdict::Dead(
-                "oversized",
-                format!("{} bytes, limit {}", payload.len(), self.config.ingest.max_message_bytes),
-            ));
+        if let Err(e) = events::Limits::of_ingest(&self.config.ingest).check_size(payload) {
+            return Err(Verdict::Dead(e.reason(), e.to_string()));
         }
         let Some(key) = msg.key.as_deref() else {
             return Err(Verdict::Dead("missing_key", "message has no key; the key must be the order id".into()));

@@ -20,7 +20,7 @@ use crate::model::*;
 
 /// Decodes one body written with the reader schema of `stream`.
 pub fn decode(stream: Stream, body: &[u8]) -> R<Event> {
-    let mut r = Reader { buf: body };
+    let mut r = Reader::new(body);
     let event = fields::event(stream, &mut r)?;
     if !r.buf.is_empty() {
         return Err(DecodeError::Malformed(format!("{} bytes after the record", r.buf.len())));
@@ -30,17 +30,36 @@ pub fn decode(stream: Stream, body: &[u8]) -> R<Event> {
 
 /// The Avro binary encoding, read front to back. Every read is bounds-checked
 /// and names the field it was reading when the bytes run out or are malformed.
-struct Reader<'a> {
+/// Also the cursor of the resolved path's bounds check (`super::bounds`).
+pub(super) struct Reader<'a> {
     buf: &'a [u8],
 }
+
+/// Most items of a block room is made for before they are read.
+const RESERVE_AHEAD: usize = 64;
 
 fn truncated(field: &'static str) -> DecodeError {
     DecodeError::Malformed(format!("avro: the message ends inside {field}"))
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    pub(super) fn new(buf: &'a [u8]) -> Self {
+        Reader { buf }
+    }
+
+    /// Bytes not read yet.
+    pub(super) fn left(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Steps over `n` bytes.
+    pub(super) fn skip(&mut self, n: usize, field: &'static str) -> R<()> {
+        self.buf = self.buf.get(n..).ok_or_else(|| truncated(field))?;
+        Ok(())
+    }
+
     /// A zig-zag variable-length long (at most 10 bytes).
-    fn varint(&mut self, field: &'static str) -> R<i64> {
+    pub(super) fn varint(&mut self, field: &'static str) -> R<i64> {
         let mut value: u64 = 0;
         for i in 0..10 {
             let (&b, rest) = self.buf.split_first().ok_or_else(|| truncated(field))?;
@@ -148,9 +167,15 @@ impl Fields for Reader<'_> {
             let count = count.unsigned_abs();
             // Every item takes at least one byte: a count beyond what is left is a lie.
             if count > self.buf.len() as u64 {
-                return Err(truncated(field));
+                return Err(DecodeError::Malformed(format!(
+                    "avro: the message ends inside {field}: a block of {count} items with {} bytes left",
+                    self.buf.len()
+                )));
             }
-            out.reserve(count as usize);
+            // Room for the items as they come, not for the count: an item
+            // takes one byte at least but tens in memory, so a count no
+            // larger than the body could still ask for many times its size.
+            out.reserve((count as usize).min(RESERVE_AHEAD));
             for _ in 0..count {
                 out.push(item(self)?);
             }

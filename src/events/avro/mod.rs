@@ -6,7 +6,14 @@
 //! with the contract's own schema (logical types included: [`Layout`]) is read
 //! straight into the model ([`direct`]); any other writer schema is resolved
 //! through `apache_avro`, with instants brought to milliseconds.
+//!
+//! Hostile messages: a message larger than its [`Limits`] is refused unread;
+//! the resolved path
+//! walks the body once without building anything ([`bounds`]) and refuses it
+//! when its counts claim more than its bytes hold; the direct path checks its
+//! counts as it reads them.
 
+mod bounds;
 mod direct;
 mod fields;
 
@@ -17,9 +24,12 @@ use apache_avro::schema::SchemaKind;
 use apache_avro::types::Value;
 use apache_avro::Schema;
 
-use super::{validate, DecodeError, Stream};
+use super::{validate, DecodeError, Limits, Stream};
 use crate::backends::schema_registry::RegistryClient;
+use crate::config::Config;
 use crate::model::*;
+
+pub use bounds::MAX_DEPTH;
 
 /// The contract's schemas, as shipped in `schemas/avro`.
 pub const ORDER_EVENT_AVSC: &str = include_str!("../../../schemas/avro/OrderEvent.avsc");
@@ -168,23 +178,37 @@ pub fn encode_avro(event: &Event, schema_id: u32) -> Vec<u8> {
     out
 }
 
-/// Decodes Confluent-framed Avro, fetching unknown writer schemas from the registry.
+/// Decodes Confluent-framed Avro, fetching unknown writer schemas from the
+/// registry, within its [`Limits`].
 pub struct Decoder {
     registry: RegistryClient,
+    limits: Limits,
     schemas: RwLock<HashMap<u32, Arc<WriterSchema>>>,
 }
 
 impl Decoder {
-    /// A decoder with an empty schema cache.
-    pub fn new(registry: RegistryClient) -> Self {
-        Decoder { registry, schemas: RwLock::new(HashMap::new()) }
+    /// The decoder of `serve`'s stream: `stream.*` limits.
+    pub fn for_serve(config: &Config, registry: RegistryClient) -> Self {
+        Decoder::new(Limits::of_stream(&config.stream), registry)
+    }
+
+    /// The decoder of `ingest`: `ingest.*` limits.
+    pub fn for_ingest(config: &Config, registry: RegistryClient) -> Self {
+        Decoder::new(Limits::of_ingest(&config.ingest), registry)
+    }
+
+    /// A decoder with an empty schema cache, within `limits`.
+    pub fn new(limits: Limits, registry: RegistryClient) -> Self {
+        cap_avro_allocations(&limits);
+        Decoder { registry, limits, schemas: RwLock::new(HashMap::new()) }
     }
 
     /// Decodes one message of `stream`.
     pub async fn decode(&self, stream: Stream, payload: &[u8]) -> Result<Event, DecodeError> {
+        self.limits.check_size(payload)?;
         let (id, body) = split_frame(payload)?;
         let writer = self.writer_schema(id).await?;
-        decode_body(stream, &writer, body)
+        decode_body_with(stream, &writer, body, &self.limits)
     }
 
     async fn writer_schema(&self, id: u32) -> Result<Arc<WriterSchema>, DecodeError> {
@@ -213,6 +237,18 @@ impl Decoder {
     }
 }
 
+/// Sets `apache_avro`'s cap on one length or count (a process-wide setting
+/// that the first call fixes; its default is 512 MiB). The bounds check
+/// refuses every count a body cannot hold before `apache_avro` reads it, so
+/// this is only the backstop, at the largest count [`Limits`] let through.
+fn cap_avro_allocations(limits: &Limits) {
+    let want = limits.max_message_bytes.max(limits.max_zero_byte_values);
+    let set = apache_avro::util::max_allocation_bytes(want);
+    if set != want {
+        tracing::debug!(set, want, "apache_avro's allocation cap was set before; it stays");
+    }
+}
+
 /// Splits the Confluent frame into the schema id and the Avro body.
 pub fn split_frame(payload: &[u8]) -> Result<(u32, &[u8]), DecodeError> {
     match payload {
@@ -225,9 +261,20 @@ pub fn split_frame(payload: &[u8]) -> Result<(u32, &[u8]), DecodeError> {
 
 /// Decodes an Avro body written with `writer` as an event of `stream`:
 /// directly when `writer` is the contract's schema of `stream`, else resolved.
+/// With the default [`Limits`].
 pub fn decode_body(stream: Stream, writer: &WriterSchema, body: &[u8]) -> Result<Event, DecodeError> {
+    decode_body_with(stream, writer, body, &Limits::default())
+}
+
+/// [`decode_body`] within `limits`.
+pub fn decode_body_with(
+    stream: Stream,
+    writer: &WriterSchema,
+    body: &[u8],
+    limits: &Limits,
+) -> Result<Event, DecodeError> {
     if !writer.is_contract_of(stream) {
-        return decode_resolved(stream, &writer.schema, body);
+        return decode_resolved_with(stream, &writer.schema, body, limits);
     }
     let event = direct::decode(stream, body)?;
     validate(&event)?;
@@ -235,8 +282,21 @@ pub fn decode_body(stream: Stream, writer: &WriterSchema, body: &[u8]) -> Result
 }
 
 /// Decodes an Avro body written with `writer`, resolved to our schema for
-/// `stream` through `apache_avro`'s value tree: works for any compatible writer.
+/// `stream` through `apache_avro`'s value tree: works for any compatible
+/// writer. With the default [`Limits`].
 pub fn decode_resolved(stream: Stream, writer: &Schema, body: &[u8]) -> Result<Event, DecodeError> {
+    decode_resolved_with(stream, writer, body, &Limits::default())
+}
+
+/// [`decode_resolved`] within `limits`: the body is checked against them
+/// ([`bounds`]) before `apache_avro` builds anything from it.
+pub fn decode_resolved_with(
+    stream: Stream,
+    writer: &Schema,
+    body: &[u8],
+    limits: &Limits,
+) -> Result<Event, DecodeError> {
+    bounds::check(writer, body, limits)?;
     let mut reader = body;
     let value = apache_avro::from_avro_datum(writer, &mut reader, None)
         .map_err(|e| DecodeError::Malformed(format!("avro: {e}")))?;

@@ -2,8 +2,6 @@ use super::*;
 
 use crate::model::fixtures::{fulfillment_event, order_event};
 
-use crate::model::fixtures::order as sample_order;
-
 #[test]
 fn avro_round_trip_through_the_wire_format() {
     for event in [order_event(3), fulfillment_event()] {
@@ -210,4 +208,235 @@ fn a_writer_with_local_timestamps_is_refused_not_misread() {
         let err = decode_body(Stream::Orders, &writer, &body).unwrap_err();
         assert_eq!(err.reason(), "undecodable", "{logical_type}: {err}");
     }
+}
+
+// ---- Hostile bodies (issue 12) -------------------------------------------
+
+/// The largest single allocation a closure makes on its own thread: every
+/// allocation of this test binary goes through here, and is noted only while
+/// [`largest_allocation`] runs on that thread.
+mod allocations {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! {
+        static LARGEST: Cell<Option<usize>> = const { Cell::new(None) };
+    }
+
+    fn note(size: usize) {
+        let _ = LARGEST.try_with(|l| {
+            if let Some(m) = l.get() {
+                l.set(Some(m.max(size)));
+            }
+        });
+    }
+
+    struct Noting;
+
+    unsafe impl GlobalAlloc for Noting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            note(layout.size());
+            System.alloc(layout)
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            note(layout.size());
+            System.alloc_zeroed(layout)
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            note(new_size);
+            System.realloc(ptr, layout, new_size)
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            System.dealloc(ptr, layout)
+        }
+    }
+
+    #[global_allocator]
+    static NOTING: Noting = Noting;
+
+    /// `f`'s result and the size of the largest allocation it made.
+    pub fn largest_allocation<T>(f: impl FnOnce() -> T) -> (T, usize) {
+        LARGEST.with(|l| l.set(Some(0)));
+        let out = f();
+        (out, LARGEST.with(|l| l.replace(None)).unwrap_or(0))
+    }
+}
+
+use allocations::largest_allocation;
+
+/// A zig-zag varint, as Avro writes longs, counts and lengths.
+fn zz(n: i64) -> Vec<u8> {
+    let mut z = ((n << 1) ^ (n >> 63)) as u64;
+    let mut out = Vec::new();
+    while z > 0x7f {
+        out.push((z as u8 & 0x7f) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+    out
+}
+
+fn cat(parts: &[&[u8]]) -> Vec<u8> {
+    parts.concat()
+}
+
+/// A record `X` with one field `a` of type `field_type` (JSON).
+fn record_of(field_type: &str) -> Schema {
+    Schema::parse_str(&format!(r#"{{"type":"record","name":"X","fields":[{{"name":"a","type":{field_type}}}]}}"#))
+        .unwrap()
+}
+
+const NULLS: &str = r#"{"type":"array","items":"null"}"#;
+const EMPTY_RECORDS: &str = r#"{"type":"array","items":{"type":"record","name":"E","fields":[]}}"#;
+const INT_RECORDS: &str =
+    r#"{"type":"array","items":{"type":"record","name":"I","fields":[{"name":"i","type":"int"}]}}"#;
+const NULL_MAP: &str = r#"{"type":"map","values":"null"}"#;
+const NESTED_NULLS: &str = r#"{"type":"array","items":{"type":"array","items":"null"}}"#;
+
+/// Every bomb shape: (what, writer schema, body). Each body is a few bytes
+/// that claim hundreds of millions of items, or a nesting no stack survives.
+fn bombs() -> Vec<(String, Schema, Vec<u8>)> {
+    let mut out = Vec::new();
+    for n in [500_000_000i64, 1_000_000_000] {
+        out.push((format!("{n} nulls"), record_of(NULLS), cat(&[&zz(n), &[0]])));
+        // A negative count: the block's size in bytes follows.
+        out.push((format!("{n} nulls in a sized block"), record_of(NULLS), cat(&[&zz(-n), &zz(0), &[0]])));
+        out.push((format!("{n} empty records"), record_of(EMPTY_RECORDS), cat(&[&zz(n), &[0]])));
+        out.push((format!("{n} records of an int"), record_of(INT_RECORDS), cat(&[&zz(n), &zz(7), &[0]])));
+        out.push((format!("{n} map entries of null"), record_of(NULL_MAP), cat(&[&zz(n), &zz(1), b"k", &[0]])));
+        out.push((
+            format!("an array of {n} nulls in an array"),
+            record_of(NESTED_NULLS),
+            cat(&[&zz(1), &zz(n), &[0, 0]]),
+        ));
+        out.push((format!("{n} empty arrays of nulls"), record_of(NESTED_NULLS), cat(&[&zz(n), &[0, 0]])));
+        out.push((format!("a string of {n} bytes"), record_of(r#""string""#), zz(n)));
+    }
+    // A record that takes one byte and decodes into 201 values, 1000 times.
+    let wide: Vec<String> = (0..200).map(|i| format!(r#"{{"name":"n{i}","type":"null"}}"#)).collect();
+    let wide = format!(
+        r#"{{"type":"array","items":{{"type":"record","name":"W","fields":[{},{{"name":"i","type":"int"}}]}}}}"#,
+        wide.join(",")
+    );
+    out.push(("1000 records of 200 nulls and an int".into(), record_of(&wide), cat(&[&zz(1000), &[0; 1000], &[0]])));
+    // A linked list 100 000 deep: one byte a level.
+    let list =
+        Schema::parse_str(r#"{"type":"record","name":"L","fields":[{"name":"next","type":["null","L"]}]}"#).unwrap();
+    out.push(("a list 100000 deep".into(), list, cat(&[&[2; 100_000], &[0]])));
+    out
+}
+
+#[test]
+fn every_bomb_is_refused_without_a_large_allocation() {
+    for (what, writer, body) in bombs() {
+        let started = std::time::Instant::now();
+        let (result, largest) = largest_allocation(|| decode_resolved(Stream::Orders, &writer, &body));
+        let err = result.expect_err(&what);
+        println!("{what}: {} in {:?}, largest allocation {largest} bytes: {err}", err.reason(), started.elapsed());
+        assert!(matches!(err.reason(), "undecodable" | "over_limit"), "{what}: {err}");
+        // Far below what the counts claim (gigabytes); the schema's own
+        // parse tables are the largest thing built.
+        assert!(largest < 64 * 1024, "{what}: an allocation of {largest} bytes for a {}-byte body", body.len());
+    }
+}
+
+#[test]
+fn the_refusals_say_what_was_over() {
+    let err = decode_resolved(Stream::Orders, &record_of(NULLS), &cat(&[&zz(500_000_000), &[0]])).unwrap_err();
+    assert_eq!(err.reason(), "over_limit");
+    assert!(err.to_string().contains("max_zero_byte_values 65536"), "{err}");
+    let err =
+        decode_resolved(Stream::Orders, &record_of(INT_RECORDS), &cat(&[&zz(500_000_000), &zz(7), &[0]])).unwrap_err();
+    assert_eq!(err.reason(), "undecodable");
+    assert!(err.to_string().contains("a block of 500000000 items with 2 bytes left"), "{err}");
+    let list =
+        Schema::parse_str(r#"{"type":"record","name":"L","fields":[{"name":"next","type":["null","L"]}]}"#).unwrap();
+    let err = decode_resolved(Stream::Orders, &list, &cat(&[&[2; 100], &[0]])).unwrap_err();
+    assert_eq!(err.to_string(), format!("over a decoding limit: avro: values nested deeper than {MAX_DEPTH}"));
+}
+
+/// The contract with one more field, `pad`, of `field_type`: a writer the
+/// gateway resolves (and whose extra field it ignores).
+fn contract_with_pad(field_type: &str) -> WriterSchema {
+    let mut writer: serde_json::Value = serde_json::from_str(ORDER_EVENT_AVSC).unwrap();
+    let pad: serde_json::Value = serde_json::from_str(field_type).unwrap();
+    writer["fields"].as_array_mut().unwrap().push(serde_json::json!({"name": "pad", "type": pad}));
+    WriterSchema::new(Schema::parse_str(&writer.to_string()).unwrap())
+}
+
+#[test]
+fn zero_byte_values_are_bounded_by_max_zero_byte_values_alone() {
+    // An order event whose writer adds an array of nulls: `n` nulls cost
+    // the count's few bytes, so only max_zero_byte_values bounds them.
+    let writer = contract_with_pad(NULLS);
+    let event = order_event(3);
+    let with_nulls = |n: i64| {
+        let framed = encode_avro(&event, 1);
+        cat(&[&framed[5..], &zz(n), &[0]])
+    };
+    let limits = Limits::default();
+    assert_eq!(decode_body_with(Stream::Orders, &writer, &with_nulls(1_000), &limits).unwrap(), event);
+    let err = decode_body_with(Stream::Orders, &writer, &with_nulls(100_000), &limits).unwrap_err();
+    assert_eq!(err.reason(), "over_limit", "{err}");
+    let roomy = Limits { max_zero_byte_values: 200_000, ..limits };
+    assert_eq!(decode_body_with(Stream::Orders, &writer, &with_nulls(100_000), &roomy).unwrap(), event);
+}
+
+#[test]
+fn a_writer_with_many_small_items_still_decodes() {
+    // The budget is one value per byte plus the allowance: 50 000 records of
+    // one int (two values in one byte each) fit in it.
+    let writer = contract_with_pad(INT_RECORDS);
+    let event = order_event(3);
+    let framed = encode_avro(&event, 1);
+    let body = cat(&[&framed[5..], &zz(50_000), &[2; 50_000], &[0]]);
+    assert_eq!(decode_body(Stream::Orders, &writer, &body).unwrap(), event);
+}
+
+/// An order body whose `lines` count says `count` (the direct path's bomb).
+fn order_body_with_line_count(count: i64) -> Vec<u8> {
+    let mut none = order_event(3);
+    let mut one = order_event(3);
+    match (&mut none.component, &mut one.component) {
+        (Component::Order(a), Component::Order(b)) => {
+            a.lines.clear();
+            b.lines.truncate(1);
+            assert_eq!(b.lines.len(), 1);
+        }
+        _ => unreachable!(),
+    }
+    let (none, one) = (encode_avro(&none, 1), encode_avro(&one, 1));
+    // The bodies part where the count of lines is: 0 for none, 1 for one.
+    let at = none.iter().zip(&one).position(|(a, b)| a != b).unwrap();
+    assert_eq!((none[at], one[at]), (0, 2));
+    cat(&[&none[5..at], &zz(count), &none[at + 1..]])
+}
+
+#[test]
+fn the_direct_path_refuses_counts_the_body_cannot_hold() {
+    let contract = WriterSchema::contract(Stream::Orders);
+    let read = decode_body(Stream::Orders, &contract, &order_body_with_line_count(0)).unwrap();
+    assert_eq!(read.order_id(), order_event(3).order_id(), "the count is where the test thinks it is");
+    for count in [500_000_000, 1_000_000_000, -500_000_000, 40] {
+        let body = order_body_with_line_count(count);
+        let (result, largest) = largest_allocation(|| decode_body(Stream::Orders, &contract, &body));
+        let err = result.unwrap_err();
+        assert_eq!(err.reason(), "undecodable", "{count}: {err}");
+        assert!(largest < 64 * 1024, "{count} lines: an allocation of {largest} bytes");
+    }
+    // A count the body could hold (a megabyte follows it) is not room to
+    // make: an item takes a byte at least, and tens of bytes in memory.
+    let mut body = order_body_with_line_count(1_000_000);
+    body.extend(std::iter::repeat_n(0, 1_000_000));
+    let (result, largest) = largest_allocation(|| decode_body(Stream::Orders, &contract, &body));
+    assert!(result.is_err());
+    assert!(largest < 64 * 1024, "1000000 lines before a megabyte: an allocation of {largest} bytes");
+}
+
+#[test]
+fn oversized_messages_are_refused_unread() {
+    let limits = Limits { max_message_bytes: 1024, ..Limits::default() };
+    assert!(limits.check_size(&[0; 1024]).is_ok());
+    let err = limits.check_size(&[0; 1025]).unwrap_err();
+    assert_eq!((err.reason(), err.to_string().as_str()), ("oversized", "1025 bytes, limit 1024"));
 }

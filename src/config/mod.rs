@@ -137,6 +137,13 @@ pub struct SchemaRegistryConfig {
     pub timeout: Duration,
     pub username: String,
     pub password: Secret,
+    /// Accept a writer schema id registered under any subject, not only the
+    /// topic's own `<topic>-value`.
+    pub allow_any_subject: bool,
+    /// How long an id the registry does not know, or knows under another
+    /// subject only, is refused without asking it again.
+    #[serde(with = "humantime_serde")]
+    pub negative_ttl: Duration,
 }
 
 /// The circuit breaker in front of each backend (one per backend, same settings).

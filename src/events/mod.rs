@@ -13,7 +13,7 @@ pub use avro::{encode_avro, Decoder, SchemaIds};
 pub use json::{decode_json, encode_json};
 
 /// Which stream a message came from; decides the expected event shape.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stream {
     Orders,
     Fulfillments,
@@ -44,6 +44,9 @@ pub enum DecodeError {
     OverLimit(String),
     #[error("unknown schema id {0}")]
     UnknownSchema(u32),
+    /// The writer schema is registered, but not under the topic's subject.
+    #[error("schema id {id} is not registered under subject {subject}")]
+    ForeignSchema { id: u32, subject: String },
     #[error("schema registry unavailable: {0}")]
     RegistryUnavailable(String),
     #[error("invalid field {field}: {detail}")]
@@ -58,6 +61,7 @@ impl DecodeError {
             DecodeError::Oversized { .. } => "oversized",
             DecodeError::OverLimit(_) => "over_limit",
             DecodeError::UnknownSchema(_) => "unknown_schema",
+            DecodeError::ForeignSchema { .. } => "foreign_schema",
             DecodeError::RegistryUnavailable(_) => "registry_unavailable",
             DecodeError::InvalidField { .. } => "invalid_field",
         }

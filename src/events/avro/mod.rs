@@ -8,7 +8,9 @@
 //! through `apache_avro`, with instants brought to milliseconds.
 //!
 //! Hostile messages: a message larger than its [`Limits`] is refused unread;
-//! the resolved path
+//! by default a writer schema is used only if it is registered under the
+//! topic's own subject (`<topic>-value`), so an id from elsewhere in the
+//! registry is refused before its schema is even parsed; the resolved path
 //! walks the body once without building anything ([`bounds`]) and refuses it
 //! when its counts claim more than its bytes hold; the direct path checks its
 //! counts as it reads them.
@@ -17,7 +19,7 @@ mod bounds;
 mod direct;
 mod fields;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use apache_avro::schema::SchemaKind;
@@ -179,61 +181,158 @@ pub fn encode_avro(event: &Event, schema_id: u32) -> Vec<u8> {
 }
 
 /// Decodes Confluent-framed Avro, fetching unknown writer schemas from the
-/// registry, within its [`Limits`].
+/// registry: within its [`Limits`], and (unless
+/// `schema_registry.allow_any_subject`) only with ids registered under the
+/// subject of the message's topic.
 pub struct Decoder {
     registry: RegistryClient,
     limits: Limits,
+    /// The subject each stream's writer schemas must be registered under;
+    /// None with `schema_registry.allow_any_subject`.
+    subjects: Option<Subjects>,
+    /// Parsed writer schemas by id (an id never changes its schema).
     schemas: RwLock<HashMap<u32, Arc<WriterSchema>>>,
+    /// Ids found under the subject of a stream; kept as the schemas are
+    /// (a subject's versions are not deleted while producers still use them).
+    accepted: RwLock<HashSet<(u32, Stream)>>,
+    /// Refusals that asking again would repeat for a while (an unknown id, an
+    /// id under another subject, a schema that does not parse), kept for
+    /// `schema_registry.negative_ttl`; None when that is zero. Bounded: a
+    /// producer naming a new id in every message only evicts older refusals.
+    refused: Option<moka::sync::Cache<(u32, Stream), DecodeError>>,
+}
+
+/// The `<topic>-value` subject of each stream.
+#[derive(Debug, Clone)]
+struct Subjects {
+    orders: String,
+    fulfillments: String,
+}
+
+impl Subjects {
+    fn of(&self, stream: Stream) -> &str {
+        match stream {
+            Stream::Orders => &self.orders,
+            Stream::Fulfillments => &self.fulfillments,
+        }
+    }
+}
+
+/// Most refusals remembered at once.
+const REFUSED_MAX: u64 = 10_000;
+
+/// One row of `GET /schemas/ids/{id}/versions`.
+#[derive(serde::Deserialize)]
+struct SubjectVersion {
+    subject: String,
 }
 
 impl Decoder {
     /// The decoder of `serve`'s stream: `stream.*` limits.
     pub fn for_serve(config: &Config, registry: RegistryClient) -> Self {
-        Decoder::new(Limits::of_stream(&config.stream), registry)
+        Decoder::new(config, Limits::of_stream(&config.stream), registry)
     }
 
     /// The decoder of `ingest`: `ingest.*` limits.
     pub fn for_ingest(config: &Config, registry: RegistryClient) -> Self {
-        Decoder::new(Limits::of_ingest(&config.ingest), registry)
+        Decoder::new(config, Limits::of_ingest(&config.ingest), registry)
     }
 
-    /// A decoder with an empty schema cache, within `limits`.
-    pub fn new(limits: Limits, registry: RegistryClient) -> Self {
+    /// A decoder with empty caches, the topics' subjects and the registry
+    /// rules of `config`, and `limits`.
+    pub fn new(config: &Config, limits: Limits, registry: RegistryClient) -> Self {
         cap_avro_allocations(&limits);
-        Decoder { registry, limits, schemas: RwLock::new(HashMap::new()) }
+        let subjects = (!config.schema_registry.allow_any_subject).then(|| Subjects {
+            orders: format!("{}-value", config.topics.orders),
+            fulfillments: format!("{}-value", config.topics.fulfillments),
+        });
+        let ttl = config.schema_registry.negative_ttl;
+        let refused =
+            (!ttl.is_zero()).then(|| moka::sync::Cache::builder().max_capacity(REFUSED_MAX).time_to_live(ttl).build());
+        Decoder {
+            registry,
+            limits,
+            subjects,
+            schemas: RwLock::new(HashMap::new()),
+            accepted: RwLock::new(HashSet::new()),
+            refused,
+        }
     }
 
     /// Decodes one message of `stream`.
     pub async fn decode(&self, stream: Stream, payload: &[u8]) -> Result<Event, DecodeError> {
         self.limits.check_size(payload)?;
         let (id, body) = split_frame(payload)?;
-        let writer = self.writer_schema(id).await?;
+        let writer = self.writer_schema(id, stream).await?;
         decode_body_with(stream, &writer, body, &self.limits)
     }
 
-    async fn writer_schema(&self, id: u32) -> Result<Arc<WriterSchema>, DecodeError> {
-        if let Some(s) = self.schemas.read().expect("schema cache lock").get(&id) {
-            return Ok(s.clone());
+    /// The writer schema `id`, if a message of `stream` may use it.
+    async fn writer_schema(&self, id: u32, stream: Stream) -> Result<Arc<WriterSchema>, DecodeError> {
+        if let Some(schema) = self.known(id, stream) {
+            return Ok(schema);
         }
-        let resp = self
-            .registry
-            .get(&format!("schemas/ids/{id}"))
-            .send()
-            .await
-            .map_err(|e| DecodeError::RegistryUnavailable(e.to_string()))?;
+        if let Some(refusal) = self.refused.as_ref().and_then(|r| r.get(&(id, stream))) {
+            return Err(refusal);
+        }
+        let fetched = self.fetch(id, stream).await;
+        if let (Err(e), Some(refused)) = (&fetched, &self.refused) {
+            // A registry that is down is asked again next time.
+            if !e.is_transient() {
+                refused.insert((id, stream), e.clone());
+            }
+        }
+        fetched
+    }
+
+    /// From the caches alone.
+    fn known(&self, id: u32, stream: Stream) -> Option<Arc<WriterSchema>> {
+        let schema = self.schemas.read().expect("schema cache lock").get(&id).cloned()?;
+        let accepted =
+            self.subjects.is_none() || self.accepted.read().expect("schema cache lock").contains(&(id, stream));
+        accepted.then_some(schema)
+    }
+
+    /// Asks the registry: the subjects of `id` first (unless any is
+    /// allowed), then its schema if not parsed yet.
+    async fn fetch(&self, id: u32, stream: Stream) -> Result<Arc<WriterSchema>, DecodeError> {
+        if let Some(subjects) = &self.subjects {
+            let subject = subjects.of(stream);
+            let versions: Vec<SubjectVersion> = self.registry_json(&format!("schemas/ids/{id}/versions"), id).await?;
+            if !versions.iter().any(|v| v.subject == subject) {
+                return Err(DecodeError::ForeignSchema { id, subject: subject.to_owned() });
+            }
+        }
+        let parsed = self.schemas.read().expect("schema cache lock").get(&id).cloned();
+        let schema = match parsed {
+            Some(s) => s,
+            None => {
+                let body: serde_json::Value = self.registry_json(&format!("schemas/ids/{id}"), id).await?;
+                let text = body.get("schema").and_then(|s| s.as_str()).ok_or(DecodeError::UnknownSchema(id))?;
+                let schema = Schema::parse_str(text)
+                    .map_err(|e| DecodeError::Malformed(format!("schema {id} does not parse: {e}")))?;
+                let schema = Arc::new(WriterSchema::new(schema));
+                self.schemas.write().expect("schema cache lock").insert(id, schema.clone());
+                schema
+            }
+        };
+        if self.subjects.is_some() {
+            self.accepted.write().expect("schema cache lock").insert((id, stream));
+        }
+        Ok(schema)
+    }
+
+    /// A registry answer as JSON; 404 is an unknown id, any other failure
+    /// the registry's (transient).
+    async fn registry_json<T: serde::de::DeserializeOwned>(&self, path: &str, id: u32) -> Result<T, DecodeError> {
+        let resp = self.registry.get(path).send().await.map_err(|e| DecodeError::RegistryUnavailable(e.to_string()))?;
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Err(DecodeError::UnknownSchema(id));
         }
         if !resp.status().is_success() {
             return Err(DecodeError::RegistryUnavailable(format!("status {}", resp.status())));
         }
-        let body: serde_json::Value = resp.json().await.map_err(|e| DecodeError::RegistryUnavailable(e.to_string()))?;
-        let text = body.get("schema").and_then(|s| s.as_str()).ok_or(DecodeError::UnknownSchema(id))?;
-        let schema =
-            Schema::parse_str(text).map_err(|e| DecodeError::Malformed(format!("schema {id} does not parse: {e}")))?;
-        let schema = Arc::new(WriterSchema::new(schema));
-        self.schemas.write().expect("schema cache lock").insert(id, schema.clone());
-        Ok(schema)
+        resp.json().await.map_err(|e| DecodeError::RegistryUnavailable(e.to_string()))
     }
 }
 

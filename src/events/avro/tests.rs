@@ -440,3 +440,146 @@ fn oversized_messages_are_refused_unread() {
     let err = limits.check_size(&[0; 1025]).unwrap_err();
     assert_eq!((err.reason(), err.to_string().as_str()), ("oversized", "1025 bytes, limit 1024"));
 }
+
+/// A stand-in schema registry: answers `routes` by path (404 otherwise) and
+/// counts the requests for each path.
+struct FakeRegistry {
+    url: String,
+    asked: Arc<std::sync::Mutex<HashMap<String, usize>>>,
+}
+
+impl FakeRegistry {
+    async fn start(routes: Vec<(String, serde_json::Value)>) -> FakeRegistry {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/apis/ccompat/v7", listener.local_addr().unwrap());
+        let asked = Arc::new(std::sync::Mutex::new(HashMap::<String, usize>::new()));
+        let counts = asked.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let line = String::from_utf8_lossy(&request).lines().next().unwrap_or_default().to_owned();
+                let path =
+                    line.split(' ').nth(1).unwrap_or_default().trim_start_matches("/apis/ccompat/v7/").to_owned();
+                *counts.lock().unwrap().entry(path.clone()).or_default() += 1;
+                let (status, body) = match routes.iter().find(|(p, _)| *p == path) {
+                    Some((_, body)) => ("200 OK", body.to_string()),
+                    None => ("404 Not Found", r#"{"error_code":40403,"message":"not found"}"#.to_owned()),
+                };
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(answer.as_bytes()).await;
+            }
+        });
+        FakeRegistry { url, asked }
+    }
+
+    fn asked(&self, path: &str) -> usize {
+        self.asked.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+
+    fn decoder(&self, allow_any_subject: bool, negative_ttl: std::time::Duration) -> Decoder {
+        let mut config = crate::config::Config::defaults();
+        config.topics.orders = "t.orders".into();
+        config.topics.fulfillments = "t.fulfillments".into();
+        config.schema_registry.url = self.url.parse().unwrap();
+        config.schema_registry.allow_any_subject = allow_any_subject;
+        config.schema_registry.negative_ttl = negative_ttl;
+        let registry = RegistryClient::new(&config.schema_registry).unwrap();
+        Decoder::for_serve(&config, registry)
+    }
+}
+
+fn frame(id: u32, body: &[u8]) -> Vec<u8> {
+    cat(&[&[0], &id.to_be_bytes(), body])
+}
+
+/// The registry of the tests below: id 7 is the contract under the orders
+/// topic's subject, id 8 the array-of-nulls bomb schema under another one.
+async fn registry_with_a_foreign_bomb() -> FakeRegistry {
+    let bomb_schema = r#"{"type":"record","name":"X","fields":[{"name":"a","type":{"type":"array","items":"null"}}]}"#;
+    FakeRegistry::start(vec![
+        ("schemas/ids/7/versions".into(), serde_json::json!([{"subject": "t.orders-value", "version": 1}])),
+        ("schemas/ids/7".into(), serde_json::json!({ "schema": ORDER_EVENT_AVSC })),
+        ("schemas/ids/8/versions".into(), serde_json::json!([{"subject": "unrelated-value", "version": 1}])),
+        ("schemas/ids/8".into(), serde_json::json!({ "schema": bomb_schema })),
+    ])
+    .await
+}
+
+#[tokio::test]
+async fn only_ids_under_the_topics_subject_are_used_and_refusals_are_remembered() {
+    let registry = registry_with_a_foreign_bomb().await;
+    let decoder = registry.decoder(false, std::time::Duration::from_secs(30));
+    let event = order_event(3);
+
+    // The contract under the topic's subject: fetched once, then cached.
+    for _ in 0..3 {
+        assert_eq!(decoder.decode(Stream::Orders, &encode_avro(&event, 7)).await.unwrap(), event);
+    }
+    assert_eq!((registry.asked("schemas/ids/7/versions"), registry.asked("schemas/ids/7")), (1, 1));
+    // The same id on the fulfilments topic is not under that topic's subject.
+    let err = decoder.decode(Stream::Fulfillments, &encode_avro(&fulfillment_event(), 7)).await.unwrap_err();
+    assert_eq!(err.reason(), "foreign_schema", "{err}");
+
+    // The 10-byte bomb, its schema under an unrelated subject: refused, its
+    // schema never fetched, and the refusal remembered.
+    let bomb = frame(8, &zz(500_000_000));
+    for _ in 0..3 {
+        let err = decoder.decode(Stream::Orders, &bomb).await.unwrap_err();
+        assert_eq!(err.to_string(), "schema id 8 is not registered under subject t.orders-value");
+        assert_eq!(err.reason(), "foreign_schema");
+    }
+    assert_eq!((registry.asked("schemas/ids/8/versions"), registry.asked("schemas/ids/8")), (1, 0));
+
+    // An id the registry does not know: asked once, then refused from memory.
+    for _ in 0..3 {
+        let err = decoder.decode(Stream::Orders, &frame(9, &[0])).await.unwrap_err();
+        assert_eq!(err.reason(), "unknown_schema", "{err}");
+    }
+    assert_eq!(registry.asked("schemas/ids/9/versions"), 1);
+
+    // Larger than the limit: refused before the registry is asked.
+    let big = frame(10, &vec![0; 1024 * 1024]);
+    assert_eq!(decoder.decode(Stream::Orders, &big).await.unwrap_err().reason(), "oversized");
+    assert_eq!(registry.asked("schemas/ids/10/versions"), 0);
+}
+
+#[tokio::test]
+async fn with_any_subject_allowed_the_bomb_meets_the_bounds_check() {
+    let registry = registry_with_a_foreign_bomb().await;
+    let decoder = registry.decoder(true, std::time::Duration::from_secs(30));
+    let err = decoder.decode(Stream::Orders, &frame(8, &cat(&[&zz(500_000_000), &[0]]))).await.unwrap_err();
+    assert_eq!(err.reason(), "over_limit", "{err}");
+    assert_eq!((registry.asked("schemas/ids/8/versions"), registry.asked("schemas/ids/8")), (0, 1));
+    let event = order_event(2);
+    assert_eq!(decoder.decode(Stream::Orders, &encode_avro(&event, 7)).await.unwrap(), event);
+}
+
+#[tokio::test]
+async fn a_refusal_is_asked_again_after_negative_ttl() {
+    let registry = registry_with_a_foreign_bomb().await;
+    let decoder = registry.decoder(false, std::time::Duration::from_millis(200));
+    assert_eq!(decoder.decode(Stream::Orders, &frame(9, &[0])).await.unwrap_err().reason(), "unknown_schema");
+    assert_eq!(decoder.decode(Stream::Orders, &frame(9, &[0])).await.unwrap_err().reason(), "unknown_schema");
+    assert_eq!(registry.asked("schemas/ids/9/versions"), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(decoder.decode(Stream::Orders, &frame(9, &[0])).await.unwrap_err().reason(), "unknown_schema");
+    assert_eq!(registry.asked("schemas/ids/9/versions"), 2);
+    // Zero: no memory at all.
+    let decoder = registry.decoder(false, std::time::Duration::ZERO);
+    for _ in 0..2 {
+        decoder.decode(Stream::Orders, &frame(11, &[0])).await.unwrap_err();
+    }
+    assert_eq!(registry.asked("schemas/ids/11/versions"), 2);
+}

@@ -413,15 +413,39 @@ impl Ingest {
         }
     }
 
-    /// Sends dead letters with their original key and bytes, the reason and
-    /// where they came from, and waits until Kafka has them.
+    /// Sends dead letters with their original key, headers and bytes, the
+    /// reason and where they came from, and waits until Kafka has them.
+    ///
+    /// A copy too large for a Kafka message leaves the original's bytes out
+    /// (then its key and headers too) and says so in `dlq.omitted`; the
+    /// original stays at `dlq.topic`/`dlq.partition`/`dlq.offset`. Copying it
+    /// whole failed the batch on every retry: ingest never got past it.
     async fn dead_letter(&self, dead: &[DeadLetter]) -> Result<(), BackendError> {
         let kafka = &self.backends.kafka;
         let topic = &self.config.topics.dead_letter;
         let sends = dead.iter().map(|d| {
+            let key = d.msg.key.as_deref().unwrap_or_default();
+            let payload = d.msg.payload.as_deref().unwrap_or_default();
+            let headers_len: usize = d.msg.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+            let (copy_payload, copy_rest) = if payload.len() + key.len() + headers_len <= DEAD_LETTER_COPY_MAX {
+                (true, true)
+            } else {
+                (false, key.len() + headers_len <= DEAD_LETTER_COPY_MAX)
+            };
+            let omitted = match (copy_payload, copy_rest) {
+                (true, _) => None,
+                (false, true) => Some(format!("payload of {} bytes", payload.len())),
+                (false, false) => Some(format!(
+                    "payload of {} bytes, key of {} bytes, headers of {headers_len} bytes",
+                    payload.len(),
+                    key.len()
+                )),
+            };
             let mut headers = OwnedHeaders::new();
-            for (k, v) in &d.msg.headers {
-                headers = headers.insert(Header { key: k, value: Some(v) });
+            if copy_rest {
+                for (k, v) in &d.msg.headers {
+                    headers = headers.insert(Header { key: k, value: Some(v) });
+                }
             }
             let partition = d.msg.partition.to_string();
             let offset = d.msg.offset.to_string();
@@ -431,11 +455,14 @@ impl Ingest {
                 .insert(Header { key: "dlq.topic", value: Some(&d.msg.topic) })
                 .insert(Header { key: "dlq.partition", value: Some(&partition) })
                 .insert(Header { key: "dlq.offset", value: Some(&offset) });
+            if let Some(what) = &omitted {
+                headers = headers.insert(Header { key: "dlq.omitted", value: Some(what) });
+            }
             let mut rec = FutureRecord::<[u8], [u8]>::to(topic).headers(headers);
-            if let Some(k) = d.msg.key.as_deref() {
+            if let Some(k) = d.msg.key.as_deref().filter(|_| copy_rest) {
                 rec = rec.key(k);
             }
-            if let Some(p) = d.msg.payload.as_deref() {
+            if let Some(p) = d.msg.payload.as_deref().filter(|_| copy_payload) {
                 rec = rec.payload(p);
             }
             kafka.send("dead_letter", rec)
@@ -482,6 +509,13 @@ impl Ingest {
         .await;
     }
 }
+
+/// Most bytes of an original message (payload, key and headers) a dead
+/// letter copies. librdkafka's producer refuses a message over its
+/// `message.max.bytes` (1,000,000 by default) and a broker one over its
+/// topic's `max.message.bytes` (1 MiB by default); this leaves room for the
+/// `dlq.*` headers and the record's framing under both.
+const DEAD_LETTER_COPY_MAX: usize = 900_000;
 
 enum Verdict {
     Dead(&'static str, String),

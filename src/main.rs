@@ -117,14 +117,13 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
     telemetry::init_logging(&config.log);
     let metrics = telemetry::init_metrics()?;
     let listen = config.server.listen;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen} (server.listen): {e}"))?;
+    let listener = bind(listen).map_err(|e| anyhow::anyhow!("cannot listen on {listen} (server.listen): {e}"))?;
     let admin_listener = match config.admin.listen.as_str() {
         "" => None,
         addr => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
+            addr.parse()
+                .map_err(std::io::Error::other)
+                .and_then(bind)
                 .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (admin.listen): {e}"))?,
         ),
     };
@@ -173,6 +172,21 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
     }
     tracing::info!("order-gateway stopped");
     Ok(())
+}
+
+/// Connections the kernel completes before `accept` takes them. A burst of
+/// new connections (a client opening thousands at once) overflows the
+/// standard library's 128, and the kernel then drops handshakes, so a probe
+/// arriving behind the burst waits for a SYN retransmission (1 s, then 3 s).
+/// The kernel caps it at net.core.somaxconn.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with [`LISTEN_BACKLOG`].
+fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Drops idle clients' rate-limit buckets every `rate_limit.prune_interval`

@@ -58,6 +58,8 @@ pub struct ServerConfig {
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
     #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
     pub max_connections: usize,
     pub max_in_flight: usize,
@@ -334,6 +336,7 @@ impl Config {
         }
         for (key, d) in [
             ("server.header_read_timeout", self.server.header_read_timeout),
+            ("server.idle_timeout", self.server.idle_timeout),
             ("elasticsearch.timeout", self.elasticsearch.timeout),
             ("clickhouse.timeout", self.clickhouse.timeout),
             ("kafka.timeout", self.kafka.timeout),

@@ -1,6 +1,7 @@
 //! The HTTP edge: accept connections (HTTP/1.1 and h2c on one port), give each
 //! request its identity, route it, record it, and drain on shutdown.
 
+mod conn;
 pub mod router;
 
 use std::convert::Infallible;
@@ -14,16 +15,14 @@ use http::{header, HeaderValue, Method, Request, StatusCode};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::api::{self, ApiError, HttpResponse};
 use crate::app::AppState;
 use crate::edge::Admitted;
-use crate::telemetry::names;
 use crate::telemetry::context::{RequestContext, REQUEST_ID};
+use crate::telemetry::names;
 use router::{Matched, Route, Router};
 
 /// Which routes a listener serves.
@@ -57,21 +56,21 @@ pub async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size((cfg.max_header_bytes * 4).max(64 * 1024) as u32)
-        // A slow client cannot hold an h2 connection open either.
+        // Pings find a vanished peer; answering them does not keep an idle
+        // connection open (server.idle_timeout, conn::drive).
         .keep_alive_interval(Some(cfg.header_read_timeout))
         .keep_alive_timeout(cfg.header_read_timeout);
 
     let router = Arc::new(Router::new());
-    let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(cfg.max_connections));
+    let slots = conn::Slots::new(cfg.max_connections);
+    let deadlines = conn::Deadlines { header_read: cfg.header_read_timeout, idle: cfg.idle_timeout };
+    let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
 
     loop {
-        let permit = tokio::select! {
-            biased;
-            _ = &mut shutdown => break,
-            p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-        };
+        // Accept first, then find a slot (conn::Slots::acquire): a listener
+        // that stopped accepting while silent sockets held its slots would
+        // leave probes and clients queued in the backlog behind them.
         let (stream, peer) = tokio::select! {
             biased;
             _ = &mut shutdown => break,
@@ -85,31 +84,46 @@ pub async fn serve(
                 }
             },
         };
+        let slot = tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            slot = slots.acquire() => slot,
+        };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
         let router = router.clone();
+        let tracker = slot.tracker();
         let service = service_fn(move |req| {
             let state = state.clone();
             let router = router.clone();
-            async move { Ok::<_, Infallible>(handle(&state, &router, surface, peer, req).await) }
+            let in_progress = tracker.request_started();
+            async move {
+                let resp = handle(&state, &router, surface, peer, req).await;
+                drop(in_progress);
+                Ok::<_, Infallible>(resp)
+            }
         });
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
+        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let drain = drain_rx.clone();
         metrics::gauge!(names::HTTP_CONNECTIONS_OPEN).increment(1.0);
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            match conn::drive(conn, &slot.tracker(), deadlines, drain).await {
+                Ok(conn::Ending::Finished) => {}
+                Ok(ending) => tracing::debug!(?ending, %peer, "connection closed by the gateway"),
+                Err(e) => tracing::debug!(error = %e, %peer, "connection ended with an error"),
             }
             metrics::gauge!(names::HTTP_CONNECTIONS_OPEN).decrement(1.0);
-            drop(permit);
+            drop(slot);
         });
     }
 
     drop(listener);
     state.draining.store(true, Ordering::Relaxed);
+    let _ = drain_tx.send(true);
     let grace = cfg.shutdown_grace;
     tracing::info!(grace_secs = grace.as_secs_f64(), "shutting down: draining in-flight requests");
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections drained"),
+        _ = slots.all_closed() => tracing::info!("all connections drained"),
         _ = tokio::time::sleep(grace) => tracing::warn!("shutdown grace elapsed; closing remaining connections"),
     }
     Ok(())

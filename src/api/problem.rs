@@ -41,6 +41,9 @@ pub enum ApiError {
     /// `server.max_in_flight` requests are being handled (503, shed at once).
     #[error("{0}")]
     Overloaded(String),
+    /// The request body did not arrive within `server.body_read_timeout` (408).
+    #[error("{0}")]
+    RequestTimeout(String),
     /// The request body is larger than `server.max_body_bytes` (413).
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -108,6 +111,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::ConfigRefused(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -127,6 +131,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::RateLimited { .. } => "rate-limited",
             ApiError::Overloaded(_) => "overloaded",
+            ApiError::RequestTimeout(_) => "request-timeout",
             ApiError::PayloadTooLarge(_) => "payload-too-large",
             ApiError::HeadersTooLarge(_) => "headers-too-large",
             ApiError::ConfigRefused(_) => "config-refused",

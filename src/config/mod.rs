@@ -60,6 +60,8 @@ pub struct ServerConfig {
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
     #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
     pub max_connections: usize,
     pub max_in_flight: usize,
@@ -337,6 +339,7 @@ impl Config {
         for (key, d) in [
             ("server.header_read_timeout", self.server.header_read_timeout),
             ("server.idle_timeout", self.server.idle_timeout),
+            ("server.body_read_timeout", self.server.body_read_timeout),
             ("elasticsearch.timeout", self.elasticsearch.timeout),
             ("clickhouse.timeout", self.clickhouse.timeout),
             ("kafka.timeout", self.kafka.timeout),

@@ -147,6 +147,7 @@ where
     let started = Instant::now();
     let ctx = RequestContext::from_headers(req.headers());
     let method = req.method().clone();
+    let version = req.version();
     // A clone of the URI shares its bytes: the path outlives the request,
     // which the handler consumes, without a copy of its own.
     let uri = req.uri().clone();
@@ -176,16 +177,17 @@ where
     let mut rate = None;
     let mut resp = async {
         let result = match matched {
-            Matched::Found { route, params } => {
-                match admit(state, route, peer, &req) {
-                    Ok((admitted, _slot)) => {
-                        rate = admitted.rate;
+            Matched::Found { route, params } => match admit(state, route, peer, &req) {
+                Ok((admitted, slot)) => {
+                    rate = admitted.rate;
+                    match with_body(state, started, req, slot).await {
                         // `_slot` holds the in-flight permit until the handler is done.
-                        dispatch(state, route, &params, &ctx, &admitted, req).await
+                        Ok((req, _slot)) => dispatch(state, route, &params, &ctx, &admitted, req).await,
+                        Err(e) => Err(e),
                     }
-                    Err(e) => Err(e),
                 }
-            }
+                Err(e) => Err(e),
+            },
             Matched::MethodNotAllowed { allow, .. } => {
                 Err(ApiError::MethodNotAllowed { method: method.clone(), allow })
             }
@@ -207,6 +209,10 @@ where
 
     if method == Method::HEAD {
         *resp.body_mut() = Default::default();
+    }
+    if resp.status() == StatusCode::REQUEST_TIMEOUT && version < http::Version::HTTP_2 {
+        // The rest of the body may still be on its way: this connection is done.
+        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp.headers_mut().insert(http::HeaderName::from_static(REQUEST_ID), ctx.request_id_header());
     if let Some(info) = &rate {
@@ -247,22 +253,72 @@ fn admit<B>(
         )));
     }
     // Probes are never shed: an orchestrator must see the process alive under load.
-    let slot = if route.is_probe() {
-        None
-    } else {
-        match state.in_flight.clone().try_acquire_owned() {
-            Ok(p) => Some(p),
-            Err(_) => {
-                metrics::counter!(names::HTTP_SHED).increment(1);
-                return Err(ApiError::Overloaded(format!(
-                    "the gateway is handling {} requests, its limit (server.max_in_flight); retry shortly",
-                    limits.max_in_flight
-                )));
-            }
-        }
-    };
+    let slot = if route.is_probe() { None } else { Some(in_flight_slot(state)?) };
     let admitted = state.live().edge.admit(route, req.headers(), peer.ip())?;
     Ok((admitted, slot))
+}
+
+/// A permit of `server.max_in_flight`, or the 503 that sheds the request.
+fn in_flight_slot(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    state.in_flight.clone().try_acquire_owned().map_err(|_| {
+        metrics::counter!(names::HTTP_SHED).increment(1);
+        ApiError::Overloaded(format!(
+            "the gateway is handling {} requests, its limit (server.max_in_flight); retry shortly",
+            state.config.server.max_in_flight
+        ))
+    })
+}
+
+type InFlight = Option<tokio::sync::OwnedSemaphorePermit>;
+
+/// The request with its whole body in hand, read within
+/// `server.body_read_timeout` of the head (else 408) and at most
+/// `server.max_body_bytes` long (else 413), so no handler waits on a client.
+///
+/// While the body is on its way the request is not counted against
+/// `server.max_in_flight`: it gives its permit back and takes one again once
+/// the body is here (shed then if none is left). Slow senders, who may hold a
+/// request open for the whole timeout, thus cannot shed the requests that are
+/// ready. A request without a body (every GET) keeps its permit and passes
+/// through untouched.
+async fn with_body<B>(
+    state: &AppState,
+    started: Instant,
+    req: Request<B>,
+    slot: InFlight,
+) -> Result<(Request<http_body_util::Full<bytes::Bytes>>, InFlight), ApiError>
+where
+    B: hyper::body::Body<Data = bytes::Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (parts, body) = req.into_parts();
+    if body.is_end_stream() {
+        return Ok((Request::from_parts(parts, Default::default()), slot));
+    }
+    let counted = slot.is_some();
+    drop(slot);
+    let limits = &state.config.server;
+    let deadline = tokio::time::Instant::from_std(started) + limits.body_read_timeout;
+    let read = http_body_util::BodyExt::collect(http_body_util::Limited::new(body, limits.max_body_bytes));
+    // Boxed: the hot path (bodiless lookups) keeps a small future.
+    let body = match tokio::time::timeout_at(deadline, Box::pin(read)).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "the request body exceeds {} bytes (server.max_body_bytes)",
+                limits.max_body_bytes
+            )));
+        }
+        Ok(Err(e)) => return Err(ApiError::bad_param("body", format!("cannot read the request body: {e}"))),
+        Err(_) => {
+            return Err(ApiError::RequestTimeout(format!(
+                "the request body did not arrive in full within {} (server.body_read_timeout)",
+                humantime::format_duration(limits.body_read_timeout)
+            )));
+        }
+    };
+    let slot = if counted { Some(in_flight_slot(state)?) } else { None };
+    Ok((Request::from_parts(parts, http_body_util::Full::new(body)), slot))
 }
 
 async fn dispatch<B>(
@@ -376,6 +432,7 @@ fn status_label(s: StatusCode) -> &'static str {
         403 => "403",
         404 => "404",
         405 => "405",
+        408 => "408",
         413 => "413",
         422 => "422",
         431 => "431",

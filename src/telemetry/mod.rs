@@ -59,37 +59,72 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
     Ok(handle)
 }
 
+/// Deadline of a metrics connection's request head (and of an idle keep-alive
+/// connection's next one): a scraper sends its request at once.
+pub const METRICS_HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Most metrics connections served at once; further ones wait in the backlog.
+pub const METRICS_MAX_CONNECTIONS: usize = 64;
+
 /// Serves `/metrics` (and `/healthz`) on `listen` for processes without the
-/// API server, such as `ingest`.
-pub async fn serve_metrics(listen: std::net::SocketAddr, handle: PrometheusHandle) -> anyhow::Result<()> {
-    use http_body_util::Full;
-    use hyper::{body::Incoming, service::service_fn, Request, Response};
+/// API server, such as `ingest`, and returns the address it listens on.
+pub async fn serve_metrics(
+    listen: std::net::SocketAddr,
+    handle: PrometheusHandle,
+) -> anyhow::Result<std::net::SocketAddr> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen} (ingest.metrics_listen): {e}"))?;
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
-            let handle = handle.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: Request<Incoming>| {
-                    let handle = handle.clone();
-                    async move {
-                        let (status, body) = match req.uri().path() {
-                            "/metrics" => (200, handle.render()),
-                            "/healthz" => (200, "{\"status\":\"ok\"}".to_string()),
-                            _ => (404, String::new()),
-                        };
-                        let mut resp = Response::new(Full::new(bytes::Bytes::from(body)));
-                        *resp.status_mut() = http::StatusCode::from_u16(status).unwrap_or_default();
-                        Ok::<_, std::convert::Infallible>(resp)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    Ok(())
+    let addr = listener.local_addr()?;
+    tokio::spawn(serve_metrics_on(listener, handle, METRICS_HEADER_READ_TIMEOUT, METRICS_MAX_CONNECTIONS));
+    Ok(addr)
+}
+
+/// The metrics listener's loop: HTTP/1.1 only, at most `max_connections` at
+/// once, each closed when its request head is not complete within
+/// `header_read_timeout` (hyper starts that clock as soon as it waits for a
+/// head, on a new connection and between keep-alive requests alike).
+pub async fn serve_metrics_on(
+    listener: tokio::net::TcpListener,
+    handle: PrometheusHandle,
+    header_read_timeout: std::time::Duration,
+    max_connections: usize,
+) {
+    use http_body_util::Full;
+    use hyper::{body::Incoming, service::service_fn, Request, Response};
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_read_timeout);
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "metrics listener: accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let handle = handle.clone();
+        let conn = builder.serve_connection(
+            hyper_util::rt::TokioIo::new(stream),
+            service_fn(move |req: Request<Incoming>| {
+                let handle = handle.clone();
+                async move {
+                    let (status, body) = match req.uri().path() {
+                        "/metrics" => (200, handle.render()),
+                        "/healthz" => (200, "{\"status\":\"ok\"}".to_string()),
+                        _ => (404, String::new()),
+                    };
+                    let mut resp = Response::new(Full::new(bytes::Bytes::from(body)));
+                    *resp.status_mut() = http::StatusCode::from_u16(status).unwrap_or_default();
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
+            }),
+        );
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
 }

@@ -115,6 +115,16 @@ fn capped(args: &[&str], env: &[(String, String)]) -> Command {
     c
 }
 
+/// A child process killed when the test ends, failed or not.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Polls `check` until it holds, for at most `within`; fails at once, with
 /// its exit status, if `process` (named `name`) exits meanwhile.
 async fn while_running<F, Fut>(process: &mut Child, name: &str, within: Duration, what: &str, mut check: F)
@@ -311,16 +321,18 @@ async fn bombs_neither_crash_serve_nor_stop_ingest() {
     })
     .await;
     let ingest_log = std::env::temp_dir().join(format!("{id}.ingest.log"));
-    let mut ingest = capped(&["ingest"], &env)
-        .env("ORDER_GATEWAY__LOG__FORMAT", "text")
-        .stdout(std::fs::File::create(&ingest_log).unwrap())
-        .stderr(std::fs::OpenOptions::new().append(true).open(&ingest_log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut ingest = Killed(
+        capped(&["ingest"], &env)
+            .env("ORDER_GATEWAY__LOG__FORMAT", "text")
+            .stdout(std::fs::File::create(&ingest_log).unwrap())
+            .stderr(std::fs::OpenOptions::new().append(true).open(&ingest_log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let metrics_listen = &env.iter().find(|(k, _)| k == "ORDER_GATEWAY__INGEST__METRICS_LISTEN").unwrap().1;
     let ingest_health = format!("http://{metrics_listen}/healthz");
     while_running(
-        &mut ingest,
+        &mut ingest.0,
         "ingest",
         Duration::from_secs(30),
         "ingest under the cap answering /healthz",
@@ -330,7 +342,7 @@ async fn bombs_neither_crash_serve_nor_stop_ingest() {
     println!(
         "under `ulimit -v {ADDRESS_SPACE_KIB}`: serve {}; ingest {}",
         memory_of(gw.child.id()),
-        memory_of(ingest.id())
+        memory_of(ingest.0.id())
     );
 
     // Everything on partition 0, the normal order last: seeing it means
@@ -379,7 +391,7 @@ async fn bombs_neither_crash_serve_nor_stop_ingest() {
     // ingest: every bomb dead-lettered with its reason, the normal order in Elasticsearch.
     let doc_url = format!("{}/{alias}/_doc/{}", es_url(), normal.order_id);
     let written = "ingest writing the normal order after the bombs";
-    while_running(&mut ingest, "ingest", Duration::from_secs(90), written, || async {
+    while_running(&mut ingest.0, "ingest", Duration::from_secs(90), written, || async {
         let search = serde_json::json!({"query": {"ids": {"values": [normal.order_id]}}});
         let Ok(r) = c.post(format!("{}/{alias}/_search", es_url())).json(&search).send().await else { return false };
         r.json::<Value>().await.is_ok_and(|v| v["hits"]["total"]["value"] == 1)
@@ -422,11 +434,10 @@ async fn bombs_neither_crash_serve_nor_stop_ingest() {
     .await;
 
     // Both still running, within the cap.
-    println!("after: serve {}; ingest {}", memory_of(gw.child.id()), memory_of(ingest.id()));
+    println!("after: serve {}; ingest {}", memory_of(gw.child.id()), memory_of(ingest.0.id()));
     assert!(gw.child.try_wait().unwrap().is_none(), "serve exited");
-    let ingest_exit = ingest.try_wait().unwrap();
-    let _ = ingest.kill();
-    let _ = ingest.wait();
+    let ingest_exit = ingest.0.try_wait().unwrap();
+    drop(ingest);
     let log = std::fs::read_to_string(&ingest_log).unwrap_or_default();
     let _ = std::fs::remove_file(&ingest_log);
     assert!(

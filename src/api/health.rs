@@ -14,8 +14,10 @@ pub fn healthz() -> HttpResponse {
 }
 
 /// `GET /readyz`: 200 when ready or degraded, 503 when a required backend is
-/// down or the process is draining; the body says which and why.
-pub async fn readyz(state: &AppState) -> HttpResponse {
+/// down or the process is draining. Anyone sees the status of each check;
+/// why a check failed (backend errors, versions, lag) only a caller with the
+/// `admin` scope (`details`), as it names hosts and versions.
+pub async fn readyz(state: &AppState, details: bool) -> HttpResponse {
     let mut report = (*state.readiness.report(&state.backends).await).clone();
     // The event stream: not required (reads go on without it), but while it
     // is unhealthy the cache leans on Elasticsearch and the gateway is degraded.
@@ -48,6 +50,13 @@ pub async fn readyz(state: &AppState) -> HttpResponse {
         ReadyStatus::Ready | ReadyStatus::Degraded => StatusCode::OK,
         ReadyStatus::NotReady | ReadyStatus::Draining => StatusCode::SERVICE_UNAVAILABLE,
     };
+    if !details {
+        for check in report.checks.values_mut() {
+            if let Some(c) = check.as_object_mut() {
+                c.retain(|k, _| k == "status" || k == "required");
+            }
+        }
+    }
     let mut resp = json(status, &report);
     resp.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
     resp

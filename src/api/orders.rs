@@ -167,7 +167,7 @@ where
     out.put_slice(b"],\"missing\":");
     out.put_slice(&serde_json::to_vec(&missing).expect("strings serialise"));
     out.put_u8(b'}');
-    Ok(json_bytes(StatusCode::OK, out.freeze()))
+    Ok(personal(json_bytes(StatusCode::OK, out.freeze())))
 }
 
 /// `GET /v1/orders?customer_id=&status=&channel=&from=&to=&q=&limit=&cursor=`.
@@ -276,7 +276,20 @@ async fn run_search(
     out.put_slice(b"],\"next_cursor\":");
     out.put_slice(&serde_json::to_vec(&next).expect("strings serialise"));
     out.put_u8(b'}');
-    Ok(json_bytes(StatusCode::OK, out.freeze()))
+    Ok(personal(json_bytes(StatusCode::OK, out.freeze())))
+}
+
+/// Order answers depend on who asks: the credential decides whether they
+/// hold personal data.
+const VARY_CREDENTIAL: &str = "authorization, x-api-key";
+
+/// Headers of an answer that lists orders (batch, search): personal data for
+/// PII readers, so no cache may keep it, and it varies by credential.
+fn personal(mut resp: HttpResponse) -> HttpResponse {
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    h.insert(header::VARY, HeaderValue::from_static(VARY_CREDENTIAL));
+    resp
 }
 
 /// The cached bytes with ETag, X-Cache and (when stale) Age; 304 when the
@@ -304,6 +317,7 @@ fn view_response(e: &CachedView, status: CacheStatus, req_headers: &HeaderMap, p
     h.insert(header::ETAG, etag);
     h.insert(http::HeaderName::from_static("x-cache"), HeaderValue::from_static(status.as_str()));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+    h.insert(header::VARY, HeaderValue::from_static(VARY_CREDENTIAL));
     if status == CacheStatus::Stale {
         h.insert(header::AGE, HeaderValue::from(e.age_secs()));
         h.insert(header::WARNING, HeaderValue::from_static("110 - \"Response is Stale\""));

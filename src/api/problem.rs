@@ -71,6 +71,9 @@ struct Problem<'a> {
     request_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     backend: Option<Backend>,
+    /// With `backend`: `timeout`, `unavailable`, `refused` or `circuit_open`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     invalid_params: Vec<InvalidParam<'a>>,
 }
@@ -104,8 +107,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Backend(BackendError::Timeout { .. }) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Backend(BackendError::Failed { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Backend(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -125,7 +127,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "method-not-allowed",
             ApiError::BadRequest { .. } => "invalid-parameter",
             ApiError::Backend(BackendError::Timeout { .. }) => "backend-timeout",
-            ApiError::Backend(BackendError::Failed { .. }) => "backend-unavailable",
+            ApiError::Backend(_) => "backend-unavailable",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Unauthorized { .. } => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
@@ -143,19 +145,29 @@ impl ApiError {
     /// lets the client quote the failing request to an operator.
     pub fn into_response(self, instance: &str, request_id: &str) -> HttpResponse {
         let status = self.status();
-        let (backend, invalid_params) = match &self {
-            ApiError::Backend(e) => (Some(e.backend()), Vec::new()),
-            ApiError::BadRequest { param, detail } => (None, vec![InvalidParam { name: param, reason: detail }]),
-            _ => (None, Vec::new()),
+        let (backend, reason, invalid_params) = match &self {
+            ApiError::Backend(e) => (Some(e.backend()), Some(e.reason()), Vec::new()),
+            ApiError::BadRequest { param, detail } => (None, None, vec![InvalidParam { name: param, reason: detail }]),
+            _ => (None, None, Vec::new()),
+        };
+        let detail = match &self {
+            // The backend's own words (hosts, URLs, cause chains) go to the
+            // log with the request id, never to the client.
+            ApiError::Backend(e) => {
+                tracing::warn!(request_id, backend = e.backend().name(), reason = e.reason(), error = %e, "backend failure answered with 503");
+                e.public_detail()
+            }
+            _ => self.to_string(),
         };
         let problem = Problem {
             kind: format!("urn:order-gateway:problem:{}", self.slug()),
             title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
-            detail: self.to_string(),
+            detail,
             instance,
             request_id,
             backend,
+            reason,
             invalid_params,
         };
         let body = serde_json::to_vec(&problem).unwrap_or_else(|_| b"{}".to_vec());
@@ -170,7 +182,12 @@ impl ApiError {
             }
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            let secs = match &self {
+                // An open circuit says when it lets calls through again.
+                ApiError::Backend(BackendError::CircuitOpen { retry_in: Some(r), .. }) => r.as_secs().max(1),
+                _ => 1,
+            };
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         match &self {
             ApiError::Unauthorized { invalid_token, .. } => {
@@ -249,6 +266,37 @@ mod tests {
         assert!(resp.headers().contains_key(header::RETRY_AFTER));
         let v = body_json(resp).await;
         assert_eq!(v["backend"], "elasticsearch");
+        assert_eq!(v["reason"], "timeout");
         assert_eq!(v["type"], "urn:order-gateway:problem:backend-timeout");
+    }
+
+    #[tokio::test]
+    async fn backend_problems_carry_a_stable_reason_and_no_internals() {
+        let internal = "error sending request for url (http://10.1.2.3:9200/orders-read/_search): connection refused";
+        let cases = [
+            (BackendError::Failed { backend: Backend::Elasticsearch, detail: internal.into() }, "unavailable", "1"),
+            (BackendError::Refused { backend: Backend::ClickHouse, detail: internal.into() }, "refused", "1"),
+            (
+                BackendError::CircuitOpen {
+                    backend: Backend::ClickHouse,
+                    detail: format!("circuit open after 5 consecutive failures (last: {internal})"),
+                    retry_in: Some(std::time::Duration::from_millis(4200)),
+                },
+                "circuit_open",
+                "4",
+            ),
+        ];
+        for (err, reason, retry_after) in cases {
+            let backend = err.backend().name();
+            let resp = ApiError::from(err).into_response("/v1/orders/x", "r-9");
+            assert_eq!(resp.headers()[header::RETRY_AFTER], retry_after);
+            let v = body_json(resp).await;
+            assert_eq!((v["backend"].as_str(), v["reason"].as_str()), (Some(backend), Some(reason)), "{v}");
+            let detail = v["detail"].as_str().unwrap();
+            assert!(detail.starts_with(backend) && detail.ends_with(&format!("({reason})")), "{v}");
+            for leak in ["10.1.2.3", "http", "_search", "connection refused", "last:"] {
+                assert!(!v.to_string().contains(leak), "{leak} leaked: {v}");
+            }
+        }
     }
 }

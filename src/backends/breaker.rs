@@ -303,7 +303,11 @@ impl Breaker {
             Err(rejection) => {
                 metrics::counter!(names::BACKEND_CIRCUIT_REJECTED, "backend" => self.backend.name(), "call" => call)
                     .increment(1);
-                Err(BackendError::Failed { backend: self.backend, detail: rejection.detail() })
+                let retry_in = match &rejection {
+                    Rejection::Open { retry_in, .. } => Some(*retry_in),
+                    Rejection::ProbesBusy { .. } => None,
+                };
+                Err(BackendError::CircuitOpen { backend: self.backend, detail: rejection.detail(), retry_in })
             }
         }
     }

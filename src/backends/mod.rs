@@ -62,20 +62,64 @@ impl std::fmt::Display for Backend {
     }
 }
 
-/// A failed backend call: which backend, whether it timed out, and why.
+/// A failed backend call: which backend, what kind of failure, and why.
+/// `Display` is the whole story (cause chains, URLs) for logs; clients get
+/// [`BackendError::reason`] and [`BackendError::public_detail`] only.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BackendError {
     #[error("{backend} did not answer within {timeout:?}")]
     Timeout { backend: Backend, timeout: Duration },
     #[error("{backend} failed: {detail}")]
     Failed { backend: Backend, detail: String },
+    /// The backend refused the request itself (a parameter it does not
+    /// accept): its health is not in question.
+    #[error("{backend} refused the request: {detail}")]
+    Refused { backend: Backend, detail: String },
+    /// The call was not made: the backend's circuit is open (or half-open
+    /// with its probes out).
+    #[error("{backend} failed: {detail}")]
+    CircuitOpen { backend: Backend, detail: String, retry_in: Option<Duration> },
 }
 
 impl BackendError {
     /// The backend at fault.
     pub fn backend(&self) -> Backend {
         match self {
-            BackendError::Timeout { backend, .. } | BackendError::Failed { backend, .. } => *backend,
+            BackendError::Timeout { backend, .. }
+            | BackendError::Failed { backend, .. }
+            | BackendError::Refused { backend, .. }
+            | BackendError::CircuitOpen { backend, .. } => *backend,
+        }
+    }
+
+    /// A stable name of the kind of failure, for clients and metrics:
+    /// `timeout`, `unavailable`, `refused` or `circuit_open`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            BackendError::Timeout { .. } => "timeout",
+            BackendError::Failed { .. } => "unavailable",
+            BackendError::Refused { .. } => "refused",
+            BackendError::CircuitOpen { .. } => "circuit_open",
+        }
+    }
+
+    /// What a client may read: the backend and the kind of failure, never
+    /// the backend's own error text (hosts, URLs, exception chains).
+    pub fn public_detail(&self) -> String {
+        let b = self.backend();
+        match self {
+            BackendError::Timeout { timeout, .. } => {
+                format!("{b} did not answer within {} (timeout)", humantime::format_duration(*timeout))
+            }
+            BackendError::Failed { .. } => format!("{b} is unavailable (unavailable)"),
+            BackendError::Refused { .. } => format!("{b} refused the request (refused)"),
+            BackendError::CircuitOpen { retry_in: Some(r), .. } => format!(
+                "{b} is unavailable after repeated failures; calls are paused for {:.1}s more (circuit_open)",
+                r.as_secs_f64().max(0.1)
+            ),
+            BackendError::CircuitOpen { retry_in: None, .. } => {
+                format!("{b} is recovering; calls are paused until its probe calls succeed (circuit_open)")
+            }
         }
     }
 
@@ -111,13 +155,14 @@ where
     E: Into<anyhow::Error>,
 {
     let permit = breaker.admit(call)?;
-    let (result, refused) = measured(breaker.backend(), call, timeout, fut).await;
+    let result = measured(breaker.backend(), call, timeout, fut).await;
     match &result {
         Err(BackendError::Timeout { timeout, .. }) => {
             permit.record(Err(&format!("no answer within {}", humantime::format_duration(*timeout))))
         }
-        Err(BackendError::Failed { detail, .. }) if !refused => permit.record(Err(detail)),
-        Ok(_) | Err(BackendError::Failed { .. }) => permit.record(Ok(())),
+        Err(BackendError::Failed { detail, .. }) => permit.record(Err(detail)),
+        // The backend answered, refusing this request: it is healthy.
+        Ok(_) | Err(BackendError::Refused { .. }) | Err(BackendError::CircuitOpen { .. }) => permit.record(Ok(())),
     }
     result
 }
@@ -150,17 +195,12 @@ where
     F: Future<Output = Result<T, E>>,
     E: Into<anyhow::Error>,
 {
-    measured(backend, call, timeout, fut).await.0
+    measured(backend, call, timeout, fut).await
 }
 
-/// The call under its deadline, with its metrics; true beside an error that is
-/// the request's fault ([`Refused`]).
-async fn measured<T, E, F>(
-    backend: Backend,
-    call: &'static str,
-    timeout: Duration,
-    fut: F,
-) -> (Result<T, BackendError>, bool)
+/// The call under its deadline, with its metrics. An error that is the
+/// request's fault ([`Refused`]) becomes [`BackendError::Refused`].
+async fn measured<T, E, F>(backend: Backend, call: &'static str, timeout: Duration, fut: F) -> Result<T, BackendError>
 where
     F: Future<Output = Result<T, E>>,
     E: Into<anyhow::Error>,
@@ -169,26 +209,31 @@ where
     let outcome = tokio::time::timeout(timeout, fut).await;
     metrics::histogram!(names::BACKEND_CALL_DURATION, "backend" => backend.name(), "call" => call)
         .record(started.elapsed().as_secs_f64());
-    let mut refused = false;
     let result = match outcome {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => {
             let e = e.into();
-            refused = e.downcast_ref::<Refused>().is_some();
             // `{:#}` keeps the cause chain ("error sending request: connection refused").
-            Err(BackendError::failed(backend, format!("{e:#}")))
+            let detail = format!("{e:#}");
+            if e.downcast_ref::<Refused>().is_some() {
+                Err(BackendError::Refused { backend, detail })
+            } else {
+                Err(BackendError::Failed { backend, detail })
+            }
         }
         Err(_) => Err(BackendError::Timeout { backend, timeout }),
     };
     if let Err(e) = &result {
+        // The metric's label values predate the public reasons; kept so
+        // dashboards and alerts keep working.
         let reason = match e {
             BackendError::Timeout { .. } => "timeout",
-            BackendError::Failed { .. } => "error",
+            _ => "error",
         };
         metrics::counter!(names::BACKEND_CALL_ERRORS, "backend" => backend.name(), "call" => call, "reason" => reason)
             .increment(1);
     }
-    (result, refused)
+    result
 }
 
 /// All backend clients, cheap to clone.

@@ -56,10 +56,11 @@ pub struct CachedView {
     /// start); it still guards monotonicity, but a read fills it first.
     pub complete: bool,
     pub source: Source,
-    /// The JSON without personal data and its ETag, made on first use: most
-    /// deployments have either PII readers or others, so most entries never
-    /// pay for it.
-    redacted: std::sync::OnceLock<(Bytes, http::HeaderValue)>,
+    /// The ETag of the representation without personal data.
+    redacted_etag: http::HeaderValue,
+    /// The JSON without personal data, made on first use: most deployments
+    /// have either PII readers or others, so most entries never pay for it.
+    redacted: std::sync::OnceLock<Bytes>,
 }
 
 /// The order header's version (0 when absent) and each fulfilment's.
@@ -97,6 +98,7 @@ impl CachedView {
         CachedView {
             json,
             etag: http::HeaderValue::from_str(&view.etag()).expect("etags are ASCII"),
+            redacted_etag: http::HeaderValue::from_str(&view.redacted_etag()).expect("etags are ASCII"),
             versions: ComponentVersions::of(view),
             has_pii: view.has_pii(),
             refreshed_at: Instant::now(),
@@ -121,29 +123,24 @@ impl CachedView {
         if pii || !self.has_pii {
             return &self.json;
         }
-        &self.redacted().0
-    }
-
-    /// The ETag of that representation: the redacted one differs, so a shared
-    /// cache can never answer one audience with the other's bytes.
-    pub fn etag_for(&self, pii: bool) -> http::HeaderValue {
-        if pii || !self.has_pii {
-            return self.etag.clone();
-        }
-        self.redacted().1.clone()
-    }
-
-    fn redacted(&self) -> &(Bytes, http::HeaderValue) {
         self.redacted.get_or_init(|| {
             // `view()` is already a copy: strip it rather than copy it again.
             let mut view = self.view();
             view.strip_pii();
-            let body = Bytes::from(serde_json::to_vec(&view).expect("views always serialise"));
-            let full = self.etag.to_str().expect("etags are ASCII");
-            let etag =
-                http::HeaderValue::from_str(&format!("{}-r\"", full.trim_end_matches('"'))).expect("etags are ASCII");
-            (body, etag)
+            Bytes::from(serde_json::to_vec(&view).expect("views always serialise"))
         })
+    }
+
+    /// The ETag of that representation. The two audiences always get
+    /// different ETags, whether the order holds personal data or not: a
+    /// shared cache never answers one audience with the other's bytes, and
+    /// the ETag's form tells a reader without `orders:pii` nothing.
+    pub fn etag_for(&self, pii: bool) -> http::HeaderValue {
+        if pii {
+            self.etag.clone()
+        } else {
+            self.redacted_etag.clone()
+        }
     }
 
     /// Age of the content in whole seconds, for the `Age` header.

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 pub use edge::*;
-pub use secret::Secret;
+pub use secret::{is_secret_key, Secret};
 
 /// The defaults, documented key by key.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
@@ -423,6 +423,20 @@ impl Config {
         if !self.admin.listen.is_empty() && self.admin.listen.parse::<SocketAddr>().is_err() {
             return bad("admin.listen", &self.admin.listen, "must be \"\" or an address such as \"127.0.0.1:9091\"");
         }
+        // Without authentication everyone holds every scope, `admin` and
+        // `orders:pii` included: only a listener nobody else can reach may run so.
+        if self.auth.mode == AuthMode::Disabled {
+            let admin = self.admin.listen.parse::<SocketAddr>().ok();
+            for (key, addr) in [("server.listen", Some(self.server.listen)), ("admin.listen", admin)] {
+                if let Some(a) = addr.filter(|a| !a.ip().is_loopback()) {
+                    return bad(
+                        key,
+                        &a,
+                        "auth.mode = \"disabled\" grants every scope to every caller: it is allowed only on a loopback listener (127.0.0.1 or ::1)",
+                    );
+                }
+            }
+        }
         let mut names = std::collections::HashSet::new();
         for (i, k) in self.auth.keys.iter().enumerate() {
             if k.name.is_empty() || !names.insert(k.name.as_str()) {
@@ -457,10 +471,12 @@ fn describe(figment: &Figment, err: figment::Error) -> String {
                 return e.kind.to_string();
             }
             let key = e.path.join(".");
+            let secret = is_secret_key(&key);
             let value = figment
                 .find_value(&key)
                 .ok()
                 .map(|v| match v {
+                    _ if secret => " = ********".to_string(),
                     figment::value::Value::String(_, s) => format!(" = {s:?}"),
                     other => format!(" = {}", toml::Value::try_from(&other).map(|t| t.to_string()).unwrap_or_default()),
                 })
@@ -475,7 +491,16 @@ fn describe(figment: &Figment, err: figment::Error) -> String {
                 },
                 None => String::new(),
             };
-            format!("{key}{value}{source}: {}", e.kind)
+            let why = match &e.kind {
+                // serde's wording quotes the value it found: not for a secret.
+                figment::error::Kind::InvalidType(_, expected) | figment::error::Kind::InvalidValue(_, expected)
+                    if secret =>
+                {
+                    format!("invalid value: expected {expected}")
+                }
+                kind => kind.to_string(),
+            };
+            format!("{key}{value}{source}: {why}")
         })
         .collect::<Vec<_>>()
         .join("; ")

@@ -140,3 +140,41 @@ fn breaker_defaults_and_rules() {
         });
     }
 }
+
+#[test]
+fn a_password_of_digits_is_taken_and_never_printed() {
+    Jail::expect_with(|jail| {
+        jail.set_env("ORDER_GATEWAY__CLICKHOUSE__PASSWORD", "987654321");
+        let c = load_in(jail, None).expect("a password of digits is a password");
+        assert_eq!(c.clickhouse.password.expose(), "987654321");
+        assert!(!c.to_masked_toml().contains("987654321"), "masked in the effective configuration");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_secret_of_the_wrong_type_is_refused_without_its_value() {
+    Jail::expect_with(|jail| {
+        jail.create_file("gw.toml", "[clickhouse]\npassword = [\"hunter2-987654321\"]\n")?;
+        let err = load_in(jail, Some("gw.toml")).expect_err("a list is not a password").to_string();
+        assert!(err.contains("clickhouse.password"), "{err}");
+        assert!(!err.contains("hunter2") && !err.contains("987654321"), "the value leaked: {err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn disabled_auth_is_refused_on_a_listener_others_can_reach() {
+    Jail::expect_with(|jail| {
+        jail.set_env("ORDER_GATEWAY__AUTH__MODE", "disabled");
+        load_in(jail, None).expect("loopback: a development stack");
+        jail.set_env("ORDER_GATEWAY__SERVER__LISTEN", "0.0.0.0:8080");
+        let err = load_in(jail, None).expect_err("every scope for everyone on every interface").to_string();
+        assert!(err.contains("server.listen") && err.contains("loopback"), "{err}");
+        jail.set_env("ORDER_GATEWAY__SERVER__LISTEN", "127.0.0.1:8080");
+        jail.set_env("ORDER_GATEWAY__ADMIN__LISTEN", "[::]:9091");
+        let err = load_in(jail, None).expect_err("the admin listener too").to_string();
+        assert!(err.contains("admin.listen"), "{err}");
+        Ok(())
+    });
+}

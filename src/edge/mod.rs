@@ -51,6 +51,11 @@ pub struct Admitted {
 }
 
 impl Admitted {
+    /// Whether the caller holds the `admin` scope.
+    pub fn is_admin(&self) -> bool {
+        self.principal.as_ref().is_some_and(|p| p.scopes.contains(Scope::Admin))
+    }
+
     /// Whether order responses may carry addresses, e-mail and phone.
     pub fn sees_pii(&self) -> bool {
         self.principal.as_ref().is_some_and(|p| p.scopes.contains(Scope::OrdersPii))
@@ -84,8 +89,12 @@ impl Edge {
     pub fn admit(&self, route: Route, headers: &HeaderMap, peer: IpAddr) -> Result<Admitted, EdgeError> {
         let (access, cost) = self.policy.of(route);
         if access == Access::Public && cost == 0 {
-            // Probes and scrapes: never charged, never refused here.
-            return Ok(Admitted { principal: None, rate: None });
+            // Probes and scrapes: never charged, never refused here. A
+            // credential sent along is still read (a bad one is ignored), so
+            // that `/readyz` can show its details to an admin.
+            let sent = headers.contains_key(http::header::AUTHORIZATION) || headers.contains_key("x-api-key");
+            let principal = if sent { self.auth.authenticate(headers, peer).ok() } else { None };
+            return Ok(Admitted { principal, rate: None });
         }
         let principal = match self.auth.authenticate(headers, peer) {
             Ok(p) => p,

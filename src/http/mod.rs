@@ -343,7 +343,7 @@ where
     // most of it batch, search, readiness and analytics state).
     match route {
         Route::Healthz => Ok(api::health::healthz()),
-        Route::Readyz => Ok(Box::pin(api::health::readyz(state)).await),
+        Route::Readyz => Ok(Box::pin(api::health::readyz(state, admitted.is_admin())).await),
         Route::Metrics => Ok(metrics_text(state)),
         Route::Order => {
             api::orders::get_order(state, &decode(param("order_id"))?, query, req.headers(), ctx, pii).await

@@ -158,9 +158,24 @@ impl OrderView {
     /// A strong validator derived from the component versions alone: it
     /// changes exactly when a component does.
     pub fn etag(&self) -> String {
+        self.etag_of(false)
+    }
+
+    /// The ETag of the view as served without personal data. It differs from
+    /// [`OrderView::etag`] for every order, with personal data or without, so
+    /// that its form tells a reader without `orders:pii` nothing about
+    /// whether the order holds any.
+    pub fn redacted_etag(&self) -> String {
+        self.etag_of(true)
+    }
+
+    fn etag_of(&self, redacted: bool) -> String {
         use std::fmt::Write;
         let (ov, fs) = self.versions();
         let mut h = Fnv64::default();
+        if redacted {
+            h.write(b"redacted\0");
+        }
         h.write(self.order_id.as_bytes());
         h.write(&ov.to_le_bytes());
         for (id, v) in fs {

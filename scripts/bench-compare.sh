@@ -39,6 +39,10 @@
 # moved onto SERVER_CPUS for each of its own runs and given its affinity back
 # after each. PIN=0 lets the scheduler place everything.
 #
+# ONLY="gateway base" (names from gateway, base, varnish, elasticsearch, nginx,
+# bare; default all) measures only those targets: a before/after comparison of
+# the gateway alone skips the peers, their set-up and the bare server's build.
+#
 # BASE=<git revision> adds a sixth target, "gateway@<rev>": the gateway built
 # from that revision (in a worktree, with its own target directory under
 # target/bench-base, kept for the next run) with the same settings, so a
@@ -58,6 +62,8 @@ prefix="cmp$orders"
 work="$root/.stack/bench-compare"; mkdir -p "$work"
 helper=(python3 "$root/scripts/bench-compare.py")
 say() { printf '[bench-compare] %s\n' "$*" >&2; }
+only="${ONLY:-gateway base varnish elasticsearch nginx bare}"
+wanted() { [[ " $only " == *" $1 "* ]]; }
 
 # --- tools: Debian packages (as scripts/prereqs.sh does), oha from crates.io
 export PATH="$PATH:/usr/sbin:/sbin"   # varnishd and nginx live in sbin
@@ -95,6 +101,8 @@ scripts/stack/start
 eval "$(scripts/stack/env)"
 cargo build --locked --release --bin order-gateway >&2
 bin=target/release/order-gateway
+bare_bin=""
+if wanted bare; then
 bare_bin="$(cargo bench --locked --bench bare_server --no-run --message-format=json \
   | python3 -c 'import json,sys
 for l in sys.stdin:
@@ -102,7 +110,9 @@ for l in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "bare_server" and m.get("executable"):
         print(m["executable"])')" || true
 [[ -x "$bare_bin" ]] || { say "could not build benches/bare_server.rs (cargo bench --bench bare_server --no-run)"; exit 1; }
+fi
 base_rev="${BASE:-}" base_bin=""
+if ! wanted base; then base_rev=""; fi
 if [[ -n "$base_rev" ]]; then
   base_sha="$(git rev-parse --verify --quiet "$base_rev^{commit}")" || { say "BASE=$base_rev is not a revision of this repository"; exit 2; }
   base_tree="$root/target/bench-base/src-$base_sha"
@@ -235,6 +245,7 @@ if [[ -n "$base_bin" ]]; then
 fi
 
 # --- 2. Varnish in front of Elasticsearch, warmed with every id
+if wanted varnish; then
 mkdir -p "$tmp/varnish"
 cat >"$tmp/varnish/default.vcl" <<EOF
 vcl 4.1;
@@ -263,14 +274,19 @@ vn=$!; pids+=("$vn")
 wait_http "http://127.0.0.1:$varnish_port/$prefix/_count" varnish "$vn" || { tail -20 "$tmp/varnish.log" >&2; exit 1; }
 "${helper[@]}" warm "http://127.0.0.1:$varnish_port" "/$prefix/_source/" "$tmp/ids.json"
 target varnish "http://127.0.0.1:$varnish_port" "/$prefix/_source/" "" "$vn" 0
+fi
 
 # --- 3. Elasticsearch GET directly: the stack's node, moved onto the server
 # CPUs only while it is measured (the helper does that around each of its runs)
+if wanted elasticsearch; then
 es_pid="$(ss -Hltnp "sport = :$es_port" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2 || true)"
 if [[ -n "$es_pid" ]]; then es_affinity="$(taskset -c -p "$es_pid" | awk -F': ' '{print $2}')"; fi
 target elasticsearch "$es_url" "/$prefix/_source/" "" "$es_pid" "$pin"
+fi
 
 # --- 4. nginx: the gateway's JSON as static files, one per order id
+first_id="$(head -1 "$tmp/sequence.txt")"
+if wanted nginx; then
 mkdir -p "$tmp/nginx"
 cat >"$tmp/nginx/nginx.conf" <<EOF
 worker_processes 2;
@@ -300,15 +316,17 @@ EOF
 chmod -R a+rX "$tmp/www"
 "${on_server[@]}" nginx -c "$tmp/nginx/nginx.conf" -e "$tmp/nginx/error.log" >"$tmp/nginx.log" 2>&1 &
 ng=$!; pids+=("$ng")
-first_id="$(head -1 "$tmp/sequence.txt")"
 wait_http "http://127.0.0.1:$nginx_port/v1/orders/$first_id" nginx "$ng" || { cat "$tmp/nginx/error.log" >&2; exit 1; }
 target nginx "http://127.0.0.1:$nginx_port" /v1/orders/ "" "$ng" 0
+fi
 
 # --- 5. the bare hyper + moka server (benches/bare_server.rs): the floor
+if wanted bare; then
 BARE_SERVER_LISTEN="127.0.0.1:$bare_port" BARE_SERVER_DATA="$tmp/orders.tsv" "${on_server[@]}" "$bare_bin" >"$tmp/bare.log" 2>&1 &
 bs=$!; pids+=("$bs")
 wait_http "http://127.0.0.1:$bare_port/v1/orders/$first_id" bare "$bs" || { cat "$tmp/bare.log" >&2; exit 1; }
 target bare "http://127.0.0.1:$bare_port" /v1/orders/ "" "$bs" 0
+fi
 
 # --- the measurements: every server is up (idle but for the one being
 # measured) and the targets take turns, so outside load falls on all alike

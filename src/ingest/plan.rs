@@ -198,44 +198,17 @@ mod tests {
     use super::*;
     use crate::model::*;
 
+    use crate::model::fixtures::{self, ORDER_ID};
+
+    /// The fixture order at `version`, created at `created` (ms), deleted or not.
     fn order(version: u64, created: i64, deleted: bool) -> Component {
-        Component::Order(Order {
-            order_id: "o".into(),
-            order_number: "N".into(),
-            customer_id: "c".into(),
-            channel: Channel::Web,
-            status: OrderStatus::Created,
-            currency: "USD".into(),
-            subtotal: 1,
-            tax: 0,
-            shipping: 0,
-            discount: 0,
-            total: 1,
-            lines: vec![],
-            shipping_address: None,
-            email: None,
-            phone: None,
-            promised_delivery_at: None,
-            created_at: Timestamp(created),
-            updated_at: Timestamp(created),
-            version,
-            deleted,
-        })
+        let mut o = fixtures::order(version);
+        (o.created_at, o.updated_at, o.deleted) = (Timestamp(created), Timestamp(created), deleted);
+        Component::Order(o)
     }
 
     fn ful(version: u64) -> Component {
-        Component::Fulfillment(Fulfillment {
-            fulfillment_id: "f".into(),
-            order_id: "o".into(),
-            kind: FulfillmentType::Ship,
-            status: FulfillmentStatus::Pending,
-            carrier: None,
-            tracking_number: None,
-            line_ids: vec![],
-            shipped_at: None,
-            delivered_at: None,
-            version,
-        })
+        Component::Fulfillment(fixtures::fulfillment(version))
     }
 
     fn d(c: Component, offset: i64) -> Decoded {
@@ -243,7 +216,7 @@ mod tests {
     }
 
     fn stored(c: Vec<Component>) -> Stored {
-        let mut view = OrderView::new("o");
+        let mut view = OrderView::new(ORDER_ID);
         for x in c {
             view.apply(x);
         }
@@ -253,7 +226,7 @@ mod tests {
     #[test]
     fn new_hot_order_is_created_with_the_newest_components() {
         let p = plan_order(
-            "o",
+            ORDER_ID,
             &[d(order(2, 100, false), 1), d(order(1, 100, false), 0), d(ful(1), 2)],
             None,
             None,
@@ -272,12 +245,12 @@ mod tests {
 
     #[test]
     fn cold_orders_skip_elasticsearch() {
-        let p = plan_order("o", &[d(order(1, 10, false), 0)], None, None, Timestamp(50));
+        let p = plan_order(ORDER_ID, &[d(order(1, 10, false), 0)], None, None, Timestamp(50));
         assert!(p.es.is_none() && p.cold);
         assert_eq!(p.clickhouse.len(), 1);
         // A fulfilment of an order ClickHouse knows to be cold.
         let info = ColdInfo { created_at: Timestamp(10), version: 3, deleted: false };
-        let p = plan_order("o", &[d(ful(1), 0)], None, Some(info), Timestamp(50));
+        let p = plan_order(ORDER_ID, &[d(ful(1), 0)], None, Some(info), Timestamp(50));
         assert!(p.es.is_none() && p.cold);
     }
 
@@ -285,7 +258,7 @@ mod tests {
     fn lower_versions_than_stored_are_stale_and_equal_ones_replays() {
         let s = stored(vec![order(3, 100, false), ful(2)]);
         let p = plan_order(
-            "o",
+            ORDER_ID,
             &[d(order(2, 100, false), 7), d(order(3, 100, false), 8), d(ful(1), 9)],
             Some(&s),
             None,
@@ -302,14 +275,14 @@ mod tests {
     #[test]
     fn updates_carry_the_read_sequence_number_and_deletes_delete() {
         let s = stored(vec![order(1, 100, false)]);
-        match plan_order("o", &[d(ful(1), 0)], Some(&s), None, Timestamp(0)).es {
+        match plan_order(ORDER_ID, &[d(ful(1), 0)], Some(&s), None, Timestamp(0)).es {
             Some(EsAction::Update { seq_no: 4, primary_term: 1, index, view }) => {
                 assert_eq!(index, "orders-000001");
                 assert_eq!(view.fulfillments.len(), 1);
             }
             other => panic!("{other:?}"),
         }
-        match plan_order("o", &[d(order(2, 100, true), 0)], Some(&s), None, Timestamp(0)).es {
+        match plan_order(ORDER_ID, &[d(order(2, 100, true), 0)], Some(&s), None, Timestamp(0)).es {
             Some(EsAction::Delete { seq_no: 4, .. }) => {}
             other => panic!("{other:?}"),
         }
@@ -319,7 +292,7 @@ mod tests {
     fn a_partial_document_leaves_the_hot_store_when_its_header_shows_it_is_cold() {
         // The fulfilment was indexed first (no header yet); the header says old.
         let s = stored(vec![ful(1)]);
-        match plan_order("o", &[d(order(1, 10, false), 0)], Some(&s), None, Timestamp(50)).es {
+        match plan_order(ORDER_ID, &[d(order(1, 10, false), 0)], Some(&s), None, Timestamp(50)).es {
             Some(EsAction::Delete { seq_no: 4, .. }) => {}
             other => panic!("{other:?}"),
         }
@@ -328,7 +301,7 @@ mod tests {
     #[test]
     fn a_deleted_order_is_not_resurrected_by_late_events() {
         let info = ColdInfo { created_at: Timestamp(100), version: 5, deleted: true };
-        let p = plan_order("o", &[d(order(4, 100, false), 0), d(ful(1), 1)], None, Some(info), Timestamp(0));
+        let p = plan_order(ORDER_ID, &[d(order(4, 100, false), 0), d(ful(1), 1)], None, Some(info), Timestamp(0));
         assert!(p.es.is_none());
         assert_eq!(p.stale.len(), 1, "the header below the delete is stale");
     }

@@ -239,6 +239,8 @@ fn get_by_number() {}
 #[utoipa::path(post, path = "/v1/orders:batchGet", tag = "orders", request_body = BatchGetRequest,
     responses((status = 200, body = BatchGetResponse),
               (status = 400, body = Problem, content_type = "application/problem+json"),
+              (status = 408, description = "The body did not arrive within server.body_read_timeout", body = Problem, content_type = "application/problem+json"),
+              (status = 413, description = "The body is larger than server.max_body_bytes", body = Problem, content_type = "application/problem+json"),
               (status = 503, description = "A backend failed", body = Problem, content_type = "application/problem+json")))]
 fn batch_get() {}
 

@@ -33,10 +33,10 @@ use http::{HeaderMap, Method, Request};
 use http_body_util::Full;
 use order_gateway::app::AppState;
 use order_gateway::config::{AuthMode, Config};
-use order_gateway::telemetry::context::RequestContext;
 use order_gateway::http::router::{Matched, Router};
 use order_gateway::http::{handle, Surface};
 use order_gateway::model::Component;
+use order_gateway::telemetry::context::RequestContext;
 
 use gateway::{keyed_config, KEY, KEY_NO_PII};
 

@@ -15,22 +15,8 @@ use common::world::*;
 use common::*;
 use order_gateway::backends::schema_registry::RegistryClient;
 use order_gateway::events::avro::ORDER_EVENT_AVSC;
-use order_gateway::model::{Component, Envelope, Event, Order, OrderView, Timestamp};
+use order_gateway::model::{Event, OrderView, Timestamp};
 use rdkafka::producer::FutureRecord;
-
-/// An order event as the contract's model has it.
-fn order_event(o: Order) -> Event {
-    Event {
-        envelope: Envelope {
-            event_id: uuid::Uuid::new_v4().to_string(),
-            event_type: "order.created".into(),
-            source: "digital".into(),
-            occurred_at: o.updated_at,
-            schema_version: 1,
-        },
-        component: Component::Order(o),
-    }
-}
 
 /// `value` with every `timestamp-millis` replaced by `retime` of its milliseconds.
 fn retimed(value: Value, retime: &impl Fn(i64) -> Value) -> Value {

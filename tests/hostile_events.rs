@@ -17,10 +17,11 @@ use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::world::{order, order_event};
 use common::*;
 use order_gateway::backends::schema_registry::RegistryClient;
 use order_gateway::events::avro::ORDER_EVENT_AVSC;
-use order_gateway::model::{Channel, Component, Envelope, Event, LineStatus, Order, OrderLine, OrderStatus, Timestamp};
+use order_gateway::model::{LineStatus, OrderLine};
 use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -64,44 +65,6 @@ fn frame(id: u32, body: &[&[u8]]) -> Vec<u8> {
 /// A record named `name` with one field `a` of `field_type` (JSON).
 fn record_of(name: &str, field_type: &str) -> String {
     format!(r#"{{"type":"record","name":"{name}","fields":[{{"name":"a","type":{field_type}}}]}}"#)
-}
-
-fn order(id: &str) -> Order {
-    Order {
-        order_id: id.into(),
-        order_number: format!("ON-{id}"),
-        customer_id: "cust-hostile".into(),
-        channel: Channel::Web,
-        status: OrderStatus::Created,
-        currency: "EUR".into(),
-        subtotal: 1000,
-        tax: 190,
-        shipping: 0,
-        discount: 0,
-        total: 1190,
-        lines: vec![],
-        shipping_address: None,
-        email: None,
-        phone: None,
-        promised_delivery_at: None,
-        created_at: Timestamp::now(),
-        updated_at: Timestamp::now(),
-        version: 1,
-        deleted: false,
-    }
-}
-
-fn event(o: Order) -> Event {
-    Event {
-        envelope: Envelope {
-            event_id: uuid::Uuid::new_v4().to_string(),
-            event_type: "order.created".into(),
-            source: "digital".into(),
-            occurred_at: o.updated_at,
-            schema_version: 1,
-        },
-        component: Component::Order(o),
-    }
 }
 
 /// `order-gateway <args>` under the address-space cap, with `env`.
@@ -285,7 +248,7 @@ async fn bombs_neither_crash_serve_nor_stop_ingest() {
     }
     hostile.push(("a list 100000 deep".into(), frame(own["list"], &[&[2; 100_000], &[0]]), "over_limit"));
     hostile.push(("an unknown schema id".into(), frame(2_000_000_000, &[&[0]]), "unknown_schema"));
-    let mut huge = order("he-huge");
+    let mut huge = order("he-huge", 1);
     huge.lines.push(OrderLine {
         line_id: "L1".into(),
         sku: "SKU-1".into(),
@@ -294,7 +257,11 @@ async fn bombs_neither_crash_serve_nor_stop_ingest() {
         unit_price: 1000,
         status: LineStatus::Open,
     });
-    hostile.push(("a 5 MB order".into(), order_gateway::events::encode_avro(&event(huge), contract), "oversized"));
+    hostile.push((
+        "a 5 MB order".into(),
+        order_gateway::events::encode_avro(&order_event(huge), contract),
+        "oversized",
+    ));
 
     // `serve` and `ingest`, capped.
     let port = free_port();
@@ -357,8 +324,8 @@ async fn bombs_neither_crash_serve_nor_stop_ingest() {
         let rec = FutureRecord::to(&orders).partition(0).key(&key).payload(payload);
         producer.send(rec, Duration::from_secs(10)).await.unwrap_or_else(|(e, _)| panic!("producing {what}: {e}"));
     }
-    let normal = order(&format!("he-normal-{}", uuid::Uuid::new_v4().simple()));
-    let payload = order_gateway::events::encode_avro(&event(normal.clone()), contract);
+    let normal = order(&format!("he-normal-{}", uuid::Uuid::new_v4().simple()), 1);
+    let payload = order_gateway::events::encode_avro(&order_event(normal.clone()), contract);
     producer
         .send(FutureRecord::to(&orders).partition(0).key(&normal.order_id).payload(&payload), Duration::from_secs(10))
         .await

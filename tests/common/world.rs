@@ -101,8 +101,9 @@ pub fn order(id: &str, version: u64) -> Order {
     }
 }
 
-pub fn event(o: Order) -> Vec<u8> {
-    order_gateway::events::encode_json(&Event {
+/// The event that carries `o`, as the digital service sends it.
+pub fn order_event(o: Order) -> Event {
+    Event {
         envelope: Envelope {
             event_id: uuid::Uuid::new_v4().to_string(),
             event_type: "order.updated".into(),
@@ -111,7 +112,12 @@ pub fn event(o: Order) -> Vec<u8> {
             schema_version: 1,
         },
         component: Component::Order(o),
-    })
+    }
+}
+
+/// [`order_event`] of `o` in JSON.
+pub fn event(o: Order) -> Vec<u8> {
+    order_gateway::events::encode_json(&order_event(o))
 }
 
 pub fn producer() -> FutureProducer {

@@ -179,27 +179,27 @@ impl<S: OrderStore> ReadThrough<S> {
         self.fills.in_flight() + self.number_fills.in_flight()
     }
 
+    /// The cache's answer for `id`, counted in `cache_lookups_total`.
+    fn lookup(&self, id: &str) -> Lookup {
+        let found = self.cache.lookup(id);
+        count(match &found {
+            Lookup::Hit(_) => "hit",
+            Lookup::NotFound => "negative",
+            Lookup::Stale(_) => "stale",
+            Lookup::Miss => "miss",
+        });
+        found
+    }
+
     /// The view of order `id`: from the cache when current, else filled
     /// (coalesced) from the backends; a cached view is served stale when
     /// they fail.
     pub async fn get(&self, id: &str, trace: &TraceParent) -> Outcome {
-        let stale = match self.cache.lookup(id) {
-            Lookup::Hit(e) => {
-                count("hit");
-                return Outcome::Hit(e);
-            }
-            Lookup::NotFound => {
-                count("negative");
-                return Outcome::NotFound;
-            }
-            Lookup::Stale(e) => {
-                count("stale");
-                Some(e)
-            }
-            Lookup::Miss => {
-                count("miss");
-                None
-            }
+        let stale = match self.lookup(id) {
+            Lookup::Hit(e) => return Outcome::Hit(e),
+            Lookup::NotFound => return Outcome::NotFound,
+            Lookup::Stale(e) => Some(e),
+            Lookup::Miss => None,
         };
         // Boxed: the backend reads make a large future, and a lookup's future
         // is moved on every request, hits included.
@@ -341,21 +341,16 @@ impl<S: OrderStore> ReadThrough<S> {
         let mut stale: HashMap<&str, Arc<CachedView>> = HashMap::new();
         let mut misses: Vec<&str> = Vec::new();
         for &id in ids {
-            match self.cache.lookup(id) {
+            match self.lookup(id) {
                 Lookup::Hit(e) => {
-                    count("hit");
                     found.insert(id.to_owned(), e);
                 }
-                Lookup::NotFound => count("negative"),
+                Lookup::NotFound => {}
                 Lookup::Stale(e) => {
-                    count("stale");
                     stale.insert(id, e);
                     misses.push(id);
                 }
-                Lookup::Miss => {
-                    count("miss");
-                    misses.push(id);
-                }
+                Lookup::Miss => misses.push(id),
             }
         }
         misses.sort_unstable();

@@ -114,16 +114,15 @@ fn backend_title(b: Backend) -> &'static str {
 
 /// `POST /v1/orders:batchGet` with `{"ids": [...]}`: cache first, one
 /// Elasticsearch request for the rest, then ClickHouse; results in request order.
-pub async fn batch_get<B>(
+///
+/// The body arrives read in full: the HTTP layer bounds it by size and time
+/// (`server.max_body_bytes`, `server.body_read_timeout`).
+pub async fn batch_get(
     state: &AppState,
-    req: hyper::Request<B>,
+    req: hyper::Request<http_body_util::Full<Bytes>>,
     ctx: &RequestContext,
     pii: bool,
-) -> Result<HttpResponse, ApiError>
-where
-    B: hyper::body::Body<Data = Bytes>,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+) -> Result<HttpResponse, ApiError> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Body {
@@ -131,7 +130,10 @@ where
     }
     params::query(req.uri().query(), &[])?;
     let max = state.config.api.max_batch_ids;
-    let bytes = read_body(req, state.config.server.max_body_bytes).await?;
+    let bytes = match req.into_body().collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(never) => match never {},
+    };
     let body: Body = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_param("body", format!("expected {{\"ids\": [\"...\"]}}: {e}")))?;
     if body.ids.is_empty() || body.ids.len() > max {
@@ -323,19 +325,4 @@ fn view_response(e: &CachedView, status: CacheStatus, req_headers: &HeaderMap, p
         h.insert(header::WARNING, HeaderValue::from_static("110 - \"Response is Stale\""));
     }
     resp
-}
-
-async fn read_body<B>(req: hyper::Request<B>, limit: usize) -> Result<Bytes, ApiError>
-where
-    B: hyper::body::Body<Data = Bytes>,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let limited = http_body_util::Limited::new(req.into_body(), limit);
-    match limited.collect().await {
-        Ok(b) => Ok(b.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            Err(ApiError::PayloadTooLarge(format!("the request body exceeds {limit} bytes (server.max_body_bytes)")))
-        }
-        Err(e) => Err(ApiError::bad_param("body", format!("cannot read the request body: {e}"))),
-    }
 }

@@ -321,18 +321,14 @@ where
     Ok((Request::from_parts(parts, http_body_util::Full::new(body)), slot))
 }
 
-async fn dispatch<B>(
+async fn dispatch(
     state: &AppState,
     route: Route,
     params: &[(&str, &str)],
     ctx: &RequestContext,
     admitted: &Admitted,
-    req: Request<B>,
-) -> Result<HttpResponse, ApiError>
-where
-    B: hyper::body::Body<Data = bytes::Bytes>,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+    req: Request<http_body_util::Full<bytes::Bytes>>,
+) -> Result<HttpResponse, ApiError> {
     let param = |name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| *v).unwrap_or_default();
     let query = req.uri().query();
     let pii = admitted.sees_pii();

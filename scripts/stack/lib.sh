@@ -4,7 +4,9 @@
 #   <name>_install   fetch and prepare it under $STACK_DIR/dist/<name> (idempotent)
 #   <name>_start     launch it in the background with start_daemon
 #   <name>_health    exit 0 when it answers as a healthy server
-# and may set <NAME>_START_TIMEOUT (seconds, default 120).
+# and may set <NAME>_START_TIMEOUT (seconds, default 120) and define
+#   <name>_post_start  run by start once it is healthy (also when it was already
+#                      running): idempotent set-up that needs the server, e.g. users
 set -euo pipefail
 
 STACK_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -111,3 +113,7 @@ maven_copy_deps() {
     org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies \
     -DoutputDirectory="$out" -DincludeScope=runtime >&2
 }
+
+# The stack's throwaway certificates: STACK_TLS_DIR, tls_ensure.
+# shellcheck source=tls.sh
+source "$STACK_SCRIPTS/tls.sh"

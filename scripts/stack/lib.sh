@@ -17,11 +17,16 @@ STACK_BIND="${STACK_BIND:-127.0.0.1}"
 # Fixed default ports; each can be overridden from the environment.
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+KAFKA_SASL_PORT="${KAFKA_SASL_PORT:-9094}"
 ES_PORT="${ES_PORT:-9200}"
 ES_TRANSPORT_PORT="${ES_TRANSPORT_PORT:-9300}"
 CLICKHOUSE_HTTP_PORT="${CLICKHOUSE_HTTP_PORT:-8123}"
 CLICKHOUSE_TCP_PORT="${CLICKHOUSE_TCP_PORT:-9000}"
 SCHEMA_REGISTRY_PORT="${SCHEMA_REGISTRY_PORT:-8081}"
+
+# Throwaway credentials of the secured side (tests only; see scripts/stack/env).
+KAFKA_SCRAM_USER="${KAFKA_SCRAM_USER:-gateway}"
+KAFKA_SCRAM_PASSWORD="${KAFKA_SCRAM_PASSWORD:-gateway-scram-secret}"
 
 # Every component the stack knows, in start order.
 STACK_COMPONENTS=(kafka schema-registry elasticsearch clickhouse k6)

@@ -27,6 +27,8 @@ SCHEMA_REGISTRY_PORT="${SCHEMA_REGISTRY_PORT:-8081}"
 # Throwaway credentials of the secured side (tests only; see scripts/stack/env).
 KAFKA_SCRAM_USER="${KAFKA_SCRAM_USER:-gateway}"
 KAFKA_SCRAM_PASSWORD="${KAFKA_SCRAM_PASSWORD:-gateway-scram-secret}"
+CLICKHOUSE_TLS_USER="${CLICKHOUSE_TLS_USER:-gateway_tls}"
+CLICKHOUSE_TLS_PASSWORD="${CLICKHOUSE_TLS_PASSWORD:-gateway-tls-secret}"
 
 # Every component the stack knows, in start order.
 STACK_COMPONENTS=(kafka schema-registry elasticsearch clickhouse k6)

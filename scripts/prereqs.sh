@@ -13,12 +13,23 @@ need python3 python3
 need cc gcc
 need curl curl
 need setsid util-linux
+need openssl openssl
+# The integration tests' TLS terminator (tests/common/tls_proxy.rs); in /usr/sbin,
+# which is not always on PATH.
+[[ -x /usr/sbin/nginx ]] || command -v nginx >/dev/null 2>&1 || missing+=(nginx)
 
 if (( ${#missing[@]} )); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
     echo "[prereqs] installing: ${missing[*]}" >&2
+    # Debian starts a package's service on install: keep nginx from taking
+    # port 80 system-wide when nothing prevents that already.
+    policy=""
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+      policy=/usr/sbin/policy-rc.d; printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"
+    fi
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    if [[ -n "$policy" ]]; then rm -f "$policy"; fi
   else
     echo "[prereqs] missing tools; install these packages: ${missing[*]}" >&2
     exit 1

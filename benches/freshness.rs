@@ -111,6 +111,7 @@ async fn run(base: String) -> anyhow::Result<bool> {
     // As an OMS service would produce: acknowledged by every in-sync replica,
     // sent at once rather than batched.
     let producer: FutureProducer = order_gateway::backends::kafka::base_config(&config.kafka)
+        .expect("kafka settings")
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("linger.ms", "0")

@@ -55,7 +55,14 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::CheckConfig => {
+            if let Err(e) = order_gateway::backends::check_config(&config) {
+                eprintln!("order-gateway: invalid configuration: {e:#}");
+                return ExitCode::from(2);
+            }
             print!("{}", config.to_masked_toml());
+            for w in config.warnings() {
+                eprintln!("order-gateway: warning: {w}");
+            }
             ExitCode::SUCCESS
         }
         Command::Healthcheck => match healthcheck(config.server.listen) {
@@ -96,6 +103,7 @@ where
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     telemetry::init_logging(&config.log);
+    warn_about(config);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -115,6 +123,7 @@ where
 async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     telemetry::init_logging(&config.log);
+    warn_about(&config);
     let metrics = telemetry::init_metrics()?;
     let listen = config.server.listen;
     let listener = bind(listen).map_err(|e| anyhow::anyhow!("cannot listen on {listen} (server.listen): {e}"))?;
@@ -249,5 +258,12 @@ fn healthcheck(listen: std::net::SocketAddr) -> std::io::Result<()> {
         Ok(())
     } else {
         Err(std::io::Error::other(format!("unexpected answer {:?}", String::from_utf8_lossy(&head))))
+    }
+}
+
+/// Logs what `check-config` warns about, at every start.
+fn warn_about(config: &Config) {
+    for w in config.warnings() {
+        tracing::warn!(warning = %w, "configuration");
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::breaker::ClickHouseBreakers;
-use super::{timed, timed_unguarded, Backend, BackendError, ADMIN_TIMEOUT};
+use super::{endpoint, timed, timed_unguarded, Backend, BackendError, ADMIN_TIMEOUT};
 use crate::config::ClickHouseConfig;
 use crate::model::{Component, Fulfillment, Order, Timestamp};
 
@@ -16,23 +16,56 @@ pub struct ChClient {
     database: String,
     timeout: Duration,
     breakers: ClickHouseBreakers,
+    /// host:port, for errors that must say where.
+    endpoint: String,
+}
+
+/// A connector over rustls with the configured roots and client certificate
+/// (TCP keep-alive 60 s, as the crate's own).
+fn https_connector(
+    tls: &crate::config::TlsConfig,
+) -> anyhow::Result<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>> {
+    use hyper_util::client::legacy::connect::HttpConnector;
+    let config = super::tls::client_config(Backend::ClickHouse, tls)?;
+    let mut http = HttpConnector::new();
+    http.set_keepalive(Some(Duration::from_secs(60)));
+    http.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(https)
 }
 
 impl ChClient {
     /// Builds the client; no query is sent. Its queries go through the
     /// breaker of their kind in `breakers`.
-    pub fn new(cfg: &ClickHouseConfig, breakers: ClickHouseBreakers) -> Self {
-        let mut client = clickhouse::Client::default()
-            .with_url(cfg.url.as_str().trim_end_matches('/'))
-            .with_database(&cfg.database)
-            .with_user(&cfg.user);
+    pub fn new(cfg: &ClickHouseConfig, breakers: ClickHouseBreakers) -> anyhow::Result<Self> {
+        let client = if cfg.url.scheme() == "https" {
+            // Pooled like the crate's own client: idle connections kept 2 s.
+            let pool = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(2))
+                .build(https_connector(&cfg.tls)?);
+            clickhouse::Client::with_http_client(pool)
+        } else {
+            clickhouse::Client::default()
+        };
+        let mut client =
+            client.with_url(cfg.url.as_str().trim_end_matches('/')).with_database(&cfg.database).with_user(&cfg.user);
         if cfg.password.is_set() {
             client = client.with_password(cfg.password.expose());
         }
         // The server stops a query when the gateway would stop waiting for it:
         // abandoned queries must not pile up and starve the ones still wanted.
         client = client.with_setting("max_execution_time", cfg.timeout.as_secs_f64().ceil().max(1.0).to_string());
-        ChClient { client, database: cfg.database.clone(), timeout: cfg.timeout, breakers }
+        Ok(ChClient {
+            client,
+            database: cfg.database.clone(),
+            timeout: cfg.timeout,
+            breakers,
+            endpoint: endpoint(&cfg.url),
+        })
     }
 
     /// The underlying client, for the query modules of `backends` (analytics).
@@ -55,7 +88,8 @@ impl ChClient {
         let version: String = timed_unguarded(Backend::ClickHouse, "ping", self.timeout, async {
             self.client.query("SELECT version()").fetch_one::<String>().await
         })
-        .await?;
+        .await
+        .map_err(|e| e.at(&self.endpoint))?;
         Ok(format!("version {version}"))
     }
 }

@@ -3,8 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use elasticsearch::auth::Credentials;
+use elasticsearch::auth::{ClientCertificate, Credentials};
+use elasticsearch::cert::CertificateValidation;
 use elasticsearch::cluster::ClusterHealthParts;
+use elasticsearch::http::headers::{HeaderMap, HeaderValue, AUTHORIZATION};
 use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 use elasticsearch::Elasticsearch;
 
@@ -15,7 +17,7 @@ use elasticsearch::params::Refresh;
 use elasticsearch::{BulkParts, SearchParts};
 use serde_json::{json, Value};
 
-use super::{timed, timed_unguarded, Backend, BackendError, Breaker, Refused, ADMIN_TIMEOUT};
+use super::{endpoint, timed, timed_unguarded, Backend, BackendError, Breaker, Refused, ADMIN_TIMEOUT};
 use crate::config::ElasticsearchConfig;
 use crate::model::OrderView;
 
@@ -25,6 +27,20 @@ pub struct EsClient {
     client: Elasticsearch,
     timeout: Duration,
     breaker: Arc<Breaker>,
+    /// host:port, for errors that must say where.
+    endpoint: String,
+}
+
+/// The `Authorization` header of basic auth or an API key, if configured.
+fn authorization(cfg: &ElasticsearchConfig) -> Option<String> {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    if cfg.api_key.is_set() {
+        let key = cfg.api_key.expose();
+        // "id:api_key" as created, or the `encoded` form (base64 has no ':').
+        return Some(format!("ApiKey {}", if key.contains(':') { b64(key) } else { key.to_string() }));
+    }
+    (!cfg.username.is_empty()).then(|| format!("Basic {}", b64(&format!("{}:{}", cfg.username, cfg.password.expose()))))
 }
 
 impl EsClient {
@@ -32,11 +48,39 @@ impl EsClient {
     pub fn new(cfg: &ElasticsearchConfig, breaker: Arc<Breaker>) -> anyhow::Result<Self> {
         let pool = SingleNodeConnectionPool::new(cfg.url.clone());
         let mut builder = TransportBuilder::new(pool).timeout(cfg.timeout);
-        if !cfg.username.is_empty() {
-            builder = builder.auth(Credentials::Basic(cfg.username.clone(), cfg.password.expose().to_string()));
+        // The client takes one `Credentials`, and a client certificate is one:
+        // basic auth and API keys go in a header so they combine with mutual TLS.
+        if let Some(value) = authorization(cfg) {
+            let mut value = HeaderValue::from_str(&value)
+                .map_err(|_| anyhow::anyhow!("elasticsearch credentials contain characters not allowed in a header"))?;
+            value.set_sensitive(true);
+            let mut headers = HeaderMap::new();
+            headers.insert(AUTHORIZATION, value);
+            builder = builder.headers(headers);
+        }
+        if cfg.url.scheme() == "https" {
+            // Checks the files and key as the other backends do, with the same words.
+            super::tls::client_config(Backend::Elasticsearch, &cfg.tls)?;
+            if let Some(ca) = cfg.tls.ca() {
+                let pem = std::fs::read(ca)?;
+                let chain = elasticsearch::cert::Certificate::from_pem(&pem)
+                    .map_err(|e| anyhow::anyhow!("elasticsearch.tls.ca_file = {:?}: {e}", ca.display()))?;
+                builder = builder.cert_validation(CertificateValidation::Full(chain));
+            }
+            if let Some((cert, key)) = cfg.tls.client_identity() {
+                let mut pem = std::fs::read(key)?;
+                pem.push(b'\n');
+                pem.extend(std::fs::read(cert)?);
+                builder = builder.auth(Credentials::Certificate(ClientCertificate::Pem(pem)));
+            }
         }
         let transport = builder.build().map_err(|e| anyhow::anyhow!("elasticsearch client for {}: {e}", cfg.url))?;
-        Ok(EsClient { client: Elasticsearch::new(transport), timeout: cfg.timeout, breaker })
+        Ok(EsClient {
+            client: Elasticsearch::new(transport),
+            timeout: cfg.timeout,
+            breaker,
+            endpoint: endpoint(&cfg.url),
+        })
     }
 
     /// Cluster health: usable when yellow or green.
@@ -45,7 +89,8 @@ impl EsClient {
             let resp = self.client.cluster().health(ClusterHealthParts::None).send().await?.error_for_status_code()?;
             resp.json::<serde_json::Value>().await
         })
-        .await?;
+        .await
+        .map_err(|e| e.at(&self.endpoint))?;
         let status = body.get("status").and_then(|s| s.as_str()).unwrap_or("unknown").to_string();
         match status.as_str() {
             "green" | "yellow" => Ok(format!("cluster status {status}")),

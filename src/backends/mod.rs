@@ -14,6 +14,7 @@ pub mod elasticsearch;
 pub mod kafka;
 pub mod readiness;
 pub mod schema_registry;
+pub mod tls;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -123,6 +124,17 @@ impl BackendError {
         }
     }
 
+    /// The same failure, saying where: `endpoint` is host:port (no path, no
+    /// credentials). For pings and tools, whose errors an operator reads.
+    pub fn at(self, endpoint: &str) -> Self {
+        match self {
+            BackendError::Failed { backend, detail } => {
+                BackendError::Failed { backend, detail: format!("{endpoint}: {detail}") }
+            }
+            other => other,
+        }
+    }
+
     /// Builds a failure from any displayable error.
     pub fn failed(backend: Backend, err: impl std::fmt::Display) -> Self {
         BackendError::Failed { backend, detail: err.to_string() }
@@ -213,8 +225,9 @@ where
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => {
             let e = e.into();
-            // `{:#}` keeps the cause chain ("error sending request: connection refused").
-            let detail = format!("{e:#}");
+            // `{:#}` keeps the cause chain ("error sending request: connection refused");
+            // a refused certificate is said in words first.
+            let detail = tls::annotate(format!("{e:#}"), e.as_ref());
             if e.downcast_ref::<Refused>().is_some() {
                 Err(BackendError::Refused { backend, detail })
             } else {
@@ -236,6 +249,32 @@ where
     result
 }
 
+/// host:port of a backend URL, for error messages: never its path or the
+/// credentials a URL may carry.
+pub(crate) fn endpoint(url: &url::Url) -> String {
+    match (url.host_str(), url.port_or_known_default()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        _ => url.scheme().to_string(),
+    }
+}
+
+/// What building the clients would check, without building them (no
+/// connection is opened): the TLS files and keys of each https backend, and
+/// the Kafka settings librdkafka must accept. For `check-config`.
+pub fn check_config(cfg: &Config) -> anyhow::Result<()> {
+    for (backend, url, tls) in [
+        (Backend::Elasticsearch, &cfg.elasticsearch.url, &cfg.elasticsearch.tls),
+        (Backend::ClickHouse, &cfg.clickhouse.url, &cfg.clickhouse.tls),
+        (Backend::SchemaRegistry, &cfg.schema_registry.url, &cfg.schema_registry.tls),
+    ] {
+        if url.scheme() == "https" {
+            tls::client_config(backend, tls)?;
+        }
+    }
+    kafka::base_config(&cfg.kafka).map(|_| ())
+}
+
 /// All backend clients, cheap to clone.
 #[derive(Clone)]
 pub struct Backends {
@@ -255,7 +294,7 @@ impl Backends {
         let breakers = Breakers::new(&cfg.breaker);
         Ok(Backends {
             elasticsearch: elasticsearch::EsClient::new(&cfg.elasticsearch, breakers.elasticsearch.clone())?,
-            clickhouse: clickhouse::ChClient::new(&cfg.clickhouse, breakers.clickhouse.clone()),
+            clickhouse: clickhouse::ChClient::new(&cfg.clickhouse, breakers.clickhouse.clone())?,
             kafka: kafka::KafkaClient::new(&cfg.kafka)?,
             schema_registry: schema_registry::RegistryClient::new(&cfg.schema_registry)?,
             breakers,

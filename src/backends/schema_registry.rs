@@ -14,21 +14,24 @@ pub struct RegistryClient {
     base: Url,
     timeout: Duration,
     auth: Option<(String, String)>,
+    /// host:port, for errors that must say where.
+    endpoint: String,
 }
 
 impl RegistryClient {
     /// Builds the client; no request is made.
     pub fn new(cfg: &SchemaRegistryConfig) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .build()
-            .map_err(|e| anyhow::anyhow!("schema registry client: {e}"))?;
+        let mut http = reqwest::Client::builder().timeout(cfg.timeout);
+        if cfg.url.scheme() == "https" {
+            http = http.use_preconfigured_tls(super::tls::client_config(Backend::SchemaRegistry, &cfg.tls)?);
+        }
+        let http = http.build().map_err(|e| anyhow::anyhow!("schema registry client: {e}"))?;
         let mut base = cfg.url.clone();
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
         }
         let auth = (!cfg.username.is_empty()).then(|| (cfg.username.clone(), cfg.password.expose().to_string()));
-        Ok(RegistryClient { http, base, timeout: cfg.timeout, auth })
+        Ok(RegistryClient { http, base, timeout: cfg.timeout, auth, endpoint: super::endpoint(&cfg.url) })
     }
 
     /// A GET request to `path` under the registry's base URL.
@@ -117,7 +120,8 @@ impl RegistryClient {
         let subjects: Vec<String> = timed_unguarded(Backend::SchemaRegistry, "list_subjects", self.timeout, async {
             self.get("subjects").send().await?.error_for_status()?.json::<Vec<String>>().await
         })
-        .await?;
+        .await
+        .map_err(|e| e.at(&self.endpoint))?;
         Ok(format!("{} subject(s)", subjects.len()))
     }
 }

@@ -4,6 +4,7 @@
 //! on every key and is compiled in as the base layer, so a key that exists in
 //! code but not in the file (or the other way round) fails the unit tests.
 
+mod connect;
 mod edge;
 pub mod reload;
 mod secret;
@@ -17,6 +18,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+pub use connect::{is_loopback_host, KafkaOptions, KafkaSecurity, SaslMechanism, TlsConfig, KAFKA_OWNED_PROPERTIES};
 pub use edge::*;
 pub use secret::{is_secret_key, Secret};
 
@@ -108,6 +110,11 @@ pub struct ElasticsearchConfig {
     pub timeout: Duration,
     pub username: String,
     pub password: Secret,
+    pub password_file: String,
+    /// `id:key` as Elasticsearch creates it, or its base64 `encoded` form.
+    pub api_key: Secret,
+    pub api_key_file: String,
+    pub tls: TlsConfig,
 }
 
 /// The analytical store.
@@ -118,8 +125,10 @@ pub struct ClickHouseConfig {
     pub database: String,
     pub user: String,
     pub password: Secret,
+    pub password_file: String,
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    pub tls: TlsConfig,
 }
 
 /// The event bus.
@@ -130,6 +139,13 @@ pub struct KafkaConfig {
     pub client_id: String,
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    pub security_protocol: KafkaSecurity,
+    pub sasl_mechanism: SaslMechanism,
+    pub sasl_username: String,
+    pub sasl_password: Secret,
+    pub sasl_password_file: String,
+    pub tls: TlsConfig,
+    pub options: KafkaOptions,
 }
 
 /// The Confluent-compatible schema registry.
@@ -141,6 +157,8 @@ pub struct SchemaRegistryConfig {
     pub timeout: Duration,
     pub username: String,
     pub password: Secret,
+    pub password_file: String,
+    pub tls: TlsConfig,
     /// Accept a writer schema id registered under any subject, not only the
     /// topic's own `<topic>-value`.
     pub allow_any_subject: bool,
@@ -311,7 +329,8 @@ impl Config {
             figment = figment.merge(Toml::file(path));
         }
         figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
-        let config: Config = figment.extract().map_err(|e| ConfigError(describe(&figment, e)))?;
+        let mut config: Config = figment.extract().map_err(|e| ConfigError(describe(&figment, e)))?;
+        config.read_secret_files()?;
         config.validate()?;
         Ok(config)
     }
@@ -320,6 +339,53 @@ impl Config {
     /// benchmarks that must not see the caller's variables.
     pub fn defaults() -> Config {
         Figment::from(Toml::string(DEFAULT_TOML)).extract().expect("config/default.toml is valid")
+    }
+
+    /// Fills each secret whose `*_file` key is set from that file.
+    fn read_secret_files(&mut self) -> Result<(), ConfigError> {
+        use connect::read_secret_file as read;
+        let es = &mut self.elasticsearch;
+        read("elasticsearch.password", &mut es.password, &es.password_file)?;
+        read("elasticsearch.api_key", &mut es.api_key, &es.api_key_file)?;
+        read("clickhouse.password", &mut self.clickhouse.password, &self.clickhouse.password_file)?;
+        read("schema_registry.password", &mut self.schema_registry.password, &self.schema_registry.password_file)?;
+        read("kafka.sasl_password", &mut self.kafka.sasl_password, &self.kafka.sasl_password_file)
+    }
+
+    /// What is allowed but probably wrong outside a laptop; `check-config`
+    /// prints these and `serve` logs them at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (key, url) in [
+            ("elasticsearch.url", &self.elasticsearch.url),
+            ("clickhouse.url", &self.clickhouse.url),
+            ("schema_registry.url", &self.schema_registry.url),
+        ] {
+            if url.scheme() == "http" && url.host().is_some_and(|h| !is_loopback_host(&h)) {
+                out.push(format!(
+                    "{key} = \"{url}\": plain http to another host sends queries, order data and credentials unencrypted; use https"
+                ));
+            }
+        }
+        if !self.kafka.security_protocol.uses_tls() {
+            let remote = self.kafka.brokers.split(',').map(str::trim).filter(|b| !b.is_empty()).find(|b| {
+                let host = b.rsplit_once(':').map_or(*b, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
+                url::Host::parse(host).is_ok_and(|h| !is_loopback_host(&h))
+            });
+            if let Some(b) = remote {
+                out.push(format!(
+                    "kafka.security_protocol = \"{}\" with broker {b}: order events travel unencrypted; use ssl or sasl_ssl",
+                    self.kafka.security_protocol.as_librdkafka()
+                ));
+            }
+        }
+        if !self.api.cursor_secret.is_set() && !self.server.listen.ip().is_loopback() {
+            out.push(format!(
+                "api.cursor_secret is not set and server.listen = {} is reachable from other hosts: each replica makes its own random secret, so a page cursor from one replica is refused by the others; set one secret for all replicas",
+                self.server.listen
+            ));
+        }
+        out
     }
 
     /// Rules serde cannot express.
@@ -446,6 +512,7 @@ impl Config {
                 return bad(&format!("auth.keys[{i}].scopes"), &k.name, "must list at least one scope");
             }
         }
+        self.validate_connections()?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return bad(
                 "log.level",
@@ -454,6 +521,53 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// TLS files, credentials and Kafka's security settings.
+    fn validate_connections(&self) -> Result<(), ConfigError> {
+        let bad = |msg: String| Err(ConfigError(msg));
+        for (section, tls, url) in [
+            ("elasticsearch", &self.elasticsearch.tls, Some(&self.elasticsearch.url)),
+            ("clickhouse", &self.clickhouse.tls, Some(&self.clickhouse.url)),
+            ("schema_registry", &self.schema_registry.tls, Some(&self.schema_registry.url)),
+            ("kafka", &self.kafka.tls, None),
+        ] {
+            tls.check(section)?;
+            if let Some(url) = url.filter(|u| u.scheme() == "http" && tls.is_set()) {
+                return bad(format!("{section}.tls is set but {section}.url = \"{url}\" is plain http: use https"));
+            }
+        }
+        let es = &self.elasticsearch;
+        if es.api_key.is_set() && !es.username.is_empty() {
+            return bad(
+                "elasticsearch.api_key and elasticsearch.username are both set: use one way to authenticate".into()
+            );
+        }
+        if es.password.is_set() && es.username.is_empty() {
+            return bad("elasticsearch.password is set but elasticsearch.username is empty".into());
+        }
+        if self.schema_registry.password.is_set() && self.schema_registry.username.is_empty() {
+            return bad("schema_registry.password is set but schema_registry.username is empty".into());
+        }
+        let k = &self.kafka;
+        let protocol = k.security_protocol.as_librdkafka();
+        if k.security_protocol.uses_sasl() {
+            if k.sasl_username.is_empty() || !k.sasl_password.is_set() {
+                return bad(format!(
+                    "kafka.security_protocol = \"{protocol}\" needs kafka.sasl_username and kafka.sasl_password (or kafka.sasl_password_file)"
+                ));
+            }
+        } else if !k.sasl_username.is_empty() || k.sasl_password.is_set() {
+            return bad(format!(
+                "kafka.sasl_username or kafka.sasl_password is set but kafka.security_protocol = \"{protocol}\" does not use SASL: use sasl_ssl (or sasl_plaintext)"
+            ));
+        }
+        if k.tls.is_set() && !k.security_protocol.uses_tls() {
+            return bad(format!(
+                "kafka.tls is set but kafka.security_protocol = \"{protocol}\" does not use TLS: use ssl or sasl_ssl"
+            ));
+        }
+        k.options.check()
     }
 
     /// The effective configuration as TOML, secrets masked.

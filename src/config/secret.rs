@@ -67,7 +67,11 @@ impl<'de> Deserialize<'de> for Secret {
 /// printed, not even in an error about it.
 pub fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    ["password", "secret", "token", "private", "credential"].iter().any(|s| key.contains(s))
+    // `password_file` names where a secret is, not the secret.
+    if key.ends_with("_file") || key.ends_with(".location") {
+        return false;
+    }
+    ["password", "secret", "token", "private", "credential", "api_key"].iter().any(|s| key.contains(s))
 }
 
 impl From<&str> for Secret {

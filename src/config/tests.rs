@@ -178,3 +178,107 @@ fn disabled_auth_is_refused_on_a_listener_others_can_reach() {
         Ok(())
     });
 }
+
+#[test]
+fn a_secret_file_fills_its_secret_and_both_at_once_is_refused() {
+    Jail::expect_with(|jail| {
+        jail.create_file("es-password", "s3cret\n")?;
+        let path = jail.directory().join("es-password");
+        jail.set_env("ORDER_GATEWAY__ELASTICSEARCH__USERNAME", "gateway");
+        jail.set_env("ORDER_GATEWAY__ELASTICSEARCH__PASSWORD_FILE", path.display());
+        let c = load_in(jail, None).expect("valid");
+        assert_eq!(c.elasticsearch.password.expose(), "s3cret", "one trailing newline is dropped");
+        assert!(!c.to_masked_toml().contains("s3cret"));
+        assert!(c.to_masked_toml().contains("es-password"), "a file's path is not a secret");
+
+        jail.set_env("ORDER_GATEWAY__ELASTICSEARCH__PASSWORD", "other");
+        let err = load_in(jail, None).unwrap_err().to_string();
+        assert!(err.contains("elasticsearch.password and elasticsearch.password_file"), "{err}");
+        assert!(!err.contains("other") && !err.contains("s3cret"), "{err}");
+
+        jail.set_env("ORDER_GATEWAY__ELASTICSEARCH__PASSWORD", "");
+        jail.set_env("ORDER_GATEWAY__ELASTICSEARCH__PASSWORD_FILE", "/nonexistent/secret");
+        let err = load_in(jail, None).unwrap_err().to_string();
+        assert!(err.contains("elasticsearch.password_file") && err.contains("/nonexistent/secret"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn kafka_security_settings_must_agree() {
+    Jail::expect_with(|jail| {
+        let refused = |jail: &Jail, file: &str, words: &str| {
+            jail.create_file("gw.toml", file).unwrap();
+            let err = load_in(jail, Some("gw.toml")).unwrap_err().to_string();
+            assert!(err.contains(words), "{file}: {err}");
+            assert!(!err.contains("pw-1"), "a password in an error: {err}");
+        };
+        refused(
+            jail,
+            "[kafka]\nsecurity_protocol = \"sasl_ssl\"\n",
+            "needs kafka.sasl_username and kafka.sasl_password",
+        );
+        refused(jail, "[kafka]\nsasl_username = \"u\"\nsasl_password = \"pw-1\"\n", "does not use SASL");
+        jail.create_file("ca.pem", "x")?;
+        refused(jail, "[kafka.tls]\nca_file = \"ca.pem\"\n", "does not use TLS");
+        refused(
+            jail,
+            "[kafka.options]\n\"sasl.password\" = \"pw-1\"\n",
+            "kafka.options.\"sasl.password\": set kafka.sasl_password",
+        );
+        refused(jail, "[kafka.options]\n\"enable.ssl.certificate.verification\" = \"false\"\n", "cannot be turned off");
+        refused(jail, "[kafka]\nsecurity_protocol = \"tls\"\n", "security_protocol");
+        refused(jail, "[kafka]\nsecurity_protocol = \"sasl_ssl\"\nsasl_mechanism = \"GSSAPI\"\n", "sasl_mechanism");
+
+        jail.create_file("gw.toml", "[kafka]\nsecurity_protocol = \"SASL_SSL\"\nsasl_username = \"u\"\nsasl_password = \"pw-1\"\n[kafka.options]\n\"ssl.key.password\" = \"pw-1\"\n\"fetch.max.bytes\" = 1048576\n")?;
+        let c = load_in(jail, Some("gw.toml")).expect("valid");
+        assert_eq!(c.kafka.security_protocol, KafkaSecurity::SaslSsl);
+        assert_eq!(c.kafka.options.0["fetch.max.bytes"], "1048576", "a number is taken as its text");
+        let shown = format!("{}{:?}", c.to_masked_toml(), c.kafka);
+        assert!(!shown.contains("pw-1"), "{shown}");
+        Ok(())
+    });
+}
+
+#[test]
+fn tls_files_are_checked_when_loaded() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "gw.toml",
+            "[clickhouse]\nurl = \"https://ch.example:8443\"\n[clickhouse.tls]\nclient_cert_file = \"gw.toml\"\n",
+        )?;
+        let err = load_in(jail, Some("gw.toml")).unwrap_err().to_string();
+        assert!(
+            err.contains("clickhouse.tls.client_cert_file is set but clickhouse.tls.client_key_file is not"),
+            "{err}"
+        );
+        jail.create_file(
+            "gw.toml",
+            "[elasticsearch]\nurl = \"https://es.example\"\n[elasticsearch.tls]\nca_file = \"missing.pem\"\n",
+        )?;
+        let err = load_in(jail, Some("gw.toml")).unwrap_err().to_string();
+        assert!(err.contains("elasticsearch.tls.ca_file = \"missing.pem\""), "{err}");
+        jail.create_file("ca.pem", "x")?;
+        jail.create_file("gw.toml", "[elasticsearch.tls]\nca_file = \"ca.pem\"\n")?;
+        let err = load_in(jail, Some("gw.toml")).unwrap_err().to_string();
+        assert!(err.contains("plain http: use https"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn warnings_name_plain_text_to_other_hosts_and_a_missing_cursor_secret() {
+    let mut c = Config::defaults();
+    assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+    c.elasticsearch.url = "http://es.internal:9200".parse().unwrap();
+    c.clickhouse.url = "https://ch.internal:8443".parse().unwrap();
+    c.kafka.brokers = "localhost:9092,kafka-1.internal:9092".into();
+    c.server.listen = "0.0.0.0:8080".parse().unwrap();
+    let w = c.warnings().join("\n");
+    assert!(w.contains("elasticsearch.url") && !w.contains("clickhouse.url"), "{w}");
+    assert!(w.contains("kafka-1.internal:9092"), "{w}");
+    assert!(w.contains("api.cursor_secret"), "{w}");
+    c.api.cursor_secret = Secret::from("shared");
+    c.kafka.brokers = "[::1]:9092".into();
+    assert!(!c.warnings().join("\n").contains("cursor_secret") && !c.warnings().join("\n").contains("kafka"));
+}

@@ -17,6 +17,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{decode_json, Decoder, Limits, Stream};
+use crate::backends::kafka::KafkaContext;
 use crate::cache::{OrderCache, PartitionPosition};
 use crate::config::{Config, WireFormat};
 use crate::telemetry::names;
@@ -29,14 +30,14 @@ pub fn spawn(config: &Config, cache: Arc<OrderCache>, decoder: Arc<Decoder>) -> 
     if !config.stream.enabled {
         return Ok(());
     }
-    let consumer: StreamConsumer = crate::backends::kafka::base_config(&config.kafka)
+    let consumer: StreamConsumer<KafkaContext> = crate::backends::kafka::base_config(&config.kafka)?
         // librdkafka wants a group id even though assign() never joins a group.
         .set("group.id", format!("{}-serve-{}", config.kafka.client_id, uuid::Uuid::new_v4().simple()))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("fetch.wait.max.ms", "10")
         .set("fetch.min.bytes", "1")
-        .create()
+        .create_with_context(KafkaContext::default())
         .map_err(|e| anyhow::anyhow!("kafka stream consumer for {}: {e}", config.kafka.brokers))?;
     let consumer = Arc::new(consumer);
     let topics = [
@@ -163,7 +164,7 @@ struct Start {
 
 /// Assigns every partition of `topics` at its current high watermark, as a
 /// concrete offset (see the module comment); returns where each starts.
-async fn assign(consumer: &Arc<StreamConsumer>, topics: &[String]) -> anyhow::Result<Vec<Start>> {
+async fn assign(consumer: &Arc<StreamConsumer<KafkaContext>>, topics: &[String]) -> anyhow::Result<Vec<Start>> {
     let consumer = consumer.clone();
     let topics = topics.to_vec();
     tokio::task::spawn_blocking(move || {
@@ -191,7 +192,10 @@ async fn assign(consumer: &Arc<StreamConsumer>, topics: &[String]) -> anyhow::Re
 
 /// Position, high watermark and lag (messages between them) of every
 /// assigned partition; None when the brokers do not answer.
-async fn positions(consumer: &Arc<StreamConsumer>, starts: Arc<Vec<Start>>) -> Option<Vec<PartitionPosition>> {
+async fn positions(
+    consumer: &Arc<StreamConsumer<KafkaContext>>,
+    starts: Arc<Vec<Start>>,
+) -> Option<Vec<PartitionPosition>> {
     let consumer = consumer.clone();
     tokio::task::spawn_blocking(move || {
         let positions = consumer.position().ok()?;

@@ -27,6 +27,7 @@ use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
+use crate::backends::kafka::KafkaContext;
 use crate::backends::{Backend, BackendError, Backends};
 use crate::config::{Config, WireFormat};
 use crate::events::{self, Decoder, Stream};
@@ -93,7 +94,7 @@ pub struct Ingest {
     config: Config,
     backends: Backends,
     decoder: Decoder,
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<StreamConsumer<KafkaContext>>,
     /// Our own last writes: order id -> document state. Saves a read per
     /// order on the hot path; a stale entry only costs a conflict and a re-read.
     written: moka::sync::Cache<String, Stored>,
@@ -105,7 +106,7 @@ impl Ingest {
     /// Connects the consumer group and subscribes to the configured topics.
     pub fn new(config: &Config) -> anyhow::Result<Self> {
         let backends = Backends::from_config(config)?;
-        let consumer: StreamConsumer = crate::backends::kafka::base_config(&config.kafka)
+        let consumer: StreamConsumer<KafkaContext> = crate::backends::kafka::base_config(&config.kafka)?
             .set("group.id", &config.ingest.group_id)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
@@ -113,7 +114,7 @@ impl Ingest {
             .set("fetch.wait.max.ms", "50")
             .set("session.timeout.ms", "10000")
             .set("partition.assignment.strategy", "cooperative-sticky")
-            .create()
+            .create_with_context(KafkaContext::default())
             .map_err(|e| anyhow::anyhow!("kafka consumer for {}: {e}", config.kafka.brokers))?;
         let mut topics = vec![config.topics.orders.as_str(), config.topics.fulfillments.as_str()];
         if !config.topics.cdc.is_empty() {

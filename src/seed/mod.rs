@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
+use crate::backends::kafka::KafkaContext;
 use crate::backends::schema_registry::RegistryClient;
 use crate::config::{Config, WireFormat};
 use crate::events::{encode_avro, encode_json, SchemaIds, Stream};
@@ -60,13 +61,14 @@ pub async fn run(config: &Config, args: &SeedArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let producer: FutureProducer = crate::backends::kafka::base_config(&config.kafka)
+    let context = KafkaContext::default();
+    let producer: FutureProducer<KafkaContext> = crate::backends::kafka::base_config(&config.kafka)?
         .set("linger.ms", "5")
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("queue.buffering.max.messages", "200000")
         .set("message.timeout.ms", "30000")
-        .create()
+        .create_with_context(context.clone())
         .map_err(|e| anyhow::anyhow!("kafka producer for {}: {e}", config.kafka.brokers))?;
 
     let bar = std::io::stderr().is_terminal().then(|| {
@@ -101,14 +103,14 @@ pub async fn run(config: &Config, args: &SeedArgs) -> anyhow::Result<()> {
         };
         let payload = encode(event, format, ids);
         let key = event.order_id().to_owned();
-        let producer = producer.clone();
+        let (producer, context) = (producer.clone(), context.clone());
         let topic = topic.clone();
         pending.push(async move {
             producer
                 .send(FutureRecord::to(&topic).key(&key).payload(&payload), Duration::from_secs(30))
                 .await
                 .map(|_| ())
-                .map_err(|(e, _)| anyhow::anyhow!("kafka: producing to {topic}: {e}"))
+                .map_err(|(e, _)| context.explain(format!("kafka: producing to {topic}: {e}")))
         });
         while pending.len() >= IN_FLIGHT {
             if let Some(r) = pending.next().await {

@@ -11,6 +11,13 @@
 #     credentials, and $(data_dir kafka)/sasl-client.properties lets the Java tools connect:
 #   scripts/stack/kafka/run-class org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9094 \
 #     --command-config .stack/data/kafka/sasl-client.properties --list
+#   mutual-TLS listener  SSL://127.0.0.1:$KAFKA_SSL_PORT              (default 9095)
+#     TLS with the same server.pem and ssl.client.auth=required: a client must present a
+#     certificate signed by ca.pem (client.pem; other-client.pem, signed by other-ca, is
+#     refused in the handshake). No SASL, no authorizer. The Java tools need a keystore,
+#     e.g. openssl pkcs12 -export -in client.pem -inkey client.key -passout pass:... -out
+#     client.p12, and security.protocol=SSL, ssl.keystore.type=PKCS12 with its location and
+#     password, ssl.truststore.type=PEM, ssl.truststore.location=.stack/tls/ca.pem.
 # Tools for tests (topics, console producer/consumer):
 #   scripts/stack/kafka/run-class org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9092 --list
 
@@ -54,9 +61,9 @@ kafka_write_config() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@$STACK_BIND:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://$STACK_BIND:$KAFKA_PORT,CONTROLLER://$STACK_BIND:$KAFKA_CONTROLLER_PORT,SASL_SSL://$STACK_BIND:$KAFKA_SASL_PORT
-advertised.listeners=PLAINTEXT://$STACK_BIND:$KAFKA_PORT,SASL_SSL://$STACK_BIND:$KAFKA_SASL_PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+listeners=PLAINTEXT://$STACK_BIND:$KAFKA_PORT,CONTROLLER://$STACK_BIND:$KAFKA_CONTROLLER_PORT,SASL_SSL://$STACK_BIND:$KAFKA_SASL_PORT,SSL://$STACK_BIND:$KAFKA_SSL_PORT
+advertised.listeners=PLAINTEXT://$STACK_BIND:$KAFKA_PORT,SASL_SSL://$STACK_BIND:$KAFKA_SASL_PORT,SSL://$STACK_BIND:$KAFKA_SSL_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$data/kraft-logs
@@ -92,6 +99,15 @@ listener.name.sasl_ssl.ssl.truststore.type=PKCS12
 listener.name.sasl_ssl.ssl.truststore.location=$STACK_TLS_DIR/kafka.truststore.p12
 listener.name.sasl_ssl.ssl.truststore.password=$STACK_TLS_STORE_PASSWORD
 listener.name.sasl_ssl.ssl.client.auth=none
+# The mutual-TLS listener: same server certificate, a client certificate signed by ca.pem required.
+listener.name.ssl.ssl.keystore.type=PKCS12
+listener.name.ssl.ssl.keystore.location=$STACK_TLS_DIR/kafka.keystore.p12
+listener.name.ssl.ssl.keystore.password=$STACK_TLS_STORE_PASSWORD
+listener.name.ssl.ssl.key.password=$STACK_TLS_STORE_PASSWORD
+listener.name.ssl.ssl.truststore.type=PKCS12
+listener.name.ssl.ssl.truststore.location=$STACK_TLS_DIR/kafka.truststore.p12
+listener.name.ssl.ssl.truststore.password=$STACK_TLS_STORE_PASSWORD
+listener.name.ssl.ssl.client.auth=required
 EOT
   # For the Java tools (run-class ... --command-config): SCRAM-SHA-512 over the secured listener.
   cat >"$data/sasl-client.properties" <<EOT
@@ -128,19 +144,23 @@ kafka_health() {
   python3 "$STACK_SCRIPTS/kafka/probe.py" "$STACK_BIND" "$KAFKA_PORT" 2
 }
 
-# Once healthy: the secured listener must be up (a broker started before it
+# Once healthy: the secured listeners must be up (a broker started before they
 # existed needs a restart), and the SCRAM credentials are created through the
 # PLAINTEXT listener unless this storage already has them (a stamp in the data
 # dir naming the storage's directory.id, the user and the password's hash).
 kafka_post_start() {
   local data i; data="$(data_dir kafka)"
-  for i in $(seq 1 10); do
-    (exec 3<>"/dev/tcp/$STACK_BIND/$KAFKA_SASL_PORT") 2>/dev/null && break
-    sleep 1
+  local listener port
+  for listener in "SASL_SSL:$KAFKA_SASL_PORT" "SSL:$KAFKA_SSL_PORT"; do
+    port="${listener#*:}"
+    for i in $(seq 1 10); do
+      (exec 3<>"/dev/tcp/$STACK_BIND/$port") 2>/dev/null && break
+      sleep 1
+    done
+    if ! (exec 3<>"/dev/tcp/$STACK_BIND/$port") 2>/dev/null; then
+      fail "kafka is running without its ${listener%%:*} listener on $STACK_BIND:$port (started by an older scripts/stack); restart it: scripts/stack/stop kafka && scripts/stack/start kafka"
+    fi
   done
-  if ! (exec 3<>"/dev/tcp/$STACK_BIND/$KAFKA_SASL_PORT") 2>/dev/null; then
-    fail "kafka is running without its SASL_SSL listener on $STACK_BIND:$KAFKA_SASL_PORT (started by an older scripts/stack); restart it: scripts/stack/stop kafka && scripts/stack/start kafka"
-  fi
   local dir_id stamp
   dir_id="$(sed -n 's/^directory\.id=//p' "$data/kraft-logs/meta.properties" 2>/dev/null)"
   stamp="$dir_id $KAFKA_SCRAM_USER $(printf '%s' "$KAFKA_SCRAM_PASSWORD" | sha256sum | cut -d' ' -f1)"

@@ -8,12 +8,14 @@
 # Builder and runtime are both Debian bookworm, so the binary's glibc matches.
 ARG RUST_VERSION=1.95
 FROM rust:${RUST_VERSION}-bookworm AS build
-# rdkafka (features tokio, libz; no cmake feature) builds the bundled librdkafka
-# with its configure script (bash) and make and a C compiler; libz-sys links the
-# system zlib found through pkg-config. The rust image has all of them; they are
-# named here so that a slimmer base image fails at this line, not deep in cargo.
+# rdkafka (features tokio, libz, ssl-vendored; no cmake feature) builds the
+# bundled librdkafka with its configure script (bash) and make and a C
+# compiler, and OpenSSL from source (perl) linked in statically, for Kafka's
+# SSL and SCRAM; libz-sys links the system zlib found through pkg-config. The
+# HTTP backends use rustls (no OpenSSL). The rust image has all of these; they
+# are named here so that a slimmer base image fails at this line, not deep in cargo.
 RUN apt-get update && apt-get install -y --no-install-recommends \
-      build-essential pkg-config zlib1g-dev \
+      build-essential perl pkg-config zlib1g-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Dependencies first, so source edits do not rebuild them: a stub crate with the
@@ -30,8 +32,10 @@ COPY . .
 RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin order-gateway
 
 FROM debian:bookworm-slim
-# ca-certificates for https backends; zlib1g (librdkafka's compression) is in
-# the base image already and named so that stays true.
+# The binary links libc, libm, libgcc_s and zlib only (OpenSSL is inside it).
+# ca-certificates: the system roots every TLS client trusts (rustls reads
+# them; librdkafka finds them by probing); zlib1g (librdkafka's compression)
+# is in the base image already and named so that stays true.
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates zlib1g \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 gateway \

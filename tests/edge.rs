@@ -22,7 +22,12 @@ fn key_entry(name: &str, key: &str, scopes: &[&str], tier: &str) -> String {
 fn with_key(key: &str) -> reqwest::Client {
     let mut h = reqwest::header::HeaderMap::new();
     h.insert("x-api-key", key.parse().unwrap());
-    reqwest::Client::builder().timeout(Duration::from_secs(15)).default_headers(h).build().unwrap()
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .timeout(Duration::from_secs(15))
+        .default_headers(h)
+        .build()
+        .unwrap()
 }
 
 const READER: &str = "ogw_test_reader_orders_read_only";
@@ -306,6 +311,7 @@ async fn mesh_identity_is_believed_only_from_trusted_peers_and_client_state_stay
     .await;
     let from = |ip: &str| {
         reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
             .local_address(ip.parse::<std::net::IpAddr>().unwrap())
             .timeout(Duration::from_secs(15))
             .build()
@@ -343,6 +349,7 @@ async fn xfcc_identity_is_the_sidecars_last_element_with_quotes_and_header_lines
     let gw = Gateway::start(&mesh).await;
     let from = |ip: &str| {
         reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
             .local_address(ip.parse::<std::net::IpAddr>().unwrap())
             .timeout(Duration::from_secs(15))
             .build()

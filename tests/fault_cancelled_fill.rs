@@ -26,7 +26,12 @@ async fn a_reset_h2_stream_during_a_stalled_fill_does_not_freeze_the_order() {
     let h2 = {
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {TEST_KEY}").parse().unwrap());
-        reqwest::Client::builder().http2_prior_knowledge().default_headers(headers).build().unwrap()
+        reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .http2_prior_knowledge()
+            .default_headers(headers)
+            .build()
+            .unwrap()
     };
     let probe = h2.get(gw.url("/healthz")).send().await.unwrap();
     assert_eq!(probe.version(), reqwest::Version::HTTP_2, "the lookup below goes over h2c");

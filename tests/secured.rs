@@ -344,3 +344,22 @@ fn check_config_names_an_unknown_kafka_property_and_warns_about_plain_text() {
     assert!(stderr.contains("warning: elasticsearch.url") && stderr.contains("https"), "{stderr}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Brokers that authenticate clients by certificate (`ssl`, mutual TLS): the
+/// configured client certificate gets in, no certificate is refused in words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_over_mutual_tls_takes_the_client_certificate() {
+    let mut cfg = Config::load(None).unwrap();
+    cfg.kafka.brokers = stack_var("STACK_KAFKA_SSL_BROKERS");
+    cfg.kafka.security_protocol = KafkaSecurity::Ssl;
+    cfg.kafka.tls.ca_file = tls_file("ca.pem");
+    cfg.kafka.tls.client_cert_file = tls_file("client.pem");
+    cfg.kafka.tls.client_key_file = tls_file("client.key");
+    let topics = Backends::from_config(&cfg).unwrap().kafka.topics().await.expect("topics over mutual TLS");
+    assert!(!topics.is_empty());
+
+    cfg.kafka.tls.client_cert_file.clear();
+    cfg.kafka.tls.client_key_file.clear();
+    let err = Backends::from_config(&cfg).unwrap().ping(Backend::Kafka).await.expect_err("refused").to_string();
+    assert!(err.contains("SSL") || err.contains("certificate"), "{err}");
+}

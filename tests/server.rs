@@ -37,7 +37,7 @@ async fn unknown_route_is_404_and_wrong_method_405_as_problem_json() {
 #[tokio::test]
 async fn h2c_prior_knowledge_is_served_on_the_same_port() {
     let gw = Gateway::start(&[]).await;
-    let c = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let c = reqwest::Client::builder().tls_built_in_root_certs(false).http2_prior_knowledge().build().unwrap();
     let r = c.get(gw.url("/healthz")).send().await.unwrap();
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
     assert_eq!(r.status(), 200);

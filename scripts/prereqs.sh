@@ -17,12 +17,14 @@ need openssl openssl
 # The integration tests' TLS terminator (tests/common/tls_proxy.rs); in /usr/sbin,
 # which is not always on PATH.
 [[ -x /usr/sbin/nginx ]] || command -v nginx >/dev/null 2>&1 || missing+=(nginx)
+# The load balancer in front of two replicas in tests/fault_drain.rs; also in /usr/sbin.
+[[ -x /usr/sbin/haproxy ]] || command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
 
 if (( ${#missing[@]} )); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
     echo "[prereqs] installing: ${missing[*]}" >&2
-    # Debian starts a package's service on install: keep nginx from taking
-    # port 80 system-wide when nothing prevents that already.
+    # Debian starts a package's service on install: keep nginx and haproxy from
+    # taking ports system-wide when nothing prevents that already.
     policy=""
     if [[ ! -e /usr/sbin/policy-rc.d ]]; then
       policy=/usr/sbin/policy-rc.d; printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"

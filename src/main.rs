@@ -164,14 +164,30 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
         tracing::info!(listen = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "admin endpoints on their own listener");
         tokio::spawn(http::serve(l, state.clone(), http::Surface::Admin, stopped()))
     });
+    let delay = state.config.server.shutdown_delay;
+    let lifecycle = state.clone();
     tokio::spawn(async move {
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
         let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-        let which = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
+        let delayed = tokio::select! {
+            _ = term.recv() => !delay.is_zero(),
+            _ = int.recv() => false,
         };
-        tracing::info!(signal = which, "shutdown requested");
+        // Fail readiness first, keep serving: whoever routes to this replica
+        // learns it is leaving before it stops listening.
+        lifecycle.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+        if delayed {
+            tracing::info!(
+                delay_secs = delay.as_secs_f64(),
+                "SIGTERM: readiness now 503 \"draining\"; still serving until the delay ends"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = term.recv() => tracing::info!("second SIGTERM: skipping the rest of the delay"),
+                _ = int.recv() => tracing::info!("SIGINT: skipping the rest of the delay"),
+            }
+        }
+        tracing::info!("shutdown: no longer accepting connections");
         let _ = stop_tx.send(true);
     });
     tracing::info!(listen = %listener.local_addr()?, version = env!("CARGO_PKG_VERSION"), "order-gateway serving");

@@ -14,13 +14,29 @@ fn backends() -> Backends {
     Backends::from_config(&cfg).expect("clients")
 }
 
+/// Every probe answers. Elasticsearch's looks at the indices behind the read
+/// alias only: a missing alias is said, with what to do.
 #[tokio::test]
 async fn every_backend_answers_its_probe() {
-    let b = backends();
+    let index = unique("it_probe");
+    let alias = alias_of(&index);
+    let es = reqwest::Client::builder().tls_built_in_root_certs(false).build().unwrap();
+    let body = serde_json::json!({ "aliases": { alias.clone(): {} }, "settings": { "number_of_replicas": 0 } });
+    let created = es.put(format!("{}/{}", es_url(), alias_of(&format!("{index}_1")))).json(&body).send().await.unwrap();
+    assert!(created.status().is_success(), "{}", created.text().await.unwrap());
+    let mut cfg = Config::load(None).expect("configuration from the environment");
+    cfg.elasticsearch.read_alias = alias.clone();
+    let b = Backends::from_config(&cfg).expect("clients");
     for backend in order_gateway::backends::Backend::ALL {
         let detail = b.ping(backend).await.unwrap_or_else(|e| panic!("{backend}: {e}"));
         assert!(!detail.is_empty());
     }
+
+    cfg.elasticsearch.read_alias = alias_of(&unique("it_no_such_alias"));
+    let err = Backends::from_config(&cfg).unwrap().ping(order_gateway::backends::Backend::Elasticsearch).await;
+    let err = err.expect_err("no index behind the alias").to_string();
+    assert!(err.contains("names no index") && err.contains("setup"), "{err}");
+    es.delete(format!("{}/{}", es_url(), alias_of(&format!("{index}_1")))).send().await.unwrap();
 }
 
 #[tokio::test]

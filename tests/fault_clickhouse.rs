@@ -10,12 +10,21 @@ use common::*;
 /// The tests here take turns: each one disturbs ClickHouse for everybody.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// ClickHouse down: by default the replica stays in rotation, "degraded"
+/// (the other backends and the cache still answer); with
+/// `readiness.require_clickhouse` it turns unready. Both come back without a
+/// restart.
 #[tokio::test]
 async fn readiness_follows_clickhouse_down_and_back_without_restart() {
     let _serial = SERIAL.lock().await;
-    let gw = Gateway::start(&[("ORDER_GATEWAY__READINESS__CACHE_FOR", "100ms")]).await;
+    let lenient = Gateway::start(&[("ORDER_GATEWAY__READINESS__CACHE_FOR", "100ms")]).await;
+    let strict = Gateway::start(&[
+        ("ORDER_GATEWAY__READINESS__CACHE_FOR", "100ms"),
+        ("ORDER_GATEWAY__READINESS__REQUIRE_CLICKHOUSE", "true"),
+    ])
+    .await;
     let c = client();
-    let ready = |expect: u16| {
+    let ready = |gw: &Gateway, expect: u16| {
         let c = c.clone();
         let url = gw.url("/readyz");
         async move {
@@ -25,17 +34,21 @@ async fn readiness_follows_clickhouse_down_and_back_without_restart() {
             }
         }
     };
-    eventually(Duration::from_secs(10), "readyz 200 before the fault", || ready(200)).await;
+    eventually(Duration::from_secs(10), "readyz 200 before the fault", || ready(&strict, 200)).await;
 
     stack("stop", "clickhouse");
     let result = std::panic::AssertUnwindSafe(async {
-        eventually(Duration::from_secs(10), "readyz 503 with ClickHouse stopped", || ready(503)).await;
-        let body: serde_json::Value = json_of(c.get(gw.url("/readyz"))).await;
+        eventually(Duration::from_secs(10), "readyz 503 with ClickHouse stopped and required", || ready(&strict, 503))
+            .await;
+        let body: serde_json::Value = json_of(c.get(strict.url("/readyz"))).await;
         assert_eq!(body["status"], "not_ready", "{body}");
         assert_eq!(body["checks"]["clickhouse"]["status"], "down", "{body}");
-        assert_eq!(body["checks"]["elasticsearch"]["status"], "up", "{body}");
+        assert_eq!(body["checks"]["clickhouse"]["required"], true, "{body}");
+        let (_, body) = expect_json(c.get(lenient.url("/readyz")), 200).await;
+        assert_eq!(body["status"], "degraded", "not required by default: {body}");
+        assert_eq!(body["checks"]["clickhouse"]["status"], "down", "{body}");
         // Liveness is not readiness: the process is fine.
-        assert_eq!(c.get(gw.url("/healthz")).send().await.unwrap().status(), 200);
+        assert_eq!(c.get(strict.url("/healthz")).send().await.unwrap().status(), 200);
     });
     let outcome = futures_util::FutureExt::catch_unwind(result).await;
     // Whatever happened, the stack is left as it was found.
@@ -43,7 +56,7 @@ async fn readiness_follows_clickhouse_down_and_back_without_restart() {
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
-    eventually(Duration::from_secs(20), "readyz 200 after ClickHouse restarted", || ready(200)).await;
+    eventually(Duration::from_secs(20), "readyz 200 after ClickHouse restarted", || ready(&strict, 200)).await;
 }
 
 #[tokio::test]
@@ -52,9 +65,12 @@ async fn in_flight_request_completes_across_sigterm() {
     // accepts, nothing answers) is a real in-flight request of known length:
     // it ends when the configured 2 s query deadline fires.
     let _serial = SERIAL.lock().await;
-    let mut gw =
-        Gateway::start(&[("ORDER_GATEWAY__CLICKHOUSE__TIMEOUT", "2s"), ("ORDER_GATEWAY__READINESS__CACHE_FOR", "1ms")])
-            .await;
+    let mut gw = Gateway::start(&[
+        ("ORDER_GATEWAY__CLICKHOUSE__TIMEOUT", "2s"),
+        ("ORDER_GATEWAY__READINESS__CACHE_FOR", "1ms"),
+        ("ORDER_GATEWAY__SERVER__SHUTDOWN_DELAY", "0s"),
+    ])
+    .await;
     stack_signal("clickhouse", "STOP");
     let url = gw.url("/readyz");
     let in_flight = tokio::spawn(async move { client().get(url).send().await });

@@ -29,6 +29,8 @@ pub struct EsClient {
     breaker: Arc<Breaker>,
     /// host:port, for errors that must say where.
     endpoint: String,
+    /// What `ping` checks: the indices lookups read.
+    read_alias: String,
 }
 
 /// The `Authorization` header of basic auth or an API key, if configured.
@@ -80,21 +82,40 @@ impl EsClient {
             timeout: cfg.timeout,
             breaker,
             endpoint: endpoint(&cfg.url),
+            read_alias: cfg.read_alias.clone(),
         })
     }
 
-    /// Cluster health: usable when yellow or green.
+    /// Health of the indices behind the read alias (not the whole cluster: a
+    /// red index the gateway never reads does not make it unusable): usable
+    /// when yellow or green.
     pub async fn ping(&self) -> Result<String, BackendError> {
+        let alias = [self.read_alias.as_str()];
         let body: serde_json::Value = timed_unguarded(Backend::Elasticsearch, "cluster_health", self.timeout, async {
-            let resp = self.client.cluster().health(ClusterHealthParts::None).send().await?.error_for_status_code()?;
-            resp.json::<serde_json::Value>().await
+            // No waiting: a red or missing index answers 408 at once, with the body.
+            let resp = self.client.cluster().health(ClusterHealthParts::Index(&alias)).timeout("0s").send().await?;
+            let status = resp.status_code().as_u16();
+            if !matches!(status, 200 | 408) {
+                anyhow::bail!("cluster health of {}: status {status}", self.read_alias);
+            }
+            resp.json::<serde_json::Value>().await.map_err(anyhow::Error::from)
         })
         .await
         .map_err(|e| e.at(&self.endpoint))?;
         let status = body.get("status").and_then(|s| s.as_str()).unwrap_or("unknown").to_string();
+        let alias = &self.read_alias;
         match status.as_str() {
-            "green" | "yellow" => Ok(format!("cluster status {status}")),
-            _ => Err(BackendError::failed(Backend::Elasticsearch, format!("cluster status {status}"))),
+            "green" | "yellow" => Ok(format!("read alias {alias}: {status}")),
+            "red" if body["active_primary_shards"] == 0 && body["unassigned_primary_shards"] == 0 => {
+                Err(BackendError::failed(
+                    Backend::Elasticsearch,
+                    format!("{}: read alias {alias} names no index (run `order-gateway setup`)", self.endpoint),
+                ))
+            }
+            _ => Err(BackendError::failed(
+                Backend::Elasticsearch,
+                format!("{}: read alias {alias} is {status}", self.endpoint),
+            )),
         }
     }
 }

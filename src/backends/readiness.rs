@@ -21,7 +21,8 @@ pub enum ReadyStatus {
     Degraded,
     /// A required backend is down.
     NotReady,
-    /// SIGTERM received: finishing in-flight requests, take no new ones.
+    /// SIGTERM received: still serving for `server.shutdown_delay` so routers
+    /// stop sending, then finishing in-flight requests.
     Draining,
 }
 

@@ -64,6 +64,8 @@ pub struct ServerConfig {
     #[serde(with = "humantime_serde")]
     pub body_read_timeout: Duration,
     #[serde(with = "humantime_serde")]
+    pub shutdown_delay: Duration,
+    #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
     pub max_connections: usize,
     pub max_in_flight: usize,

@@ -57,6 +57,10 @@ fuzz: stack-up ## schemathesis against the debug gateway on a free port (the sta
 	$(CARGO) build --locked --bin order-gateway
 	@scripts/fuzz-gateway.sh
 
+.PHONY: manifests
+manifests: ## offline checks of deploy/kubernetes: render with kustomize, Kubernetes schemas (strict), Istio structure, cross-checks, check-config
+	@scripts/validate-manifests.sh
+
 manage-es-indices: bin ## on the local stack: index template, first index and aliases, then rollover and retention (setup --only elasticsearch --rollover)
 	@eval "$$(scripts/stack/env)"; $(BIN) setup --only elasticsearch --rollover
 

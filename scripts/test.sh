@@ -35,6 +35,13 @@ cargo test --locked --lib --bins --tests --no-fail-fast -- --test-threads="${TES
 # Each criterion benchmark once, as a smoke test (its harness has no --test-threads).
 cargo test --locked --benches
 
+# The Kubernetes manifests, offline (scripts/validate-manifests.sh; a few seconds
+# once its venv and tools are cached): MANIFESTS=0 skips this.
+if [[ "${MANIFESTS:-1}" != 0 ]]; then
+  echo "[test] validating the Kubernetes manifests (MANIFESTS=0 skips this)" >&2
+  scripts/validate-manifests.sh
+fi
+
 # schemathesis against the debug gateway built above (target/debug/order-gateway),
 # bounded to FUZZ_MAX_SECONDS (default 150 s).
 if [[ "${FUZZ:-1}" != 0 ]]; then

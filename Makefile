@@ -45,10 +45,8 @@ install: release ## build, then copy target/release/order-gateway to DESTDIR/PRE
 	install -D -m 0755 target/release/order-gateway $(DESTDIR)$(PREFIX)/bin/order-gateway
 	@echo "installed $(DESTDIR)$(PREFIX)/bin/order-gateway ($(VERSION)); the default configuration is compiled in"
 
-dev: stack-up release ## stack up, then the gateway on $(GATEWAY_LISTEN) in the foreground (Ctrl-C stops it)
-	@eval "$$(scripts/stack/env)"; \
-	  ORDER_GATEWAY__SERVER__LISTEN=$(GATEWAY_LISTEN) ORDER_GATEWAY__LOG__FORMAT=$${ORDER_GATEWAY__LOG__FORMAT:-text} \
-	  exec target/release/order-gateway --config $${ORDER_GATEWAY_CONFIG:-config/dev.toml} serve
+dev: stack-up release ## stack up, setup, demo data (first run), then ingest and the gateway on $(GATEWAY_LISTEN) (Ctrl-C stops them)
+	@GATEWAY_LISTEN=$(GATEWAY_LISTEN) scripts/dev.sh
 
 test: prereqs ## stack up, every test, stack down; non-zero on any failure
 	@scripts/test.sh

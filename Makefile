@@ -8,14 +8,14 @@ GATEWAY_LISTEN ?= 127.0.0.1:8080
 PREFIX ?= /usr/local
 # Version of the image tags: the package version in Cargo.toml.
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
-IMAGE ?= order-gateway
+IMAGE_NAME ?= order-gateway
 # The binary the pipeline targets (manage-es-indices, register-schemas) run:
 # release (default, what `make dev` runs) or debug.
 PROFILE ?= release
 BIN := target/$(PROFILE)/order-gateway
 
 .PHONY: help dev test ci build release bin install stack-up stack-down stack-status prereqs lint format clean loadtest bench \
-	fuzz manage-es-indices register-schemas docker-build docker-run docker-down require-docker
+	fuzz manage-es-indices register-schemas docker-build docker-keys docker-run docker-down require-docker image-test
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -85,19 +85,34 @@ format: ## format the code
 	$(CARGO) fmt --all
 
 # Docker is optional (the native stack needs none); these targets say so when it is missing.
-require-docker: ## fail with a clear message unless the docker CLI and its daemon are usable
-	@command -v docker >/dev/null 2>&1 || { echo "make: docker is not installed; the docker targets need it (the native stack does not: make dev)" >&2; exit 1; }
-	@docker info >/dev/null 2>&1 || { echo "make: docker is installed but its daemon does not answer (is dockerd running, may this user use it?)" >&2; exit 1; }
+# ENGINE=podman builds and runs the image with podman instead (COMPOSE=podman-compose for the stack).
+ENGINE ?= docker
+COMPOSE ?= docker compose
+REVISION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+SOURCE ?= $(shell git remote get-url origin 2>/dev/null)
 
-docker-build: require-docker ## docker build -t order-gateway:VERSION . (VERSION from Cargo.toml; IMAGE= renames)
-	docker build -t $(IMAGE):$(VERSION) .
+require-docker: ## fail with a clear message unless the engine (ENGINE=docker: the CLI and its daemon) is usable
+	@command -v $(ENGINE) >/dev/null 2>&1 || { echo "make: $(ENGINE) is not installed; the docker targets need it or ENGINE=podman (the native stack needs neither: make dev)" >&2; exit 1; }
+	@$(ENGINE) info >/dev/null 2>&1 || { echo "make: $(ENGINE) is installed but does not answer (is its daemon running, may this user use it?)" >&2; exit 1; }
 
-docker-run: require-docker ## docker compose up --build: the whole stack of docker-compose.yml (backends, setup, serve on :8080, ingest), foreground
-	@docker compose version >/dev/null 2>&1 || { echo "make: the docker compose plugin is missing" >&2; exit 1; }
-	ORDER_GATEWAY_IMAGE=$(IMAGE):$(VERSION) docker compose up --build
+docker-build: require-docker ## build IMAGE_NAME:VERSION (order-gateway:0.1.0) with OCI labels from Cargo.toml and git; BUILD_ARGS="--build-arg RUST_IMAGE=..." to change a base
+	$(ENGINE) build $(if $(filter podman,$(ENGINE)),--format docker,) \
+	  --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --build-arg SOURCE=$(SOURCE) $(BUILD_ARGS) \
+	  -t $(IMAGE_NAME):$(VERSION) .
 
-docker-down: require-docker ## stop and remove the compose stack (volumes too)
-	docker compose down --volumes
+docker-keys: ## make config/docker.keys.env (git-ignored), the compose stack's API key, unless it exists; prints the new key once
+	@ENGINE=$(ENGINE) GATEWAY_IMAGE=$(IMAGE_NAME):$(VERSION) scripts/docker-keys.sh
+
+docker-run: docker-build docker-keys ## the whole stack of docker-compose.yml (backends, setup, serve on 127.0.0.1:8080, ingest), foreground
+	@$(COMPOSE) version >/dev/null 2>&1 || { echo "make: $(COMPOSE) is missing (the docker compose plugin, or COMPOSE=podman-compose)" >&2; exit 1; }
+	ORDER_GATEWAY_IMAGE=$(IMAGE_NAME):$(VERSION) $(COMPOSE) up
+
+docker-down: ## stop and remove the compose stack (volumes too)
+	$(COMPOSE) down --volumes
+
+image-test: prereqs stack-up ## the compose file's checks, then the image built and run against the native stack (make test does both; IMAGE=0 skips them there)
+	@scripts/compose-check.sh
+	@scripts/image-test.sh
 
 clean: stack-down ## remove build output and the stack's data (downloads are kept in .stack/dist)
 	$(CARGO) clean

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make test`: build once, start the native stack, run every test, fuzz the API
-# (scripts/fuzz-gateway.sh; FUZZ=0 skips it), stop the stack.
+# (scripts/fuzz-gateway.sh; FUZZ=0 skips it), build and run the container image
+# (scripts/image-test.sh; IMAGE=0 skips it), stop the stack.
 # Exits non-zero when anything fails; the stack is stopped in every case.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,4 +48,14 @@ fi
 if [[ "${FUZZ:-1}" != 0 ]]; then
   echo "[test] fuzzing the API (FUZZ=0 skips this)" >&2
   scripts/fuzz-gateway.sh
+fi
+
+# The container image built from the Dockerfile and run against the stack
+# (scripts/image-test.sh: podman is installed when no engine is there; skipped
+# with a message where that cannot be), and docker-compose.yml validated and
+# checked for safe defaults (scripts/compose-check.sh). IMAGE=0 skips both.
+if [[ "${IMAGE:-1}" != 0 ]]; then
+  echo "[test] the compose file and the container image (IMAGE=0 skips this)" >&2
+  scripts/compose-check.sh
+  scripts/image-test.sh
 fi

@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 log() { echo "[compose-check] $*" >&2; }
 
 if docker compose version >/dev/null 2>&1; then
-  compose=(docker compose)
+  compose=(docker compose) format=(--format json)
 else
   if ! command -v docker-compose >/dev/null 2>&1; then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
@@ -31,7 +31,9 @@ else
       exit 0
     fi
   fi
-  compose=(docker-compose)
+  compose=(docker-compose) format=()
+  # A standalone docker-compose may be v2 too.
+  if docker-compose version 2>/dev/null | grep -q 'version v\?2'; then format=(--format json); fi
 fi
 
 work=$(mktemp -d)
@@ -39,7 +41,7 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/config"
 cp Dockerfile "$work/"
 cp config/docker.toml "$work/config/"
-if [[ ${compose[0]} == docker-compose ]] && ! docker-compose version 2>/dev/null | grep -q 'version v\?2'; then
+if (( ${#format[@]} == 0 )); then
   sed '/^name:/d' docker-compose.yml >"$work/docker-compose.yml"
 else
   cp docker-compose.yml "$work/"
@@ -50,7 +52,7 @@ printf '%s\n' '# stand-in' \
   >"$work/config/docker.keys.env"
 
 log "validating docker-compose.yml with $("${compose[@]}" version --short 2>/dev/null || "${compose[@]}" version | head -n 1)"
-(cd "$work" && "${compose[@]}" -f docker-compose.yml config) >"$work/resolved.yml"
+(cd "$work" && "${compose[@]}" -f docker-compose.yml config "${format[@]}") >"$work/resolved.yml"
 
 python3 - "$work/resolved.yml" <<'EOF'
 import json, sys

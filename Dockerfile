@@ -18,6 +18,9 @@ ARG RUST_IMAGE=rust:1.95-bookworm
 ARG RUNTIME_IMAGE=debian:bookworm-slim
 
 FROM ${RUST_IMAGE} AS build
+# Marks the build stage's layers, so that scripts/image-test.sh can remove
+# those of earlier builds (podman image prune --filter label=...).
+LABEL io.order-gateway.stage=build
 # rdkafka (features tokio, libz, ssl-vendored; no cmake feature) builds the
 # bundled librdkafka with its configure script (bash) and make and a C
 # compiler, and OpenSSL from source (perl, make) linked in statically, for
@@ -66,15 +69,6 @@ RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin order-g
  && objcopy --compress-debug-sections=zlib target/release/order-gateway /order-gateway
 
 FROM ${RUNTIME_IMAGE}
-ARG VERSION=unknown
-ARG REVISION=unknown
-ARG SOURCE=
-LABEL org.opencontainers.image.title="order-gateway" \
-      org.opencontainers.image.description="Read layer of the Order Management System: cached order views over Kafka, Elasticsearch and ClickHouse" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.source="${SOURCE}" \
-      org.opencontainers.image.licenses="Apache-2.0"
 # The binary links libc, libm, libgcc_s and zlib only (OpenSSL is inside it).
 # ca-certificates: the system roots every TLS client trusts (rustls reads
 # them; librdkafka finds them by probing); zlib1g (librdkafka's compression)
@@ -84,6 +78,16 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
  && rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log /var/lib/dpkg/*-old /var/cache/debconf/*-old \
  && groupadd --system --gid 10001 gateway \
  && useradd --system --uid 10001 --gid gateway --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin gateway
+# After the packages, so that a new revision does not invalidate their layer.
+ARG VERSION=unknown
+ARG REVISION=unknown
+ARG SOURCE=
+LABEL org.opencontainers.image.title="order-gateway" \
+      org.opencontainers.image.description="Read layer of the Order Management System: cached order views over Kafka, Elasticsearch and ClickHouse" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /order-gateway /usr/local/bin/order-gateway
 # For reference only: the defaults are compiled into the binary. Mount a file
 # with your settings and pass --config FILE or ORDER_GATEWAY_CONFIG=FILE.

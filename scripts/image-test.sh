@@ -120,7 +120,7 @@ mkdir -p .stack/logs
 tag=${IMAGE_TAG:-order-gateway:image-test}
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
-build=(build --network host -t "$tag" --build-arg RUST_IMAGE="$builder_base"
+build=(build --network host --build-arg RUST_IMAGE="$builder_base"
        --build-arg VERSION="$version" --build-arg REVISION="$revision")
 if [[ $engine == podman ]]; then
   build+=(--pull=never --format docker)
@@ -129,8 +129,15 @@ if [[ $engine == podman ]]; then
 fi
 log "building $tag (a cold build compiles every dependency: many minutes on 2 cores)"
 t=$(now)
-ce "${build[@]}" . >.stack/logs/image-build.log 2>&1 || { tail -n 40 .stack/logs/image-build.log >&2; die "the image did not build (.stack/logs/image-build.log)"; }
+ce "${build[@]}" -t "$tag" . >.stack/logs/image-build.log 2>&1 || { tail -n 40 .stack/logs/image-build.log >&2; die "the image did not build (.stack/logs/image-build.log)"; }
 log "built in $(( $(now) - t )) s; $(( $(ce image inspect --format '{{.Size}}' "$tag") / 1000000 )) MB"
+# The layer cache stays bounded: the build stage gets a tag (from the cache
+# just made), so that it and the compiled dependencies under it are kept; the
+# layers of earlier builds, which nothing refers to any more, are removed
+# (about 0.3 GB a build, 3 GB after a Cargo.lock change).
+ce "${build[@]}" --target build -t localhost/order-gateway-build:cache . >>.stack/logs/image-build.log 2>&1
+ce image prune -f --filter label=io.order-gateway.stage=build >/dev/null
+ce image prune -f --filter label=org.opencontainers.image.title=order-gateway >/dev/null
 
 # --- 4. run and check -------------------------------------------------------
 label() { ce image inspect --format "{{index .Config.Labels \"org.opencontainers.image.$1\"}}" "$tag"; }

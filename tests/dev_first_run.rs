@@ -28,9 +28,8 @@ fn run_dev(env: &[(String, String)], state: &std::path::Path, listen: &str) -> (
         .spawn()
         .expect("scripts/dev.sh");
     let stderr = child.stderr.take().unwrap();
-    let errors = std::thread::spawn(move || {
-        BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<_>>().join("\n")
-    });
+    let errors =
+        std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<_>>().join("\n"));
     let (tx, rx) = std::sync::mpsc::channel();
     let stdout = child.stdout.take().unwrap();
     std::thread::spawn(move || {

@@ -18,12 +18,7 @@ fn backends() -> Backends {
 /// alias only: a missing alias is said, with what to do.
 #[tokio::test]
 async fn every_backend_answers_its_probe() {
-    let index = unique("it_probe");
-    let alias = alias_of(&index);
-    let es = reqwest::Client::builder().tls_built_in_root_certs(false).build().unwrap();
-    let body = serde_json::json!({ "aliases": { alias.clone(): {} }, "settings": { "number_of_replicas": 0 } });
-    let created = es.put(format!("{}/{}", es_url(), alias_of(&format!("{index}_1")))).json(&body).send().await.unwrap();
-    assert!(created.status().is_success(), "{}", created.text().await.unwrap());
+    let alias = es_alias().await;
     let mut cfg = Config::load(None).expect("configuration from the environment");
     cfg.elasticsearch.read_alias = alias.clone();
     let b = Backends::from_config(&cfg).expect("clients");
@@ -36,7 +31,8 @@ async fn every_backend_answers_its_probe() {
     let err = Backends::from_config(&cfg).unwrap().ping(order_gateway::backends::Backend::Elasticsearch).await;
     let err = err.expect_err("no index behind the alias").to_string();
     assert!(err.contains("names no index") && err.contains("setup"), "{err}");
-    es.delete(format!("{}/{}", es_url(), alias_of(&format!("{index}_1")))).send().await.unwrap();
+    let es = reqwest::Client::builder().tls_built_in_root_certs(false).build().unwrap();
+    es.delete(format!("{}/{alias}-000001", es_url())).send().await.unwrap();
 }
 
 #[tokio::test]

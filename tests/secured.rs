@@ -262,7 +262,9 @@ async fn a_refused_certificate_names_the_backend_the_host_and_the_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_and_client_certificates_are_sent_and_required() {
     let secured = Secured::start();
-    let cfg = secured.config();
+    let mut cfg = secured.config();
+    // Elasticsearch's probe looks at the indices behind the read alias.
+    cfg.elasticsearch.read_alias = es_alias().await;
     let backends = Backends::from_config(&cfg).unwrap();
     for b in [Backend::Elasticsearch, Backend::ClickHouse, Backend::SchemaRegistry, Backend::Kafka] {
         backends.ping(b).await.unwrap_or_else(|e| panic!("{b} through its secured endpoint: {e}"));

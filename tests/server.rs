@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 
 #[tokio::test]
@@ -14,6 +16,11 @@ async fn healthz_and_readyz_with_every_backend_up() {
     assert_eq!(r.status(), 200);
     assert!(r.headers().contains_key("x-request-id"));
 
+    // The stream turns healthy at its lag watcher's first look after assignment.
+    eventually(Duration::from_secs(15), "readyz ready", || async {
+        json_of::<serde_json::Value>(c.get(gw.url("/readyz"))).await["status"] == "ready"
+    })
+    .await;
     let (_, body) = expect_json(c.get(gw.url("/readyz")), 200).await;
     assert_eq!(body["status"], "ready", "{body}");
     for b in ["elasticsearch", "clickhouse", "kafka", "schema_registry"] {

@@ -74,6 +74,18 @@ pub fn isolated_env(id: &str, cdc: bool) -> Vec<(String, String)> {
     .collect()
 }
 
+/// A new index of its own behind a new alias, as `setup` makes them, for
+/// checks that look through `elasticsearch.read_alias` (the readiness probe).
+/// Returns the alias; the index is `<alias>-000001`.
+pub async fn es_alias() -> String {
+    let alias = alias_of(&unique("it_alias"));
+    let es = reqwest::Client::builder().tls_built_in_root_certs(false).build().unwrap();
+    let body = serde_json::json!({ "aliases": { alias.clone(): {} }, "settings": { "number_of_replicas": 0 } });
+    let created = es.put(format!("{}/{alias}-000001", es_url())).json(&body).send().await.unwrap();
+    assert!(created.status().is_success(), "{}", created.text().await.unwrap());
+    alias
+}
+
 /// Held while a test runs `order-gateway setup`: one at a time per test
 /// binary. The stack's registry (Apicurio on in-memory H2) can deadlock on
 /// concurrent first registrations until H2's lock timeout, which failed

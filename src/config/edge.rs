@@ -99,6 +99,8 @@ pub struct JwtConfig {
     pub algorithm: JwtAlgorithm,
     /// HS256 shared secret.
     pub secret: Secret,
+    /// HS256: where to read `secret` from instead.
+    pub secret_file: String,
     /// RS256: PEM file of the issuer's public key.
     pub public_key_file: String,
     /// `aud` every token must carry (empty: none required, none checked).

@@ -294,6 +294,7 @@ pub struct ApiConfig {
     pub default_limit: usize,
     pub max_limit: usize,
     pub cursor_secret: Secret,
+    pub cursor_secret_file: String,
     #[serde(with = "humantime_serde")]
     pub cursor_ttl: Duration,
     #[serde(with = "humantime_serde")]
@@ -351,7 +352,9 @@ impl Config {
         read("elasticsearch.api_key", &mut es.api_key, &es.api_key_file)?;
         read("clickhouse.password", &mut self.clickhouse.password, &self.clickhouse.password_file)?;
         read("schema_registry.password", &mut self.schema_registry.password, &self.schema_registry.password_file)?;
-        read("kafka.sasl_password", &mut self.kafka.sasl_password, &self.kafka.sasl_password_file)
+        read("kafka.sasl_password", &mut self.kafka.sasl_password, &self.kafka.sasl_password_file)?;
+        read("api.cursor_secret", &mut self.api.cursor_secret, &self.api.cursor_secret_file)?;
+        read("auth.jwt.secret", &mut self.auth.jwt.secret, &self.auth.jwt.secret_file)
     }
 
     /// What is allowed but probably wrong outside a laptop; `check-config`

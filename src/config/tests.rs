@@ -197,6 +197,10 @@ fn a_secret_file_fills_its_secret_and_both_at_once_is_refused() {
         assert!(!err.contains("other") && !err.contains("s3cret"), "{err}");
 
         jail.set_env("ORDER_GATEWAY__ELASTICSEARCH__PASSWORD", "");
+        jail.create_file("cursor", "shared-by-every-replica\n")?;
+        jail.set_env("ORDER_GATEWAY__API__CURSOR_SECRET_FILE", jail.directory().join("cursor").display());
+        let c = load_in(jail, None).expect("valid");
+        assert_eq!(c.api.cursor_secret.expose(), "shared-by-every-replica");
         jail.set_env("ORDER_GATEWAY__ELASTICSEARCH__PASSWORD_FILE", "/nonexistent/secret");
         let err = load_in(jail, None).unwrap_err().to_string();
         assert!(err.contains("elasticsearch.password_file") && err.contains("/nonexistent/secret"), "{err}");

@@ -98,6 +98,7 @@ require-docker: ## fail with a clear message unless the engine (ENGINE=docker: t
 docker-build: require-docker ## build IMAGE_NAME:VERSION (order-gateway:0.1.0) with OCI labels from Cargo.toml and git; BUILD_ARGS="--build-arg RUST_IMAGE=..." to change a base
 	$(ENGINE) build $(if $(filter podman,$(ENGINE)),--format docker,) \
 	  --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --build-arg SOURCE=$(SOURCE) $(BUILD_ARGS) \
+	  --label org.opencontainers.image.version=$(VERSION) --label org.opencontainers.image.revision=$(REVISION) \
 	  -t $(IMAGE_NAME):$(VERSION) .
 
 docker-keys: ## make config/docker.keys.env (git-ignored), the compose stack's API key, unless it exists; prints the new key once

@@ -120,8 +120,13 @@ mkdir -p .stack/logs
 tag=${IMAGE_TAG:-order-gateway:image-test}
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+# The labels also as --label: buildah's layer cache does not look at the
+# values of the ARGs a LABEL uses, so a cached LABEL layer kept an older
+# revision; labels given here are set on the final image, cache or not.
 build=(build --network host --build-arg RUST_IMAGE="$builder_base"
-       --build-arg VERSION="$version" --build-arg REVISION="$revision")
+       --build-arg VERSION="$version" --build-arg REVISION="$revision"
+       --label org.opencontainers.image.version="$version"
+       --label org.opencontainers.image.revision="$revision")
 if [[ $engine == podman ]]; then
   build+=(--pull=never --format docker)
   registry=${CARGO_HOME:-$HOME/.cargo}/registry

@@ -314,6 +314,23 @@ async fn kafka_refusals_are_said_not_waited_on() {
         assert!(!err.contains("not-the-password"), "a password in an error: {err}");
         assert!(started.elapsed() < cfg.kafka.timeout + Duration::from_secs(5), "took {:?}", started.elapsed());
     }
+
+    // `seed` asks the brokers before producing, so it says so at once too.
+    let mut env = secured.env();
+    env.retain(|(k, _)| k != "ORDER_GATEWAY__KAFKA__SASL_PASSWORD_FILE");
+    env.push(("ORDER_GATEWAY__KAFKA__SASL_PASSWORD".into(), "not-the-password".into()));
+    env.push(("ORDER_GATEWAY__TOPICS__ORDERS_FORMAT".into(), "json".into()));
+    env.push(("ORDER_GATEWAY__TOPICS__FULFILLMENTS_FORMAT".into(), "json".into()));
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_order-gateway"))
+        .args(["seed", "--orders", "5", "--seed", "1"])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("Authentication failed"), "{stderr}");
+    assert!(!stderr.contains("not-the-password"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
 }
 
 /// `check-config` refuses a librdkafka property that does not exist, naming

@@ -70,6 +70,15 @@ pub async fn run(config: &Config, args: &SeedArgs) -> anyhow::Result<()> {
         .set("message.timeout.ms", "30000")
         .create_with_context(context.clone())
         .map_err(|e| anyhow::anyhow!("kafka producer for {}: {e}", config.kafka.brokers))?;
+    // Ask the brokers first: a refused password or certificate would
+    // otherwise show only when the first record times out (30 s).
+    let (probe, topic, wait) = (producer.clone(), t.orders.clone(), config.kafka.timeout.max(Duration::from_secs(5)));
+    tokio::task::spawn_blocking(move || {
+        use rdkafka::producer::Producer;
+        probe.client().fetch_metadata(Some(&topic), wait).map(|_| ())
+    })
+    .await?
+    .map_err(|e| context.explain(format!("kafka: no answer from {}: {e}", config.kafka.brokers)))?;
 
     let bar = std::io::stderr().is_terminal().then(|| {
         let b = indicatif::ProgressBar::new(events.len() as u64);

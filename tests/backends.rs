@@ -31,8 +31,7 @@ async fn every_backend_answers_its_probe() {
     let err = Backends::from_config(&cfg).unwrap().ping(order_gateway::backends::Backend::Elasticsearch).await;
     let err = err.expect_err("no index behind the alias").to_string();
     assert!(err.contains("names no index") && err.contains("setup"), "{err}");
-    let es = reqwest::Client::builder().tls_built_in_root_certs(false).build().unwrap();
-    es.delete(format!("{}/{alias}-000001", es_url())).send().await.unwrap();
+    bare_client().delete(format!("{}/{alias}-000001", es_url())).send().await.unwrap();
 }
 
 #[tokio::test]

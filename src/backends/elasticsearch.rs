@@ -61,8 +61,9 @@ impl EsClient {
             builder = builder.headers(headers);
         }
         if cfg.url.scheme() == "https" {
-            // Checks the files and key as the other backends do, with the same words.
-            super::tls::client_config(Backend::Elasticsearch, &cfg.tls)?;
+            // Checks the files and key as the other backends do, with the same
+            // words; the client reads the system roots itself.
+            super::tls::check_files(Backend::Elasticsearch, &cfg.tls)?;
             if let Some(ca) = cfg.tls.ca() {
                 let pem = std::fs::read(ca)?;
                 let chain = elasticsearch::cert::Certificate::from_pem(&pem)

@@ -23,8 +23,24 @@ pub fn client_config(backend: Backend, tls: &TlsConfig) -> anyhow::Result<rustls
     let section = backend.name();
     let mut roots = RootCertStore::empty();
     // A host without a CA bundle (a scratch image) still works with `ca_file`.
-    let native = rustls_native_certs::load_native_certs();
-    roots.add_parsable_certificates(native.certs);
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if roots.is_empty() && tls.ca().is_none() {
+        anyhow::bail!("{section}: no trusted CA: the system has no CA bundle and {section}.tls.ca_file is not set");
+    }
+    with_roots(backend, tls, roots)
+}
+
+/// What [`client_config`] checks of the configured files (the CA file, the
+/// client certificate and whether its key fits), without reading the system
+/// roots: for a client that builds its TLS itself and reads them on its own
+/// (Elasticsearch's).
+pub fn check_files(backend: Backend, tls: &TlsConfig) -> anyhow::Result<()> {
+    with_roots(backend, tls, RootCertStore::empty()).map(|_| ())
+}
+
+/// `roots` plus `tls.ca_file`, and the client certificate if configured.
+fn with_roots(backend: Backend, tls: &TlsConfig, mut roots: RootCertStore) -> anyhow::Result<rustls::ClientConfig> {
+    let section = backend.name();
     if let Some(ca) = tls.ca() {
         let certs = read_certs(ca).map_err(|e| anyhow::anyhow!("{section}.tls.ca_file = {:?}: {e}", ca.display()))?;
         for c in certs {
@@ -32,9 +48,6 @@ pub fn client_config(backend: Backend, tls: &TlsConfig) -> anyhow::Result<rustls
                 anyhow::anyhow!("{section}.tls.ca_file = {:?}: not a usable CA certificate: {e}", ca.display())
             })?;
         }
-    }
-    if roots.is_empty() {
-        anyhow::bail!("{section}: no trusted CA: the system has no CA bundle and {section}.tls.ca_file is not set");
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)

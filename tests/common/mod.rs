@@ -79,7 +79,7 @@ pub fn isolated_env(id: &str, cdc: bool) -> Vec<(String, String)> {
 /// Returns the alias; the index is `<alias>-000001`.
 pub async fn es_alias() -> String {
     let alias = alias_of(&unique("it_alias"));
-    let es = reqwest::Client::builder().tls_built_in_root_certs(false).build().unwrap();
+    let es = bare_client();
     let body = serde_json::json!({ "aliases": { alias.clone(): {} }, "settings": { "number_of_replicas": 0 } });
     let created = es.put(format!("{}/{alias}-000001", es_url())).json(&body).send().await.unwrap();
     assert!(created.status().is_success(), "{}", created.text().await.unwrap());

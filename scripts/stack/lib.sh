@@ -1,7 +1,8 @@
 # Shared helpers for the native stack scripts. Sourced, never run.
 # Every component lives in components/<name>.sh and defines three functions,
 # with "-" in the name turned into "_":
-#   <name>_install   fetch and prepare it under $STACK_DIR/dist/<name> (idempotent)
+#   <name>_install   fetch and prepare it under $STACK_DIST_DIR/<name> (idempotent;
+#                    default $STACK_DIR/dist)
 #   <name>_start     launch it in the background with start_daemon
 #   <name>_health    exit 0 when it answers as a healthy server
 # and may set <NAME>_START_TIMEOUT (seconds, default 120) and define
@@ -11,6 +12,8 @@ set -euo pipefail
 
 STACK_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 STACK_DIR="${STACK_DIR:-$STACK_ROOT/.stack}"
+# Downloads and builds; another stack (a second STACK_DIR) may share them.
+STACK_DIST_DIR="${STACK_DIST_DIR:-$STACK_DIR/dist}"
 STACK_SCRIPTS="$STACK_ROOT/scripts/stack"
 STACK_BIND="${STACK_BIND:-127.0.0.1}"
 
@@ -38,7 +41,7 @@ log()  { printf '[stack] %s\n' "$*" >&2; }
 fail() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
 
 fn_name() { printf '%s' "${1//-/_}"; }
-dist_dir() { printf '%s/dist/%s' "$STACK_DIR" "$1"; }
+dist_dir() { printf '%s/%s' "$STACK_DIST_DIR" "$1"; }
 data_dir() { printf '%s/data/%s' "$STACK_DIR" "$1"; }
 log_file() { printf '%s/logs/%s.log' "$STACK_DIR" "$1"; }
 pid_file() { printf '%s/run/%s.pid' "$STACK_DIR" "$1"; }
@@ -52,9 +55,10 @@ load_component() {
 
 # start_daemon NAME CMD...: run CMD detached in its own session, output to the
 # component's log, its pid recorded so that stop kills exactly this process tree.
+# NAME is a node's name (see node_name); the component makes its own data dir.
 start_daemon() {
   local name="$1"; shift
-  mkdir -p "$STACK_DIR/logs" "$STACK_DIR/run" "$(data_dir "$name")"
+  mkdir -p "$STACK_DIR/logs" "$STACK_DIR/run"
   local log; log="$(log_file "$name")"
   printf '\n===== %s start %s =====\n' "$name" "$(date -u +%FT%TZ)" >>"$log"
   setsid "$@" >>"$log" 2>&1 < /dev/null &
@@ -93,13 +97,13 @@ stop_daemon() {
   rm -f "$(pid_file "$name")"
 }
 
-# wait_healthy NAME TIMEOUT: poll NAME's health check; fail naming the component
-# and its log when the process dies or the time runs out.
+# wait_healthy COMPONENT NODE TIMEOUT: poll the node's health check; fail naming the
+# node and its log when the process dies or the time runs out.
 wait_healthy() {
-  local name="$1" timeout="$2" fn; fn="$(fn_name "$name")"
+  local c="$1" node="$2" timeout="$3" fn name; fn="$(fn_name "$c")"; name="$(node_name "$c" "$node")"
   local deadline=$((SECONDS + timeout))
   while (( SECONDS < deadline )); do
-    if "${fn}_health" >/dev/null 2>&1; then return 0; fi
+    if "${fn}_health" "$node" >/dev/null 2>&1; then return 0; fi
     if ! running_pid "$name" >/dev/null; then
       tail -n 30 "$(log_file "$name")" >&2 || true
       fail "$name exited during start-up; see $(log_file "$name")"
@@ -108,6 +112,86 @@ wait_healthy() {
   done
   tail -n 30 "$(log_file "$name")" >&2 || true
   fail "$name was not healthy within ${timeout}s; see $(log_file "$name")"
+}
+
+# wait_ready COMPONENT TIMEOUT NODE...: poll <component>_ready (the cluster has formed) while
+# the given nodes keep running; its output says what is missing.
+wait_ready() {
+  local c="$1" timeout="$2"; shift 2
+  local fn node out=""; fn="$(fn_name "$c")"
+  local deadline=$((SECONDS + timeout))
+  while (( SECONDS < deadline )); do
+    if out="$("${fn}_ready" 2>&1)"; then return 0; fi
+    for node in "$@"; do
+      running_pid "$(node_name "$c" "$node")" >/dev/null \
+        || fail "$(node_name "$c" "$node") exited while $c was forming; see $(log_file "$(node_name "$c" "$node")")"
+    done
+    sleep 1
+  done
+  fail "$c did not form within ${timeout}s: ${out:-no answer}"
+}
+
+# ---- Clusters ---------------------------------------------------------------------
+# A component that can run several nodes defines <name>_nodes (how many the selected
+# variant runs, usually through stack_node_count), and its _start and _health take the
+# node number 1..n. Node 1 keeps the component's own name, so a 1-node stack is exactly
+# what it always was (run/kafka.pid, logs/kafka.log); node i>=2 is "<name>-<i>"
+# (run/kafka-2.pid, logs/kafka-2.log). On the command line "kafka" means every node of
+# the component and "kafka-2" node 2 alone. It may define <name>_ready: once the nodes
+# that start was asked for are healthy, start waits until it succeeds (e.g. every node
+# has joined). start records the node count in run/<name>.nodes while nodes run.
+
+node_name() { if (( $2 == 1 )); then printf '%s' "$1"; else printf '%s-%s' "$1" "$2"; fi; }
+
+# parse_target ARG: sets TARGET (the component) and TARGET_NODE (a node number, or
+# empty for every node): "kafka-2" is node 2 of kafka, "schema-registry" a component.
+parse_target() {
+  TARGET="$1"; TARGET_NODE=""
+  if [[ "$1" =~ ^(.+)-([0-9]+)$ && -f "$STACK_SCRIPTS/components/${BASH_REMATCH[1]}.sh" ]]; then
+    TARGET="${BASH_REMATCH[1]}"; TARGET_NODE="$((10#${BASH_REMATCH[2]}))"
+    (( TARGET_NODE >= 1 )) || fail "$1: nodes are numbered from 1"
+  fi
+}
+
+# node_count COMPONENT: how many nodes the selected variant runs (1 without <name>_nodes).
+node_count() {
+  local fn; fn="$(fn_name "$1")"
+  if declare -F "${fn}_nodes" >/dev/null; then "${fn}_nodes"; else printf 1; fi
+}
+
+# pid_nodes COMPONENT: the node numbers that have a pid file, whatever the variant.
+pid_nodes() {
+  local c="$1" f n
+  if [[ -f "$(pid_file "$c")" ]]; then echo 1; fi
+  for f in "$STACK_DIR/run/$c"-*.pid; do
+    [[ -f "$f" ]] || continue
+    n="${f##*/"$c"-}"; n="${n%.pid}"
+    if [[ "$n" =~ ^[0-9]+$ ]]; then echo "$((10#$n))"; fi
+  done
+}
+
+# running_variant COMPONENT: the node count that the running nodes were started with;
+# fails when no node of the component runs.
+running_variant() {
+  local c="$1" n
+  for n in $(pid_nodes "$c"); do
+    if running_pid "$(node_name "$c" "$n")" >/dev/null; then
+      cat "$STACK_DIR/run/$c.nodes" 2>/dev/null || printf 1
+      return 0
+    fi
+  done
+  return 1
+}
+
+# stack_node_count COMPONENT VAR: the node count: $VAR when set (1 to 9); else, while a
+# node of the component runs, the count it was started with; else 1.
+stack_node_count() {
+  local c="$1" var="$2" v="${!2:-}"
+  if [[ -n "$v" ]]; then
+    [[ "$v" =~ ^[1-9]$ ]] || fail "$var must be a number from 1 to 9 (got '$v')"
+    printf '%s' "$v"; return 0
+  fi
+  running_variant "$c" || printf 1
 }
 
 http_ok() { curl -fsS --max-time 3 -o /dev/null "$1"; }

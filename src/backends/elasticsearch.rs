@@ -1,5 +1,9 @@
 //! The Elasticsearch client (operational store).
+//!
+//! One client per node of `elasticsearch.urls` (or `url`), every call sent
+//! through [`Nodes`]: round the nodes, away from one that does not answer.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,21 +20,32 @@ use elasticsearch::indices::IndicesRefreshParts;
 use elasticsearch::params::Refresh;
 use elasticsearch::{BulkParts, SearchParts};
 use serde_json::{json, Value};
+use url::Url;
 
-use super::{endpoint, timed, timed_unguarded, Backend, BackendError, Breaker, Refused, ADMIN_TIMEOUT};
+use super::es_nodes::{Nodes, Retry};
+use super::{timed, timed_unguarded, Backend, BackendError, Breaker, Refused, ADMIN_TIMEOUT};
 use crate::config::ElasticsearchConfig;
 use crate::model::OrderView;
 
 /// Shared Elasticsearch client with the configured deadline.
 #[derive(Clone)]
 pub struct EsClient {
-    client: Elasticsearch,
+    nodes: Arc<Nodes>,
     timeout: Duration,
     breaker: Arc<Breaker>,
-    /// host:port, for errors that must say where.
+    /// host:port of every node, for errors that must say where.
     endpoint: String,
     /// What `ping` checks: the indices lookups read.
     read_alias: String,
+}
+
+/// Whether a call goes through the backend's breaker.
+#[derive(Clone, Copy)]
+enum Guard {
+    /// The gateway's reads.
+    Breaker,
+    /// Pings and the tools' calls (see [`timed_unguarded`]).
+    None,
 }
 
 /// The `Authorization` header of basic auth or an API key, if configured.
@@ -45,46 +60,104 @@ fn authorization(cfg: &ElasticsearchConfig) -> Option<String> {
     (!cfg.username.is_empty()).then(|| format!("Basic {}", b64(&format!("{}:{}", cfg.username, cfg.password.expose()))))
 }
 
-impl EsClient {
-    /// Builds the client; no request is made. Its searches go through `breaker`.
-    pub fn new(cfg: &ElasticsearchConfig, breaker: Arc<Breaker>) -> anyhow::Result<Self> {
-        let pool = SingleNodeConnectionPool::new(cfg.url.clone());
-        let mut builder = TransportBuilder::new(pool).timeout(cfg.timeout);
+/// What every node's client is built with: credentials, TLS and deadline.
+struct Shared {
+    timeout: Duration,
+    headers: HeaderMap,
+    /// PEM of the CAs of `tls.ca_file`.
+    ca: Option<Vec<u8>>,
+    /// PEM of the client key and certificate chain (mutual TLS).
+    identity: Option<Vec<u8>>,
+}
+
+impl Shared {
+    fn new(cfg: &ElasticsearchConfig) -> anyhow::Result<Self> {
+        let mut shared = Shared { timeout: cfg.timeout, headers: HeaderMap::new(), ca: None, identity: None };
         // The client takes one `Credentials`, and a client certificate is one:
         // basic auth and API keys go in a header so they combine with mutual TLS.
         if let Some(value) = authorization(cfg) {
             let mut value = HeaderValue::from_str(&value)
                 .map_err(|_| anyhow::anyhow!("elasticsearch credentials contain characters not allowed in a header"))?;
             value.set_sensitive(true);
-            let mut headers = HeaderMap::new();
-            headers.insert(AUTHORIZATION, value);
-            builder = builder.headers(headers);
+            shared.headers.insert(AUTHORIZATION, value);
         }
-        if cfg.url.scheme() == "https" {
+        // Every node has the same scheme (checked with the configuration).
+        if cfg.nodes()[0].scheme() == "https" {
             // Checks the files and key as the other backends do, with the same
             // words; the client reads the system roots itself.
             super::tls::check_files(Backend::Elasticsearch, &cfg.tls)?;
             if let Some(ca) = cfg.tls.ca() {
                 let pem = std::fs::read(ca)?;
-                let chain = elasticsearch::cert::Certificate::from_pem(&pem)
+                elasticsearch::cert::Certificate::from_pem(&pem)
                     .map_err(|e| anyhow::anyhow!("elasticsearch.tls.ca_file = {:?}: {e}", ca.display()))?;
-                builder = builder.cert_validation(CertificateValidation::Full(chain));
+                shared.ca = Some(pem);
             }
             if let Some((cert, key)) = cfg.tls.client_identity() {
                 let mut pem = std::fs::read(key)?;
                 pem.push(b'\n');
                 pem.extend(std::fs::read(cert)?);
-                builder = builder.auth(Credentials::Certificate(ClientCertificate::Pem(pem)));
+                shared.identity = Some(pem);
             }
         }
-        let transport = builder.build().map_err(|e| anyhow::anyhow!("elasticsearch client for {}: {e}", cfg.url))?;
+        Ok(shared)
+    }
+
+    /// The client of the node at `url`.
+    fn client(&self, url: &Url) -> anyhow::Result<Elasticsearch> {
+        let mut builder = TransportBuilder::new(SingleNodeConnectionPool::new(url.clone()))
+            .timeout(self.timeout)
+            .headers(self.headers.clone());
+        if let Some(pem) = &self.ca {
+            let chain = elasticsearch::cert::Certificate::from_pem(pem).map_err(|e| anyhow::anyhow!("{e}"))?;
+            builder = builder.cert_validation(CertificateValidation::Full(chain));
+        }
+        if let Some(pem) = &self.identity {
+            builder = builder.auth(Credentials::Certificate(ClientCertificate::Pem(pem.clone())));
+        }
+        let transport =
+            builder.build().map_err(|e| anyhow::anyhow!("elasticsearch client for {}: {e}", super::endpoint(url)))?;
+        Ok(Elasticsearch::new(transport))
+    }
+}
+
+impl EsClient {
+    /// Builds a client per node; no request is made. Its searches go through `breaker`.
+    pub fn new(cfg: &ElasticsearchConfig, breaker: Arc<Breaker>) -> anyhow::Result<Self> {
+        let shared = Shared::new(cfg)?;
+        let clients =
+            cfg.nodes().iter().map(|url| Ok((url.clone(), shared.client(url)?))).collect::<anyhow::Result<_>>()?;
+        let nodes = Arc::new(Nodes::new(clients));
         Ok(EsClient {
-            client: Elasticsearch::new(transport),
+            endpoint: nodes.endpoints(),
+            nodes,
             timeout: cfg.timeout,
             breaker,
-            endpoint: endpoint(&cfg.url),
             read_alias: cfg.read_alias.clone(),
         })
+    }
+
+    /// One call under `timeout`, sent to a node by [`Nodes::send`] (which
+    /// moves it to another node when `retry` allows) and measured as one call.
+    async fn call<'c, T, F, Fut>(
+        &'c self,
+        guard: Guard,
+        call: &'static str,
+        timeout: Duration,
+        retry: Retry,
+        attempt: F,
+    ) -> Result<T, BackendError>
+    where
+        F: Fn(&'c Elasticsearch) -> Fut,
+        Fut: Future<Output = anyhow::Result<T>>,
+    {
+        // Taken before `timed` starts its own clock for the same deadline, so
+        // an attempt that is still running when that fires knows it ran out.
+        let deadline = tokio::time::Instant::now() + timeout;
+        let sent = self.nodes.send(call, retry, deadline, attempt);
+        match guard {
+            Guard::Breaker => timed(&self.breaker, call, timeout, sent).await,
+            Guard::None => timed_unguarded(Backend::Elasticsearch, call, timeout, sent).await,
+        }
     }
 
     /// Health of the indices behind the read alias (not the whole cluster: a
@@ -92,21 +165,26 @@ impl EsClient {
     /// when yellow or green.
     pub async fn ping(&self) -> Result<String, BackendError> {
         let alias = [self.read_alias.as_str()];
-        let body: serde_json::Value = timed_unguarded(Backend::Elasticsearch, "cluster_health", self.timeout, async {
-            // No waiting: a red or missing index answers 408 at once, with the body.
-            let resp = self.client.cluster().health(ClusterHealthParts::Index(&alias)).timeout("0s").send().await?;
-            let status = resp.status_code().as_u16();
-            if !matches!(status, 200 | 408) {
-                anyhow::bail!("cluster health of {}: status {status}", self.read_alias);
-            }
-            resp.json::<serde_json::Value>().await.map_err(anyhow::Error::from)
-        })
-        .await
-        .map_err(|e| e.at(&self.endpoint))?;
+        let alias = &alias;
+        // Errors name the node that failed (see `Nodes::send`).
+        let body: serde_json::Value = self
+            .call(Guard::None, "cluster_health", self.timeout, Retry::Safe, |es| async move {
+                // No waiting: a red or missing index answers 408 at once, with the body.
+                let resp = es.cluster().health(ClusterHealthParts::Index(alias)).timeout("0s").send().await?;
+                let status = resp.status_code().as_u16();
+                if !matches!(status, 200 | 408) {
+                    anyhow::bail!("cluster health of {}: status {status}", self.read_alias);
+                }
+                resp.json::<serde_json::Value>().await.map_err(anyhow::Error::from)
+            })
+            .await?;
         let status = body.get("status").and_then(|s| s.as_str()).unwrap_or("unknown").to_string();
         let alias = &self.read_alias;
+        // A node left out is worth a line in /readyz even while the others serve.
+        let dead = self.nodes.marked_dead();
+        let dead = if dead.is_empty() { String::new() } else { format!(" (node marked dead: {})", dead.join(", ")) };
         match status.as_str() {
-            "green" | "yellow" => Ok(format!("read alias {alias}: {status}")),
+            "green" | "yellow" => Ok(format!("read alias {alias}: {status}{dead}")),
             "red" if body["active_primary_shards"] == 0 && body["unassigned_primary_shards"] == 0 => {
                 Err(BackendError::failed(
                     Backend::Elasticsearch,
@@ -150,29 +228,31 @@ impl EsClient {
         body: serde_json::Value,
         traceparent: Option<&str>,
     ) -> Result<Vec<Hit>, BackendError> {
-        let value: serde_json::Value = timed(&self.breaker, call, self.timeout, async {
-            let indices = [alias];
-            let mut req = self.client.search(elasticsearch::SearchParts::Index(&indices)).body(body);
-            if let Some(tp) = traceparent {
-                req = req.header(
-                    elasticsearch::http::headers::HeaderName::from_static("traceparent"),
-                    elasticsearch::http::headers::HeaderValue::from_str(tp)?,
-                );
-            }
-            let resp = req.send().await?;
-            let status = resp.status_code();
-            let v: serde_json::Value = resp.json().await?;
-            if !status.is_success() {
-                let why = format!("status {status}: {}", v["error"]["reason"].as_str().unwrap_or("no reason"));
-                // 4xx refuses this search; 408 and 429 say the cluster is struggling.
-                if (400..500).contains(&status.as_u16()) && !matches!(status.as_u16(), 408 | 429) {
-                    return Err(Refused(why).into());
+        let body = &body;
+        let value: serde_json::Value = self
+            .call(Guard::Breaker, call, self.timeout, Retry::Safe, |es| async move {
+                let indices = [alias];
+                let mut req = es.search(elasticsearch::SearchParts::Index(&indices)).body(body.clone());
+                if let Some(tp) = traceparent {
+                    req = req.header(
+                        elasticsearch::http::headers::HeaderName::from_static("traceparent"),
+                        elasticsearch::http::headers::HeaderValue::from_str(tp)?,
+                    );
                 }
-                anyhow::bail!(why);
-            }
-            Ok::<_, anyhow::Error>(v)
-        })
-        .await?;
+                let resp = req.send().await?;
+                let status = resp.status_code();
+                let v: serde_json::Value = resp.json().await?;
+                if !status.is_success() {
+                    let why = format!("status {status}: {}", v["error"]["reason"].as_str().unwrap_or("no reason"));
+                    // 4xx refuses this search; 408 and 429 say the cluster is struggling.
+                    if (400..500).contains(&status.as_u16()) && !matches!(status.as_u16(), 408 | 429) {
+                        return Err(Refused(why).into());
+                    }
+                    anyhow::bail!(why);
+                }
+                Ok::<_, anyhow::Error>(v)
+            })
+            .await?;
         value["hits"]["hits"]
             .as_array()
             .into_iter()
@@ -235,23 +315,23 @@ impl EsClient {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let body: Value = timed_unguarded(Backend::Elasticsearch, "get_versioned", self.timeout, async {
-            let resp = self
-                .client
-                .search(SearchParts::Index(&[alias]))
-                .seq_no_primary_term(true)
-                .size(ids.len() as i64)
-                .body(json!({ "query": { "ids": { "values": ids } } }))
-                .send()
-                .await?;
-            let status = resp.status_code();
-            let body: Value = resp.json().await?;
-            if !status.is_success() {
-                anyhow::bail!("reading orders through alias {alias}: {status} {}", error_reason(&body));
-            }
-            Ok::<_, anyhow::Error>(body)
-        })
-        .await?;
+        let body: Value = self
+            .call(Guard::None, "get_versioned", self.timeout, Retry::Safe, |es| async move {
+                let resp = es
+                    .search(SearchParts::Index(&[alias]))
+                    .seq_no_primary_term(true)
+                    .size(ids.len() as i64)
+                    .body(json!({ "query": { "ids": { "values": ids } } }))
+                    .send()
+                    .await?;
+                let status = resp.status_code();
+                let body: Value = resp.json().await?;
+                if !status.is_success() {
+                    anyhow::bail!("reading orders through alias {alias}: {status} {}", error_reason(&body));
+                }
+                Ok::<_, anyhow::Error>(body)
+            })
+            .await?;
         let mut out = Vec::with_capacity(ids.len());
         for hit in body["hits"]["hits"].as_array().into_iter().flatten() {
             let (Some(index), Some(seq_no), Some(primary_term)) =
@@ -272,8 +352,8 @@ impl EsClient {
 
     /// Makes recent writes behind `alias` visible to searches.
     pub async fn refresh(&self, alias: &str) -> Result<(), BackendError> {
-        timed_unguarded(Backend::Elasticsearch, "refresh", self.timeout, async {
-            let resp = self.client.indices().refresh(IndicesRefreshParts::Index(&[alias])).send().await?;
+        self.call(Guard::None, "refresh", self.timeout, Retry::Safe, |es| async move {
+            let resp = es.indices().refresh(IndicesRefreshParts::Index(&[alias])).send().await?;
             if !resp.status_code().is_success() {
                 anyhow::bail!("refresh of {alias}: {}", resp.status_code());
             }
@@ -287,11 +367,13 @@ impl EsClient {
     /// Items the cluster could not take now (429, 5xx) fail the whole call:
     /// the caller retries every op, which the sequence-number conditions make
     /// safe, and the failure counts as the backend's in the call metrics.
+    /// Sent to a second node only when the first was never reached: a bulk
+    /// sent again after it was applied would answer conflicts, not what it did.
     pub async fn bulk(&self, ops: &[BulkOp<'_>]) -> Result<Vec<BulkItem>, BackendError> {
         if ops.is_empty() {
             return Ok(Vec::new());
         }
-        timed_unguarded(Backend::Elasticsearch, "bulk", self.timeout, async {
+        self.call(Guard::None, "bulk", self.timeout, Retry::IfNotSent, |es| async move {
             let mut body: Vec<JsonBody<Value>> = Vec::with_capacity(ops.len() * 2);
             for op in ops {
                 match *op {
@@ -308,7 +390,7 @@ impl EsClient {
                     }
                 }
             }
-            let resp = self.client.bulk(BulkParts::None).refresh(Refresh::False).body(body).send().await?;
+            let resp = es.bulk(BulkParts::None).refresh(Refresh::False).body(body).send().await?;
             let status = resp.status_code();
             let answer: Value = resp.json().await?;
             if !status.is_success() {
@@ -381,7 +463,9 @@ pub struct Rollover {
 
 impl EsClient {
     /// One administrative request; its answer when `accept` takes its status
-    /// and body, else an error naming `what` was being done.
+    /// and body, else an error naming `what` was being done. `retry` says
+    /// whether it may go to a second node after the first failed (see [`Retry`]).
+    #[allow(clippy::too_many_arguments)]
     async fn admin(
         &self,
         call: &'static str,
@@ -389,17 +473,16 @@ impl EsClient {
         method: Method,
         path: &str,
         body: Option<Value>,
+        retry: Retry,
         accept: impl Fn(u16, &Value) -> bool,
     ) -> Result<(u16, Value), BackendError> {
-        use elasticsearch::http::headers::HeaderMap;
-        timed_unguarded(Backend::Elasticsearch, call, ADMIN_TIMEOUT, async {
-            let body = body.map(JsonBody::new);
+        let (body, accept) = (&body, &accept);
+        self.call(Guard::None, call, ADMIN_TIMEOUT, retry, |es| async move {
+            let body = body.clone().map(JsonBody::new);
             // A moment past our own deadline, so that ours fires and the error says "timeout".
             let transport_timeout = ADMIN_TIMEOUT + Duration::from_secs(1);
-            let resp = self
-                .client
-                .send(method, path, HeaderMap::new(), Option::<&()>::None, body, Some(transport_timeout))
-                .await?;
+            let resp =
+                es.send(method, path, HeaderMap::new(), Option::<&()>::None, body, Some(transport_timeout)).await?;
             let status = resp.status_code().as_u16();
             let v = resp.json::<Value>().await.unwrap_or(Value::Null);
             if !accept(status, &v) {
@@ -414,8 +497,9 @@ impl EsClient {
     pub async fn index_template_meta(&self, name: &str) -> Result<Option<Value>, BackendError> {
         let what = format!("reading index template {name}");
         let path = format!("/_index_template/{name}");
-        let (status, v) =
-            self.admin("get_index_template", &what, Method::Get, &path, None, |s, _| s == 200 || s == 404).await?;
+        let (status, v) = self
+            .admin("get_index_template", &what, Method::Get, &path, None, Retry::Safe, |s, _| s == 200 || s == 404)
+            .await?;
         Ok((status == 200).then(|| v["index_templates"][0]["index_template"]["_meta"].clone()))
     }
 
@@ -423,7 +507,9 @@ impl EsClient {
     pub async fn put_index_template(&self, name: &str, body: Value) -> Result<(), BackendError> {
         let what = format!("writing index template {name}");
         let path = format!("/_index_template/{name}");
-        self.admin("put_index_template", &what, Method::Put, &path, Some(body), |s, _| s == 200).await.map(drop)
+        self.admin("put_index_template", &what, Method::Put, &path, Some(body), Retry::IfNotSent, |s, _| s == 200)
+            .await
+            .map(drop)
     }
 
     /// The indices behind `alias` and whether each is its write index (an
@@ -432,7 +518,8 @@ impl EsClient {
     pub async fn alias_indices(&self, alias: &str) -> Result<Vec<(String, bool)>, BackendError> {
         let what = format!("reading alias {alias}");
         let path = format!("/_alias/{alias}");
-        let (status, v) = self.admin("get_alias", &what, Method::Get, &path, None, |s, _| s == 200 || s == 404).await?;
+        let (status, v) =
+            self.admin("get_alias", &what, Method::Get, &path, None, Retry::Safe, |s, _| s == 200 || s == 404).await?;
         if status == 404 {
             return Ok(Vec::new());
         }
@@ -448,7 +535,7 @@ impl EsClient {
         let what = format!("creating index {index}");
         let exists = |s: u16, v: &Value| s == 400 && v["error"]["type"] == "resource_already_exists_exception";
         let (status, _) = self
-            .admin("create_index", &what, Method::Put, &format!("/{index}"), Some(body), |s, v| {
+            .admin("create_index", &what, Method::Put, &format!("/{index}"), Some(body), Retry::IfNotSent, |s, v| {
                 s == 200 || exists(s, v)
             })
             .await?;
@@ -458,9 +545,17 @@ impl EsClient {
     /// Applies alias `actions` atomically (`POST /_aliases`).
     pub async fn update_aliases(&self, actions: Value) -> Result<(), BackendError> {
         let body = json!({ "actions": actions });
-        self.admin("update_aliases", "updating aliases", Method::Post, "/_aliases", Some(body), |s, _| s == 200)
-            .await
-            .map(drop)
+        self.admin(
+            "update_aliases",
+            "updating aliases",
+            Method::Post,
+            "/_aliases",
+            Some(body),
+            Retry::IfNotSent,
+            |s, _| s == 200,
+        )
+        .await
+        .map(drop)
     }
 
     /// Rolls `alias` over to a new index when one of `conditions` is met.
@@ -468,7 +563,8 @@ impl EsClient {
         let what = format!("rolling over {alias}");
         let path = format!("/{alias}/_rollover");
         let body = json!({ "conditions": conditions });
-        let (_, v) = self.admin("rollover", &what, Method::Post, &path, Some(body), |s, _| s == 200).await?;
+        let (_, v) =
+            self.admin("rollover", &what, Method::Post, &path, Some(body), Retry::IfNotSent, |s, _| s == 200).await?;
         Ok(Rollover {
             rolled_over: v["rolled_over"] == true,
             old_index: v["old_index"].as_str().unwrap_or_default().to_owned(),
@@ -485,7 +581,9 @@ impl EsClient {
             "aggs": { "newest": { "max": { "field": field } } }
         }}});
         let path = format!("/{alias}/_search");
-        let (_, v) = self.admin("newest_per_index", &what, Method::Post, &path, Some(body), |s, _| s == 200).await?;
+        let (_, v) = self
+            .admin("newest_per_index", &what, Method::Post, &path, Some(body), Retry::Safe, |s, _| s == 200)
+            .await?;
         Ok(v["aggregations"]["by_index"]["buckets"]
             .as_array()
             .into_iter()
@@ -497,7 +595,9 @@ impl EsClient {
     /// Deletes `index`.
     pub async fn delete_index(&self, index: &str) -> Result<(), BackendError> {
         let what = format!("deleting index {index}");
-        self.admin("delete_index", &what, Method::Delete, &format!("/{index}"), None, |s, _| s == 200).await.map(drop)
+        self.admin("delete_index", &what, Method::Delete, &format!("/{index}"), None, Retry::IfNotSent, |s, _| s == 200)
+            .await
+            .map(drop)
     }
 }
 

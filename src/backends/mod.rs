@@ -11,6 +11,7 @@ pub mod analytics;
 pub mod breaker;
 pub mod clickhouse;
 pub mod elasticsearch;
+pub mod es_nodes;
 pub mod kafka;
 pub mod readiness;
 pub mod schema_registry;
@@ -264,7 +265,8 @@ pub(crate) fn endpoint(url: &url::Url) -> String {
 /// the Kafka settings librdkafka must accept. For `check-config`.
 pub fn check_config(cfg: &Config) -> anyhow::Result<()> {
     for (backend, url, tls) in [
-        (Backend::Elasticsearch, &cfg.elasticsearch.url, &cfg.elasticsearch.tls),
+        // Every Elasticsearch node has the same scheme.
+        (Backend::Elasticsearch, &cfg.elasticsearch.nodes()[0], &cfg.elasticsearch.tls),
         (Backend::ClickHouse, &cfg.clickhouse.url, &cfg.clickhouse.tls),
         (Backend::SchemaRegistry, &cfg.schema_registry.url, &cfg.schema_registry.tls),
     ] {

@@ -86,6 +86,62 @@ pub(super) fn read_secret_file(key: &str, secret: &mut Secret, file: &str) -> Re
     Ok(())
 }
 
+/// Base URLs of a cluster's nodes: a TOML array, or one string of URLs
+/// separated by commas (as `kafka.brokers`), which is what an environment
+/// variable holds (`..._URLS="http://a:9200,http://b:9200"`). Empty: none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UrlList(pub Vec<url::Url>);
+
+impl UrlList {
+    /// The URLs of `text`, separated by commas; blanks around them are ignored.
+    pub fn parse(text: &str) -> Result<UrlList, String> {
+        text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(parse_url).collect::<Result<_, _>>().map(UrlList)
+    }
+}
+
+fn parse_url(s: &str) -> Result<url::Url, String> {
+    url::Url::parse(s).map_err(|e| format!("{s:?} is not a URL: {e}"))
+}
+
+/// `url` as shown in `check-config` and compared by a reload: a password in it masked.
+pub(super) fn masked_url(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() {
+        // Only fails for URLs that cannot carry credentials, which these did.
+        let _ = shown.set_password(Some("********"));
+    }
+    shown.to_string()
+}
+
+impl Serialize for UrlList {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(masked_url))
+    }
+}
+
+impl<'de> Deserialize<'de> for UrlList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Urls;
+        impl<'de> serde::de::Visitor<'de> for Urls {
+            type Value = UrlList;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of URLs, or URLs separated by commas")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<UrlList, E> {
+                UrlList::parse(v).map_err(E::custom)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<UrlList, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    out.push(parse_url(s.trim()).map_err(serde::de::Error::custom)?);
+                }
+                Ok(UrlList(out))
+            }
+        }
+        d.deserialize_any(Urls)
+    }
+}
+
 /// `security.protocol` of every Kafka client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]

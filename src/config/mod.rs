@@ -18,7 +18,9 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-pub use connect::{is_loopback_host, KafkaOptions, KafkaSecurity, SaslMechanism, TlsConfig, KAFKA_OWNED_PROPERTIES};
+pub use connect::{
+    is_loopback_host, KafkaOptions, KafkaSecurity, SaslMechanism, TlsConfig, UrlList, KAFKA_OWNED_PROPERTIES,
+};
 pub use edge::*;
 pub use secret::{is_secret_key, Secret};
 
@@ -106,6 +108,9 @@ pub struct ReadinessConfig {
 #[serde(deny_unknown_fields)]
 pub struct ElasticsearchConfig {
     pub url: Url,
+    /// Every node of the cluster, when there are several: calls go round
+    /// them and move to another when one does not answer. Empty: `url` alone.
+    pub urls: UrlList,
     pub read_alias: String,
     pub write_alias: String,
     #[serde(with = "humantime_serde")]
@@ -117,6 +122,26 @@ pub struct ElasticsearchConfig {
     pub api_key: Secret,
     pub api_key_file: String,
     pub tls: TlsConfig,
+}
+
+impl ElasticsearchConfig {
+    /// The nodes the client sends to: `urls`, or `url` alone when `urls` is empty.
+    pub fn nodes(&self) -> &[Url] {
+        if self.urls.0.is_empty() {
+            std::slice::from_ref(&self.url)
+        } else {
+            &self.urls.0
+        }
+    }
+
+    /// The key that sets [`ElasticsearchConfig::nodes`], for messages.
+    pub fn nodes_key(&self) -> &'static str {
+        if self.urls.0.is_empty() {
+            "elasticsearch.url"
+        } else {
+            "elasticsearch.urls"
+        }
+    }
 }
 
 /// The analytical store.
@@ -361,12 +386,13 @@ impl Config {
     /// prints these and `serve` logs them at start.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for (key, url) in [
-            ("elasticsearch.url", &self.elasticsearch.url),
-            ("clickhouse.url", &self.clickhouse.url),
-            ("schema_registry.url", &self.schema_registry.url),
-        ] {
+        let es = &self.elasticsearch;
+        let es_nodes = es.nodes().iter().map(|u| (es.nodes_key(), u));
+        for (key, url) in es_nodes
+            .chain([("clickhouse.url", &self.clickhouse.url), ("schema_registry.url", &self.schema_registry.url)])
+        {
             if url.scheme() == "http" && url.host().is_some_and(|h| !is_loopback_host(&h)) {
+                let url = connect::masked_url(url);
                 out.push(format!(
                     "{key} = \"{url}\": plain http to another host sends queries, order data and credentials unencrypted; use https"
                 ));
@@ -402,11 +428,15 @@ impl Config {
             ("elasticsearch.url", &self.elasticsearch.url),
             ("clickhouse.url", &self.clickhouse.url),
             ("schema_registry.url", &self.schema_registry.url),
-        ] {
+        ]
+        .into_iter()
+        .chain(self.elasticsearch.urls.0.iter().map(|u| ("elasticsearch.urls", u)))
+        {
             if !matches!(url.scheme(), "http" | "https") {
                 return bad(key, url, "must be an http or https URL");
             }
         }
+        self.validate_es_nodes()?;
         for (key, d) in [
             ("server.header_read_timeout", self.server.header_read_timeout),
             ("server.idle_timeout", self.server.idle_timeout),
@@ -528,21 +558,56 @@ impl Config {
         Ok(())
     }
 
+    /// `elasticsearch.urls` against itself and `url`: one scheme for every
+    /// node (the TLS and credentials settings are the same for all), no node
+    /// twice, and no `url` that `urls` would silently replace.
+    fn validate_es_nodes(&self) -> Result<(), ConfigError> {
+        let es = &self.elasticsearch;
+        let urls = &es.urls.0;
+        let Some(first) = urls.first() else { return Ok(()) };
+        if let Some(other) = urls.iter().find(|u| u.scheme() != first.scheme()) {
+            return Err(ConfigError(format!(
+                "elasticsearch.urls = \"{}\": every node must use the same scheme (the tls settings are shared), but \"{}\" is {} and \"{}\" is {}",
+                urls.iter().map(connect::masked_url).collect::<Vec<_>>().join(","),
+                connect::masked_url(first),
+                first.scheme(),
+                connect::masked_url(other),
+                other.scheme(),
+            )));
+        }
+        for (i, u) in urls.iter().enumerate() {
+            if urls[..i].contains(u) {
+                return Err(ConfigError(format!("elasticsearch.urls names \"{}\" twice", connect::masked_url(u))));
+            }
+        }
+        // `url` keeps its default when only `urls` is set; any other value not
+        // among `urls` is a node the operator expects to be used and is not.
+        if !urls.contains(&es.url) && es.url != Config::defaults().elasticsearch.url {
+            return Err(ConfigError(format!(
+                "elasticsearch.url = \"{}\" is not one of elasticsearch.urls: urls, when set, lists every node; set one of the two",
+                connect::masked_url(&es.url)
+            )));
+        }
+        Ok(())
+    }
+
     /// TLS files, credentials and Kafka's security settings.
     fn validate_connections(&self) -> Result<(), ConfigError> {
         let bad = |msg: String| Err(ConfigError(msg));
-        for (section, tls, url) in [
-            ("elasticsearch", &self.elasticsearch.tls, Some(&self.elasticsearch.url)),
-            ("clickhouse", &self.clickhouse.tls, Some(&self.clickhouse.url)),
-            ("schema_registry", &self.schema_registry.tls, Some(&self.schema_registry.url)),
-            ("kafka", &self.kafka.tls, None),
+        let es = &self.elasticsearch;
+        for (section, key, tls, url) in [
+            // Every node has the same scheme (see `validate_es_nodes`).
+            ("elasticsearch", es.nodes_key(), &es.tls, es.nodes().first()),
+            ("clickhouse", "clickhouse.url", &self.clickhouse.tls, Some(&self.clickhouse.url)),
+            ("schema_registry", "schema_registry.url", &self.schema_registry.tls, Some(&self.schema_registry.url)),
+            ("kafka", "", &self.kafka.tls, None),
         ] {
             tls.check(section)?;
             if let Some(url) = url.filter(|u| u.scheme() == "http" && tls.is_set()) {
-                return bad(format!("{section}.tls is set but {section}.url = \"{url}\" is plain http: use https"));
+                let url = connect::masked_url(url);
+                return bad(format!("{section}.tls is set but {key} = \"{url}\" is plain http: use https"));
             }
         }
-        let es = &self.elasticsearch;
         if es.api_key.is_set() && !es.username.is_empty() {
             return bad(
                 "elasticsearch.api_key and elasticsearch.username are both set: use one way to authenticate".into()

@@ -286,3 +286,95 @@ fn warnings_name_plain_text_to_other_hosts_and_a_missing_cursor_secret() {
     c.kafka.brokers = "[::1]:9092".into();
     assert!(!c.warnings().join("\n").contains("cursor_secret") && !c.warnings().join("\n").contains("kafka"));
 }
+
+#[test]
+fn elasticsearch_nodes_come_from_urls_as_a_list_or_comma_separated() {
+    Jail::expect_with(|jail| {
+        let c = load_in(jail, None).expect("valid");
+        assert_eq!(c.elasticsearch.nodes(), std::slice::from_ref(&c.elasticsearch.url), "url alone by default");
+        assert_eq!(c.elasticsearch.nodes_key(), "elasticsearch.url");
+
+        jail.set_env("ORDER_GATEWAY__ELASTICSEARCH__URLS", "http://127.0.0.1:9200, http://127.0.0.1:9201");
+        let c = load_in(jail, None).expect("valid");
+        let nodes: Vec<String> = c.elasticsearch.nodes().iter().map(|u| u.to_string()).collect();
+        assert_eq!(nodes, ["http://127.0.0.1:9200/", "http://127.0.0.1:9201/"]);
+        assert_eq!(c.elasticsearch.nodes_key(), "elasticsearch.urls");
+
+        jail.set_env("ORDER_GATEWAY__ELASTICSEARCH__URLS", "[\"http://127.0.0.1:9201\"]");
+        let c = load_in(jail, None).expect("figment's array syntax too");
+        assert_eq!(c.elasticsearch.nodes()[0].as_str(), "http://127.0.0.1:9201/");
+
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "gw.toml",
+            "[elasticsearch]\nurl = \"https://es-1:9200\"\nurls = [\"https://es-1:9200\", \"https://u:pw-1@es-2:9200\"]\n",
+        )?;
+        let c = load_in(jail, Some("gw.toml")).expect("url may be one of urls");
+        assert_eq!(c.elasticsearch.nodes().len(), 2);
+        let shown = c.to_masked_toml();
+        assert!(shown.contains("https://u:********@es-2:9200/") && !shown.contains("pw-1"), "{shown}");
+        Ok(())
+    });
+}
+
+#[test]
+fn bad_elasticsearch_urls_are_refused_naming_the_value() {
+    let refused = |file: &str, words: &[&str]| {
+        Jail::expect_with(|jail| {
+            jail.create_file("gw.toml", file)?;
+            let err = load_in(jail, Some("gw.toml")).unwrap_err().to_string();
+            for w in words {
+                assert!(err.contains(w), "{file}: {err}");
+            }
+            assert!(!err.contains("pw-1"), "a password in an error: {err}");
+            Ok(())
+        });
+    };
+    refused(
+        "[elasticsearch]\nurls = \"http://a:9200,//b:9200\"\n",
+        &["elasticsearch.urls", "\"//b:9200\" is not a URL"],
+    );
+    refused(
+        "[elasticsearch]\nurls = [\"http://a:9200\", \"nonsense\"]\n",
+        &["elasticsearch.urls", "\"nonsense\" is not a URL"],
+    );
+    refused("[elasticsearch]\nurls = [\"ftp://a:9200\"]\n", &["elasticsearch.urls", "ftp://a:9200", "http or https"]);
+    refused(
+        "[elasticsearch]\nurls = [\"https://a:9200\", \"http://u:pw-1@b:9200\"]\n",
+        &["elasticsearch.urls", "same scheme", "\"http://u:********@b:9200/\" is http"],
+    );
+    refused(
+        "[elasticsearch]\nurls = \"http://a:9200,http://a:9200/\"\n",
+        &["elasticsearch.urls", "http://a:9200/", "twice"],
+    );
+    refused(
+        "[elasticsearch]\nurl = \"http://lb:9200\"\nurls = \"http://a:9200,http://b:9200\"\n",
+        &["elasticsearch.url = \"http://lb:9200/\" is not one of elasticsearch.urls"],
+    );
+    Jail::expect_with(|jail| {
+        jail.create_file("ca.pem", "x")?;
+        jail.create_file(
+            "gw.toml",
+            "[elasticsearch]\nurls = \"http://a:9200,http://b:9200\"\n[elasticsearch.tls]\nca_file = \"ca.pem\"\n",
+        )?;
+        let err = load_in(jail, Some("gw.toml")).unwrap_err().to_string();
+        assert!(err.contains("elasticsearch.urls = \"http://a:9200/\" is plain http"), "{err}");
+        jail.set_env("ORDER_GATEWAY__ELASTICSEARCH__URLS", "http://127.0.0.1:9200,not a url");
+        let err = load_in(jail, None).unwrap_err().to_string();
+        assert!(
+            err.contains("ORDER_GATEWAY__ELASTICSEARCH__URLS") && err.contains("\"not a url\" is not a URL"),
+            "{err}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn warnings_name_each_elasticsearch_node_reached_in_plain_text() {
+    let mut c = Config::defaults();
+    c.elasticsearch.urls = UrlList::parse("http://127.0.0.1:9200,http://es-2.internal:9200").unwrap();
+    let w = c.warnings().join("\n");
+    assert!(w.contains("elasticsearch.urls = \"http://es-2.internal:9200/\"") && !w.contains("127.0.0.1"), "{w}");
+}

@@ -24,6 +24,13 @@ pub const BACKEND_CIRCUIT_TRANSITIONS: &str = "backend_circuit_transitions_total
 /// Calls failed by an open (or half-open and busy) circuit without reaching
 /// the backend, by `backend` and `call`.
 pub const BACKEND_CIRCUIT_REJECTED: &str = "backend_circuit_rejected_total";
+/// Calls sent again to another node of the backend's cluster after the node
+/// they went to failed below HTTP, by `backend` and `call`.
+pub const BACKEND_FAILOVERS: &str = "backend_failovers_total";
+/// Whether a node of the backend's cluster is in the round (1) or marked dead
+/// after a failure (0), by `backend` and `node` (host:port); only for a
+/// backend configured with several nodes.
+pub const BACKEND_NODE_UP: &str = "backend_node_up";
 
 /// Requests refused by authentication or authorisation, by `reason`
 /// (invalid_credential, missing_credential, missing_scope).
@@ -72,6 +79,11 @@ pub fn describe() {
         "Circuit breaker transitions by backend (and circuit) and new position (to)"
     );
     describe_counter!(BACKEND_CIRCUIT_REJECTED, "Backend calls failed at once by an open circuit, by backend and call");
+    describe_counter!(
+        BACKEND_FAILOVERS,
+        "Backend calls sent again to another node after a node failed, by backend and call"
+    );
+    describe_gauge!(BACKEND_NODE_UP, "1 while a node of a multi-node backend is in the round, 0 while marked dead");
 }
 
 /// Messages ingest handled, by `topic` and `outcome` (written, duplicate, dead_lettered, skipped).

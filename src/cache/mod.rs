@@ -184,6 +184,33 @@ pub struct PartitionPosition {
     pub position: Option<i64>,
     pub high_watermark: i64,
     pub lag: i64,
+    /// The broker leading the partition, as last known (a partition whose
+    /// leader just died keeps the dead one here until a new one is elected).
+    pub leader: Option<i32>,
+    /// Times the leader was seen to change since the stream started: a
+    /// broker lost or restarted in a cluster shows here.
+    pub leader_changes: u64,
+}
+
+impl PartitionPosition {
+    /// Carries the last known leader and `leader_changes` over from the
+    /// previous check of the same partition, counting one more when the
+    /// leader became another. Returns the old leader when it did.
+    pub fn follow_leader(&mut self, before: &[PartitionPosition]) -> Option<i32> {
+        let old = before.iter().find(|o| o.topic == self.topic && o.partition == self.partition)?;
+        self.leader_changes = old.leader_changes;
+        match (old.leader, self.leader) {
+            (Some(a), Some(b)) if a != b => {
+                self.leader_changes += 1;
+                Some(a)
+            }
+            (known, None) => {
+                self.leader = known;
+                None
+            }
+            _ => None,
+        }
+    }
 }
 
 impl StreamState {

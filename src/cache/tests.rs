@@ -116,3 +116,43 @@ async fn concurrent_fills_for_one_key_run_once() {
     }
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
+
+fn position(partition: i32, leader: Option<i32>) -> PartitionPosition {
+    PartitionPosition {
+        topic: "orders".into(),
+        partition,
+        position: Some(1),
+        high_watermark: 1,
+        lag: 0,
+        leader,
+        leader_changes: 0,
+    }
+}
+
+#[test]
+fn a_partition_leader_that_dies_and_is_replaced_counts_one_change() {
+    // Broker 2 leads, dies (no leader for a while), broker 1 is elected.
+    let mut seen = vec![position(0, Some(2)), position(1, Some(1))];
+    let mut steps = Vec::new();
+    for leaders in [[None, Some(1)], [None, Some(1)], [Some(1), Some(1)], [Some(1), Some(1)]] {
+        let mut next: Vec<_> = leaders.iter().enumerate().map(|(p, l)| position(p as i32, *l)).collect();
+        steps.push(next.iter_mut().map(|x| x.follow_leader(&seen)).collect::<Vec<_>>());
+        seen = next;
+    }
+    assert_eq!(steps[2], vec![Some(2), None], "the move is reported once, from the dead leader");
+    assert!(steps.iter().enumerate().all(|(i, s)| i == 2 || s == &vec![None, None]));
+    assert_eq!(seen[0].leader, Some(1));
+    assert_eq!(seen[0].leader_changes, 1);
+    assert_eq!(seen[1].leader_changes, 0, "partition 1 never moved");
+}
+
+#[test]
+fn while_leaderless_the_last_known_leader_stays() {
+    let mut p = position(0, None);
+    assert_eq!(p.follow_leader(&[position(0, Some(3))]), None);
+    assert_eq!(p.leader, Some(3));
+    // A partition seen for the first time starts counting from zero.
+    let mut fresh = position(5, Some(1));
+    assert_eq!(fresh.follow_leader(&[position(0, Some(3))]), None);
+    assert_eq!(fresh.leader_changes, 0);
+}

@@ -74,8 +74,17 @@ pub fn spawn(config: &Config, cache: Arc<OrderCache>, decoder: Arc<Decoder>) -> 
                     None
                 };
                 let lag = positions.as_ref().map(|p| p.iter().map(|x| x.lag).sum::<i64>());
-                if let Some(p) = positions {
-                    *state.partitions.lock().unwrap_or_else(|e| e.into_inner()) = p;
+                if let Some(mut p) = positions {
+                    let mut partitions = state.partitions.lock().unwrap_or_else(|e| e.into_inner());
+                    for x in &mut p {
+                        if let Some(from) = x.follow_leader(&partitions) {
+                            tracing::info!(
+                                topic = %x.topic, partition = x.partition, from, to = x.leader,
+                                "stream: partition leader moved to another broker"
+                            );
+                        }
+                    }
+                    *partitions = p;
                 }
                 let healthy = match lag {
                     Some(0) => {
@@ -200,7 +209,18 @@ async fn positions(
     tokio::task::spawn_blocking(move || {
         let positions = consumer.position().ok()?;
         let mut out = Vec::with_capacity(positions.count());
-        for e in positions.elements() {
+        // Who leads each partition (librdkafka answers from its metadata;
+        // -1 while a partition has no leader).
+        let elements = positions.elements();
+        let topics: std::collections::BTreeSet<&str> = elements.iter().map(|e| e.topic()).collect();
+        let mut leaders = std::collections::HashMap::new();
+        for topic in topics {
+            let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(1)).ok()?;
+            for t in md.topics() {
+                leaders.extend(t.partitions().iter().map(|p| ((t.name().to_string(), p.id()), p.leader())));
+            }
+        }
+        for e in elements {
             let (_, high) = consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1)).ok()?;
             // Until the first message is consumed librdkafka reports no
             // position; the stream then stands where it was assigned.
@@ -217,6 +237,8 @@ async fn positions(
                 position,
                 high_watermark: high,
                 lag: from.map(|p| (high - p).max(0)).unwrap_or(0),
+                leader: leaders.get(&(e.topic().to_string(), e.partition())).copied().filter(|l| *l >= 0),
+                leader_changes: 0,
             });
         }
         Some(out)

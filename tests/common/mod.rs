@@ -3,6 +3,7 @@
 //! component of the native stack (scripts/stack) for fault tests.
 #![allow(dead_code)]
 
+pub mod pipeline;
 pub mod tls_proxy;
 pub mod world;
 

@@ -193,6 +193,16 @@ pub struct PartitionPosition {
 }
 
 impl PartitionPosition {
+    /// Whether the stream has consumed everything the partition held at the
+    /// previous check (`before`): under a steady flow of events a partition
+    /// is never at lag 0 when looked at, yet is current to within one check.
+    pub fn reached(&self, before: &[PartitionPosition]) -> bool {
+        before
+            .iter()
+            .find(|o| o.topic == self.topic && o.partition == self.partition)
+            .is_some_and(|o| self.high_watermark - self.lag >= o.high_watermark)
+    }
+
     /// Carries the last known leader and `leader_changes` over from the
     /// previous check of the same partition, counting one more when the
     /// leader became another. Returns the old leader when it did.

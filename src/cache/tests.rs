@@ -156,3 +156,17 @@ fn while_leaderless_the_last_known_leader_stays() {
     assert_eq!(fresh.follow_leader(&[position(0, Some(3))]), None);
     assert_eq!(fresh.leader_changes, 0);
 }
+
+#[test]
+fn a_partition_behind_by_what_arrived_since_the_last_check_has_reached_it() {
+    let before = PartitionPosition { high_watermark: 100, lag: 4, ..position(0, Some(1)) };
+    // 30 more arrived since; 3 of them not consumed yet: everything of the
+    // last check is consumed.
+    let now = PartitionPosition { high_watermark: 130, lag: 3, ..position(0, Some(1)) };
+    assert!(now.reached(std::slice::from_ref(&before)));
+    // Stuck: it has not even consumed what was there a check ago.
+    let stuck = PartitionPosition { high_watermark: 130, lag: 31, ..position(0, Some(1)) };
+    assert!(!stuck.reached(std::slice::from_ref(&before)));
+    // A partition not seen before has reached nothing yet.
+    assert!(!now.reached(&[]));
+}

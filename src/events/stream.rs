@@ -55,6 +55,8 @@ pub fn spawn(config: &Config, cache: Arc<OrderCache>, decoder: Arc<Decoder>) -> 
         let names_only: Vec<String> = topics.iter().map(|t| t.0.clone()).collect();
         tokio::spawn(async move {
             let mut caught_up_at = Instant::now();
+            // When the positions were last read (what `reached` compares with).
+            let mut previous_check = Instant::now();
             let mut starts = Arc::new(Vec::new());
             loop {
                 if !state.assigned.load(Ordering::Relaxed) {
@@ -74,8 +76,13 @@ pub fn spawn(config: &Config, cache: Arc<OrderCache>, decoder: Arc<Decoder>) -> 
                     None
                 };
                 let lag = positions.as_ref().map(|p| p.iter().map(|x| x.lag).sum::<i64>());
+                let checked_at = Instant::now();
+                // Everything the partitions held at the previous check consumed:
+                // the stream is at most one check behind, though events keep coming.
+                let mut reached_previous = false;
                 if let Some(mut p) = positions {
                     let mut partitions = state.partitions.lock().unwrap_or_else(|e| e.into_inner());
+                    reached_previous = !p.is_empty() && p.iter().all(|x| x.reached(&partitions));
                     for x in &mut p {
                         if let Some(from) = x.follow_leader(&partitions) {
                             tracing::info!(
@@ -88,12 +95,20 @@ pub fn spawn(config: &Config, cache: Arc<OrderCache>, decoder: Arc<Decoder>) -> 
                 }
                 let healthy = match lag {
                     Some(0) => {
-                        caught_up_at = Instant::now();
+                        caught_up_at = checked_at;
                         true
                     }
-                    Some(_) => caught_up_at.elapsed() <= max_staleness,
+                    Some(_) => {
+                        if reached_previous {
+                            caught_up_at = caught_up_at.max(previous_check);
+                        }
+                        caught_up_at.elapsed() <= max_staleness
+                    }
                     None => false,
                 };
+                if lag.is_some() {
+                    previous_check = checked_at;
+                }
                 let lag_ms = if lag == Some(0) { 0 } else { caught_up_at.elapsed().as_millis() as i64 };
                 state.lag_messages.store(lag.unwrap_or(-1), Ordering::Relaxed);
                 state.lag_ms.store(lag_ms, Ordering::Relaxed);

@@ -55,6 +55,10 @@ fuzz: stack-up ## schemathesis against the debug gateway on a free port (the sta
 	$(CARGO) build --locked --bin order-gateway
 	@scripts/fuzz-gateway.sh
 
+.PHONY: chaos
+chaos: prereqs ## the reliability suite at full size against the release gateway, cluster scenarios included; writes RELIABILITY.md (SOAK=10m, ONLY=<name>, CLUSTER=0)
+	@scripts/chaos.sh
+
 .PHONY: manifests
 manifests: ## offline checks of deploy/kubernetes: render with kustomize, Kubernetes schemas (strict), Istio structure, cross-checks, check-config
 	@scripts/validate-manifests.sh

@@ -7,58 +7,13 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::haproxy::Haproxy;
 use common::world::*;
 use common::*;
-
-/// haproxy in the foreground with `config`; killed on drop.
-struct Haproxy {
-    child: Child,
-    dir: std::path::PathBuf,
-}
-
-impl Haproxy {
-    fn start(port: u16, servers: &[&Gateway]) -> Haproxy {
-        let dir = std::env::temp_dir().join(unique("haproxy"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let lines: Vec<String> =
-            servers.iter().enumerate().map(|(i, g)| format!("  server g{i} {} check\n", g.addr)).collect();
-        // As the issue measured it: /readyz every 500 ms, no retries, so any
-        // request sent to a replica that is not serving fails visibly. Two
-        // failed checks take a server out, each given 2 s: a busy machine
-        // must not take out the replica that stays.
-        let config = format!(
-            "global\n  maxconn 2000\n\
-             defaults\n  mode http\n  timeout connect 2s\n  timeout client 15s\n  timeout server 15s\n  retries 0\n\
-             frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n\
-             backend be\n  balance roundrobin\n  option httpchk GET /readyz\n  http-check expect status 200\n\
-             \x20 timeout check 2s\n  default-server inter 500ms fall 2 rise 2\n{}",
-            lines.concat()
-        );
-        let file = dir.join("haproxy.cfg");
-        std::fs::write(&file, config).unwrap();
-        let bin = ["/usr/sbin/haproxy", "haproxy"].into_iter().find(|b| Command::new(b).arg("-v").output().is_ok());
-        let child = Command::new(bin.expect("haproxy is installed (scripts/prereqs.sh)"))
-            .args(["-db", "-f", file.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn haproxy");
-        Haproxy { child, dir }
-    }
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_behind_haproxy_loses_no_request() {

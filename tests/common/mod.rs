@@ -3,6 +3,8 @@
 //! component of the native stack (scripts/stack) for fault tests.
 #![allow(dead_code)]
 
+pub mod haproxy;
+pub mod load;
 pub mod pipeline;
 pub mod tls_proxy;
 pub mod world;
@@ -136,6 +138,28 @@ pub fn keys_env(extra: &[String]) -> String {
     format!("[{}]", keys.join(","))
 }
 
+/// The binary under test: `ORDER_GATEWAY_BIN` when set (the reliability
+/// suite runs the release build), else the one cargo built for the tests.
+pub fn gateway_bin() -> PathBuf {
+    std::env::var_os("ORDER_GATEWAY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_order-gateway").into())
+}
+
+/// Where a test gateway's log lines go: appended to `GATEWAY_LOG` when set
+/// (the reliability suite keeps them), else nowhere.
+fn gateway_log() -> Stdio {
+    match std::env::var_os("GATEWAY_LOG") {
+        Some(path) => std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map(Stdio::from)
+            .unwrap_or_else(|e| panic!("GATEWAY_LOG {}: {e}", PathBuf::from(&path).display())),
+        None => Stdio::null(),
+    }
+}
+
 /// The gateway binary running `serve` against the real stack.
 pub struct Gateway {
     pub child: Child,
@@ -148,7 +172,7 @@ impl Gateway {
     pub async fn start(extra_env: &[(&str, &str)]) -> Gateway {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_order-gateway"));
+        let mut cmd = Command::new(gateway_bin());
         cmd.arg("serve")
             .env("ORDER_GATEWAY__SERVER__LISTEN", addr.to_string())
             .env("ORDER_GATEWAY__KAFKA__BROKERS", kafka_brokers())
@@ -158,7 +182,7 @@ impl Gateway {
             // Tests of the read path turn the stream on with their own topics.
             .env("ORDER_GATEWAY__STREAM__ENABLED", "false")
             .env("ORDER_GATEWAY__AUTH__KEYS", keys_env(&[]))
-            .stdout(Stdio::null())
+            .stdout(gateway_log())
             .stderr(Stdio::inherit());
         for (k, v) in extra_env {
             cmd.env(k, v);

@@ -63,6 +63,29 @@ impl World {
         assert!(r.status().is_success(), "{}", r.text().await.unwrap());
     }
 
+    /// Indexes many views in `_bulk` requests of 2,000, refreshed at the end.
+    pub async fn index_many(&self, views: &[OrderView]) {
+        for chunk in views.chunks(2000) {
+            let mut body = String::new();
+            for v in chunk {
+                body.push_str(&serde_json::json!({ "index": { "_id": v.order_id } }).to_string());
+                body.push('\n');
+                body.push_str(&serde_json::to_string(v).unwrap());
+                body.push('\n');
+            }
+            let r = client()
+                .post(format!("{}/{}-write/_bulk?refresh=true", es_url(), self.alias))
+                .header("content-type", "application/x-ndjson")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let answer: Value = r.json().await.unwrap();
+            assert!(status.is_success() && answer["errors"] == false, "bulk: {answer}");
+        }
+    }
+
     /// Indexes the view of `order` alone, as [`World::index`] does, and returns it.
     pub async fn index_order(&self, order: Order) -> OrderView {
         let view = OrderView::from_component(Component::Order(order));

@@ -79,7 +79,7 @@ async fn cluster_elasticsearch_node_killed() {
                 _ => ("search", format!("/v1/orders?q=ON-{}&limit=5", cached[(i as usize / 5) % cached.len()])),
             };
             let (c, url) = (lc.clone(), format!("{base}{path}"));
-            async move { (kind, outcome_of(&c.get(url).send().await)) }
+            async move { (kind, outcome_noted(kind, c.get(url).send().await).await) }
         })
     });
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -156,20 +156,7 @@ async fn soak_with_updates_flowing() {
                 let r = c.get(url).send().await;
                 let mut outcome = outcome_of(&r);
                 if matches!(outcome, Outcome::Status(500..)) {
-                    // The first server error of each kind is shown, for the reason in its problem body.
-                    static SHOWN: std::sync::Mutex<Vec<&str>> = std::sync::Mutex::new(Vec::new());
-                    let first = {
-                        let mut shown = SHOWN.lock().unwrap();
-                        !shown.contains(&kind) && {
-                            shown.push(kind);
-                            true
-                        }
-                    };
-                    if first {
-                        let body = r.unwrap().text().await.unwrap_or_default();
-                        eprintln!("[chaos] soak: first server error of {kind}: {body}");
-                    }
-                    return (kind, outcome);
+                    return (kind, outcome_noted(kind, r).await);
                 }
                 if kind == "by_id" && outcome == Outcome::Status(200) {
                     match r.unwrap().json::<serde_json::Value>().await {

@@ -46,6 +46,27 @@ pub fn outcome_of(r: &Result<reqwest::Response, reqwest::Error>) -> Outcome {
     }
 }
 
+/// [`outcome_of`], and the first server error of each `kind` is shown on
+/// stderr with its problem body (the reason of a 503 is in it).
+pub async fn outcome_noted(kind: &'static str, r: Result<reqwest::Response, reqwest::Error>) -> Outcome {
+    let outcome = outcome_of(&r);
+    if matches!(outcome, Outcome::Status(500..)) {
+        static SHOWN: Mutex<Vec<&str>> = Mutex::new(Vec::new());
+        let first = {
+            let mut shown = SHOWN.lock().unwrap();
+            !shown.contains(&kind) && {
+                shown.push(kind);
+                true
+            }
+        };
+        if first {
+            let body = r.unwrap().text().await.unwrap_or_default();
+            eprintln!("[chaos] first server error of {kind}: {body}");
+        }
+    }
+    outcome
+}
+
 /// One request of a run.
 #[derive(Clone, Debug)]
 pub struct Shot {

@@ -29,6 +29,9 @@ cargo build --locked --release --bin order-gateway
 # about ten minutes for a generator that idles at these rates.
 cargo test --locked --test chaos --no-run
 export ORDER_GATEWAY_BIN="$PWD/target/release/order-gateway"
+# What the gateways under test logged, for reading a row afterwards.
+export GATEWAY_LOG="$STACK_DIR/logs/chaos-gateway.log"
+mkdir -p "$(dirname "$GATEWAY_LOG")"; : > "$GATEWAY_LOG"
 
 # Only what this run starts is stopped afterwards.
 started_here=()
@@ -95,6 +98,10 @@ EOT
   cat "$rows"
   echo
   if (( failed )); then echo "At least one scenario failed or did not finish: see its row (or its absence) and the run's output."; fi
+  # What people wrote about a run (below the marker) stays until they change it.
+  if [[ -f "$REPORT" ]] && grep -q '^<!-- notes -->' "$REPORT"; then
+    echo; sed -n '/^<!-- notes -->/,$p' "$REPORT"
+  fi
 } > "$REPORT.new"
 mv "$REPORT.new" "$REPORT"
 echo "[chaos] wrote $REPORT" >&2

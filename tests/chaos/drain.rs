@@ -70,8 +70,8 @@ async fn sigterm_of_a_replica_behind_a_balancer() {
         p99_fault: Some(fault.p99),
         recovery: None,
         invariant: format!(
-            "0 failed requests; exit {:?} after {:.1} s of draining (shutdown_delay 5 s)",
-            exit,
+            "0 failed requests; exit {} after {:.1} s of draining (shutdown_delay 5 s)",
+            exit.map_or("by a signal".to_string(), |c| c.to_string()),
             (gone - term).as_secs_f64()
         ),
         held,

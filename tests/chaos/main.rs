@@ -20,6 +20,7 @@ mod cluster_elasticsearch;
 mod cluster_kafka;
 mod drain;
 mod elasticsearch;
+mod flood;
 mod ingest;
 mod kafka;
 mod report;
@@ -37,7 +38,8 @@ pub async fn serial() -> Serial {
     use std::os::fd::AsRawFd;
     static ONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let guard = ONE.lock().await;
-    let dir = std::env::var("STACK_DIR").map(std::path::PathBuf::from).unwrap_or_else(|_| common::repo_root().join(".stack"));
+    let dir =
+        std::env::var("STACK_DIR").map(std::path::PathBuf::from).unwrap_or_else(|_| common::repo_root().join(".stack"));
     let path = dir.join("run").join("chaos.lock");
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).unwrap();

@@ -287,9 +287,19 @@ fn warnings_name_plain_text_to_other_hosts_and_a_missing_cursor_secret() {
     assert!(!c.warnings().join("\n").contains("cursor_secret") && !c.warnings().join("\n").contains("kafka"));
 }
 
+/// The environment the tests run in may name an Elasticsearch url of its own
+/// (a stack on other ports), which these tests' `urls` would then have to
+/// include: removed inside the jail, put back when it ends.
+fn unset_es_url(jail: &mut Jail) {
+    const URL: &str = "ORDER_GATEWAY__ELASTICSEARCH__URL";
+    jail.set_env(URL, "saved by the jail, removed below");
+    std::env::remove_var(URL);
+}
+
 #[test]
 fn elasticsearch_nodes_come_from_urls_as_a_list_or_comma_separated() {
     Jail::expect_with(|jail| {
+        unset_es_url(jail);
         let c = load_in(jail, None).expect("valid");
         assert_eq!(c.elasticsearch.nodes(), std::slice::from_ref(&c.elasticsearch.url), "url alone by default");
         assert_eq!(c.elasticsearch.nodes_key(), "elasticsearch.url");
@@ -307,6 +317,7 @@ fn elasticsearch_nodes_come_from_urls_as_a_list_or_comma_separated() {
         Ok(())
     });
     Jail::expect_with(|jail| {
+        unset_es_url(jail);
         jail.create_file(
             "gw.toml",
             "[elasticsearch]\nurl = \"https://es-1:9200\"\nurls = [\"https://es-1:9200\", \"https://u:pw-1@es-2:9200\"]\n",
@@ -323,6 +334,7 @@ fn elasticsearch_nodes_come_from_urls_as_a_list_or_comma_separated() {
 fn bad_elasticsearch_urls_are_refused_naming_the_value() {
     let refused = |file: &str, words: &[&str]| {
         Jail::expect_with(|jail| {
+            unset_es_url(jail);
             jail.create_file("gw.toml", file)?;
             let err = load_in(jail, Some("gw.toml")).unwrap_err().to_string();
             for w in words {
@@ -354,6 +366,7 @@ fn bad_elasticsearch_urls_are_refused_naming_the_value() {
         &["elasticsearch.url = \"http://lb:9200/\" is not one of elasticsearch.urls"],
     );
     Jail::expect_with(|jail| {
+        unset_es_url(jail);
         jail.create_file("ca.pem", "x")?;
         jail.create_file(
             "gw.toml",

@@ -23,7 +23,7 @@ help: ## list the targets
 prereqs: ## check the toolchains and install missing Debian packages
 	@scripts/prereqs.sh
 
-stack-up: prereqs ## install (first time) and start Kafka, schema registry, Elasticsearch, ClickHouse; install k6
+stack-up: prereqs ## install (first time) and start Kafka, schema registry, Elasticsearch, ClickHouse, PostgreSQL, Kafka Connect; install k6
 	@scripts/stack/start
 
 stack-down: ## stop exactly what stack-up started
@@ -68,6 +68,16 @@ manage-es-indices: bin ## on the local stack: index template, first index and al
 
 register-schemas: bin ## on the local stack: register the Avro schemas under <topic>-value (setup --only schemas)
 	@eval "$$(scripts/stack/env)"; $(BIN) setup --only schemas
+
+# The Debezium connector that scripts/connector.sh deploys (its ${VAR}s from the stack).
+CONNECTOR_FILE ?= connectors/legacy-orders.json
+
+.PHONY: deploy-connector connector-status
+deploy-connector: ## on the local stack: create or update the Debezium connector connectors/legacy-orders.json (CONNECTOR_FILE=...), wait until it runs
+	@eval "$$(scripts/stack/env)"; scripts/connector.sh deploy $(CONNECTOR_FILE)
+
+connector-status: ## state of that connector and its tasks (a failed task's trace); non-zero unless RUNNING
+	@eval "$$(scripts/stack/env)"; scripts/connector.sh status $(CONNECTOR_FILE)
 
 loadtest: prereqs ## k6 scenarios against the local stack after seeding (ORDERS, RATE, DURATION)
 	@loadtest/run.sh

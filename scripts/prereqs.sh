@@ -19,12 +19,17 @@ need openssl openssl
 [[ -x /usr/sbin/nginx ]] || command -v nginx >/dev/null 2>&1 || missing+=(nginx)
 # The load balancer in front of two replicas in tests/fault_drain.rs; also in /usr/sbin.
 [[ -x /usr/sbin/haproxy ]] || command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+# The stack's PostgreSQL (scripts/stack/components/postgres.sh): the server's initdb and
+# pg_ctl live in /usr/lib/postgresql/<major>/bin, never on PATH; psql comes with it.
+compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null && compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null \
+  || missing+=(postgresql)
+need psql postgresql-client
 
 if (( ${#missing[@]} )); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
     echo "[prereqs] installing: ${missing[*]}" >&2
-    # Debian starts a package's service on install: keep nginx and haproxy from
-    # taking ports system-wide when nothing prevents that already.
+    # Debian starts a package's service on install: keep nginx, haproxy and PostgreSQL's
+    # own cluster from taking ports system-wide when nothing prevents that already.
     policy=""
     if [[ ! -e /usr/sbin/policy-rc.d ]]; then
       policy=/usr/sbin/policy-rc.d; printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"

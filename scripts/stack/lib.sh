@@ -27,15 +27,23 @@ ES_TRANSPORT_PORT="${ES_TRANSPORT_PORT:-9300}"
 CLICKHOUSE_HTTP_PORT="${CLICKHOUSE_HTTP_PORT:-8123}"
 CLICKHOUSE_TCP_PORT="${CLICKHOUSE_TCP_PORT:-9000}"
 SCHEMA_REGISTRY_PORT="${SCHEMA_REGISTRY_PORT:-8081}"
+POSTGRES_PORT="${POSTGRES_PORT:-5432}"
+CONNECT_PORT="${CONNECT_PORT:-8083}"
 
 # Throwaway credentials of the secured side (tests only; see scripts/stack/env).
 KAFKA_SCRAM_USER="${KAFKA_SCRAM_USER:-gateway}"
 KAFKA_SCRAM_PASSWORD="${KAFKA_SCRAM_PASSWORD:-gateway-scram-secret}"
 CLICKHOUSE_TLS_USER="${CLICKHOUSE_TLS_USER:-gateway_tls}"
 CLICKHOUSE_TLS_PASSWORD="${CLICKHOUSE_TLS_PASSWORD:-gateway-tls-secret}"
+# PostgreSQL's "legacy" database: its owner, and the replication user Debezium reads it as.
+POSTGRES_USER="${POSTGRES_USER:-legacy}"
+POSTGRES_PASSWORD="${POSTGRES_PASSWORD:-legacy-secret}"
+POSTGRES_DB="${POSTGRES_DB:-legacy}"
+POSTGRES_CDC_USER="${POSTGRES_CDC_USER:-debezium}"
+POSTGRES_CDC_PASSWORD="${POSTGRES_CDC_PASSWORD:-debezium-secret}"
 
 # Every component the stack knows, in start order.
-STACK_COMPONENTS=(kafka schema-registry elasticsearch clickhouse k6)
+STACK_COMPONENTS=(kafka schema-registry elasticsearch clickhouse postgres connect k6)
 
 log()  { printf '[stack] %s\n' "$*" >&2; }
 fail() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
@@ -74,15 +82,17 @@ running_pid() {
   return 1
 }
 
-# stop_daemon NAME: TERM the process group started by start_daemon, KILL after a grace period.
+# stop_daemon NAME [SIGNAL]: SIGNAL (default TERM) to the process group started by
+# start_daemon, KILL after a grace period. A component whose server wants another
+# signal for a clean stop sets <NAME>_STOP_SIGNAL (see stop_signal).
 stop_daemon() {
-  local name="$1" pid
+  local name="$1" sig="${2:-TERM}" pid
   if ! pid="$(running_pid "$name")"; then
     rm -f "$(pid_file "$name")"
     return 0
   fi
   log "stopping $name (pid $pid)"
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  kill "-$sig" -- "-$pid" 2>/dev/null || kill "-$sig" "$pid" 2>/dev/null || true
   local i
   for i in $(seq 1 60); do
     kill -0 "$pid" 2>/dev/null || break
@@ -95,6 +105,13 @@ stop_daemon() {
   # The group may hold children that outlived the leader (a JVM's forks, the launcher's helpers).
   kill -KILL -- "-$pid" 2>/dev/null || true
   rm -f "$(pid_file "$name")"
+}
+
+# stop_signal COMPONENT: the signal that stops it cleanly, $<NAME>_STOP_SIGNAL or TERM
+# (PostgreSQL: INT, a fast shutdown; TERM would wait for every client to disconnect).
+stop_signal() {
+  local var; var="$(fn_name "$1" | tr '[:lower:]' '[:upper:]')_STOP_SIGNAL"
+  printf '%s' "${!var:-TERM}"
 }
 
 # wait_healthy COMPONENT NODE TIMEOUT: poll the node's health check; fail naming the
@@ -197,11 +214,12 @@ stack_node_count() {
 http_ok() { curl -fsS --max-time 3 -o /dev/null "$1"; }
 
 # Fetch one artifact (with its dependencies when asked) from Maven Central into DIR.
-# maven_copy_deps POM_DIR OUT_DIR: resolve the dependencies of a small pom we ship.
+# maven_copy_deps POM_DIR OUT_DIR [MVN_ARGS...]: resolve the dependencies of a small pom
+# we ship; MVN_ARGS e.g. "-P profile" select a profile of it.
 maven_copy_deps() {
-  local pom_dir="$1" out="$2"
+  local pom_dir="$1" out="$2"; shift 2
   mkdir -p "$out"
-  mvn -B -q -Dstyle.color=never -f "$pom_dir/pom.xml" \
+  mvn -B -q -Dstyle.color=never -f "$pom_dir/pom.xml" "$@" \
     org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies \
     -DoutputDirectory="$out" -DincludeScope=runtime >&2
 }

@@ -1,0 +1,212 @@
+# PostgreSQL from Debian's packages (the newest /usr/lib/postgresql/<major>/bin; the
+# package "postgresql", postgresql-15 on Debian 12), holding the legacy OMS's database
+# that Debezium (the connect component) reads. No Docker, no system service: a cluster
+# of its own in $(data_dir postgres)/pgdata, run by start_daemon.
+#   TCP          $STACK_BIND:$POSTGRES_PORT            (default 127.0.0.1:5432), nowhere else
+#   unix socket  $STACK_DIR/run/postgres/.s.PGSQL.$POSTGRES_PORT
+# Settings (command line, so they win over postgresql.conf): wal_level=logical,
+# max_replication_slots=20, max_wal_senders=20, shared_buffers=64MB, TimeZone=UTC and
+# max_slot_wal_keep_size=1GB (a forgotten replication slot invalidates itself at 1 GB of
+# kept WAL instead of filling the disk). pg_hba.conf, written at every start: the unix
+# socket trusts the superuser "postgres" (scram for others); TCP from 127.0.0.0/8 and ::1,
+# replication connections included, asks scram-sha-256.
+# PostgreSQL refuses to run as root: as root, initdb and the server run as the OS user
+# "postgres" (made by the Debian package), which owns the data and socket dirs; otherwise
+# as the current user. stop sends SIGINT (POSTGRES_STOP_SIGNAL), a fast shutdown: SIGTERM
+# would wait for every client, Kafka Connect's included, to disconnect.
+# post_start (idempotent) makes the throwaway roles and the database:
+#   legacy    LOGIN CREATEDB, password legacy-secret ($POSTGRES_USER, $POSTGRES_PASSWORD):
+#             owns database legacy ($POSTGRES_DB) and everything schemas/legacy/*.sql makes
+#             there (applied in name order, as legacy, at every start: each file must be
+#             idempotent, CREATE ... IF NOT EXISTS)
+#   debezium  LOGIN REPLICATION, password debezium-secret ($POSTGRES_CDC_USER,
+#             $POSTGRES_CDC_PASSWORD): USAGE on the owner's schemas, SELECT on their tables
+#             (default privileges too)
+# Clients (tests shell out to psql; eval "$(scripts/stack/env)" gives these values):
+#   PGPASSWORD=legacy-secret psql -h 127.0.0.1 -p 5432 -U legacy -d legacy
+#   scripts/stack/postgres/psql [psql args]       the same, e.g. -c 'select 1' or -d <db>
+#   scripts/stack/postgres/create-db NAME         a database NAME like legacy (schemas, grants)
+#   scripts/stack/postgres/drop-db NAME           drop it, with its replication slots
+
+POSTGRES_START_TIMEOUT="${POSTGRES_START_TIMEOUT:-60}"
+POSTGRES_STOP_SIGNAL=INT
+# The cluster's superuser (initdb --username), whichever OS user runs the server.
+POSTGRES_SUPERUSER=postgres
+
+# The server's bin dir: $POSTGRES_BINDIR, else the newest /usr/lib/postgresql/*/bin with
+# initdb and pg_ctl; fails when there is none.
+postgres_bindir() {
+  if [[ -n "${POSTGRES_BINDIR:-}" ]]; then
+    [[ -x "$POSTGRES_BINDIR/initdb" && -x "$POSTGRES_BINDIR/pg_ctl" ]] || return 1
+    printf '%s' "$POSTGRES_BINDIR"; return 0
+  fi
+  local d
+  d="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | while read -r b; do
+         [[ -x "$b/initdb" && -x "$b/pg_ctl" && -x "$b/postgres" ]] && printf '%s\n' "$b"; done | tail -n 1)"
+  [[ -n "$d" ]] || return 1
+  printf '%s' "$d"
+}
+
+postgres_pgdata() { printf '%s/pgdata' "$(data_dir postgres)"; }
+postgres_socket_dir() { printf '%s/run/postgres' "$STACK_DIR"; }
+postgres_is_root() { [[ "$(id -u)" -eq 0 ]]; }
+
+postgres_install() {
+  postgres_bindir >/dev/null && return 0
+  if postgres_is_root && command -v apt-get >/dev/null; then
+    log "installing postgres: apt-get install postgresql (Debian's PostgreSQL server)"
+    # Keep the package from starting its own cluster on port 5432 where nothing prevents that.
+    local policy=""
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+      policy=/usr/sbin/policy-rc.d; printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"
+    fi
+    local rc=0
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } >&2 || rc=$?
+    if [[ -n "$policy" ]]; then rm -f "$policy"; fi
+    (( rc == 0 )) || fail "postgres: apt-get install postgresql failed"
+  else
+    fail "postgres: no PostgreSQL server (initdb, pg_ctl under /usr/lib/postgresql/*/bin); install the Debian package postgresql (apt-get install postgresql, or scripts/prereqs.sh as root), or set POSTGRES_BINDIR"
+  fi
+  postgres_bindir >/dev/null || fail "postgres: the package postgresql is installed but no /usr/lib/postgresql/*/bin has initdb and pg_ctl"
+}
+
+# postgres_as_cmd: sets POSTGRES_AS, the prefix that runs a command as the server's OS
+# user ("postgres" as root, nothing otherwise).
+postgres_as_cmd() {
+  POSTGRES_AS=()
+  if postgres_is_root; then
+    id postgres >/dev/null 2>&1 \
+      || fail "postgres: running as root needs the OS user 'postgres' (made by Debian's postgresql-common); create it or run the stack as another user"
+    POSTGRES_AS=(setpriv --reuid=postgres --regid=postgres --init-groups --)
+  fi
+}
+
+postgres_write_hba() {
+  cat >"$1/pg_hba.conf" <<EOT
+# Generated by scripts/stack/components/postgres.sh on every start; edits are overwritten.
+# TYPE  DATABASE     USER                  ADDRESS        METHOD
+local   all          $POSTGRES_SUPERUSER                  trust
+local   all          all                                  scram-sha-256
+host    all          all                   127.0.0.0/8    scram-sha-256
+host    replication  all                   127.0.0.0/8    scram-sha-256
+host    all          all                   ::1/128        scram-sha-256
+host    replication  all                   ::1/128        scram-sha-256
+EOT
+}
+
+postgres_start() {
+  local bin data sock
+  bin="$(postgres_bindir)" || fail "postgres is not installed; run scripts/stack/start postgres"
+  data="$(postgres_pgdata)"; sock="$(postgres_socket_dir)"
+  postgres_as_cmd
+  # Another server on the port (a system cluster?) would make ours exit at once with a bind error.
+  if (exec 3<>"/dev/tcp/$STACK_BIND/$POSTGRES_PORT") 2>/dev/null; then
+    fail "postgres: something already listens on $STACK_BIND:$POSTGRES_PORT (a system PostgreSQL? pg_lsclusters shows it); stop it or set POSTGRES_PORT"
+  fi
+  mkdir -p "$(data_dir postgres)" "$sock" "$STACK_DIR/logs"
+  if postgres_is_root; then chown postgres:postgres "$(data_dir postgres)" "$sock"; fi
+  chmod 0755 "$sock"
+  local major; major="$(basename "$(dirname "$bin")")"
+  if [[ ! -f "$data/PG_VERSION" ]]; then
+    log "initialising the postgres cluster in $data (PostgreSQL $major)"
+    rm -rf "$data"
+    "${POSTGRES_AS[@]}" "$bin/initdb" -D "$data" --username="$POSTGRES_SUPERUSER" --auth=trust \
+      --encoding=UTF8 --locale=C.UTF-8 >>"$(log_file postgres)" 2>&1 \
+      || fail "postgres: initdb failed; see $(log_file postgres)"
+  elif [[ "$(cat "$data/PG_VERSION")" != "$major" ]]; then
+    fail "postgres: $data holds a PostgreSQL $(cat "$data/PG_VERSION") cluster but the server is $major; remove $(data_dir postgres) (its databases go too) or set POSTGRES_BINDIR"
+  fi
+  postgres_write_hba "$data"
+  if postgres_is_root; then chown postgres:postgres "$data/pg_hba.conf"; fi
+  # setsid (start_daemon) and setpriv exec: the recorded pid is the postmaster's own,
+  # and its children are in sessions of their own, so stop's signal reaches it alone.
+  start_daemon postgres "${POSTGRES_AS[@]}" "$bin/postgres" -D "$data" \
+    -c listen_addresses="$STACK_BIND" \
+    -c port="$POSTGRES_PORT" \
+    -c unix_socket_directories="$sock" \
+    -c wal_level=logical \
+    -c max_replication_slots=20 \
+    -c max_wal_senders=20 \
+    -c max_slot_wal_keep_size=1GB \
+    -c shared_buffers=64MB \
+    -c max_connections=100 \
+    -c TimeZone=UTC \
+    -c log_timezone=UTC \
+    -c logging_collector=off \
+    -c log_line_prefix='%m [%p] %q%u@%d ' \
+    -c ssl=off
+}
+
+postgres_health() {
+  local bin; bin="$(postgres_bindir)" || return 1
+  "$bin/pg_isready" -q -t 2 -h "$STACK_BIND" -p "$POSTGRES_PORT" -d postgres
+}
+
+# postgres_psql_super [PSQL ARGS...]: psql as the superuser over the unix socket.
+postgres_psql_super() {
+  local bin; bin="$(postgres_bindir)"
+  PGOPTIONS='-c client_min_messages=warning' "$bin/psql" -X -q -v ON_ERROR_STOP=1 \
+    -h "$(postgres_socket_dir)" -p "$POSTGRES_PORT" -U "$POSTGRES_SUPERUSER" "$@"
+}
+
+# postgres_psql_owner DB [PSQL ARGS...]: psql as the owner role over TCP, with its password.
+postgres_psql_owner() {
+  local db="$1" bin; shift; bin="$(postgres_bindir)"
+  PGPASSWORD="$POSTGRES_PASSWORD" PGOPTIONS='-c client_min_messages=warning' "$bin/psql" -X -q \
+    -v ON_ERROR_STOP=1 -h "$STACK_BIND" -p "$POSTGRES_PORT" -U "$POSTGRES_USER" -d "$db" "$@"
+}
+
+# The two roles, made or brought up to date (passwords, attributes).
+postgres_ensure_roles() {
+  postgres_psql_super -d postgres -v owner="$POSTGRES_USER" -v owner_pw="$POSTGRES_PASSWORD" \
+    -v cdc="$POSTGRES_CDC_USER" -v cdc_pw="$POSTGRES_CDC_PASSWORD" <<'SQL'
+SELECT format('CREATE ROLE %I', :'owner') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'owner') \gexec
+ALTER ROLE :"owner" WITH LOGIN CREATEDB NOSUPERUSER NOREPLICATION PASSWORD :'owner_pw';
+SELECT format('CREATE ROLE %I', :'cdc') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'cdc') \gexec
+ALTER ROLE :"cdc" WITH LOGIN REPLICATION NOSUPERUSER NOCREATEDB PASSWORD :'cdc_pw';
+SQL
+}
+
+# postgres_prepare_db NAME: database NAME owned by the owner role (made when missing),
+# every schemas/legacy/*.sql applied to it in name order as the owner, and the CDC role
+# given USAGE on the owner's schemas and SELECT on their tables, present and future.
+postgres_prepare_db() {
+  local db="$1" f
+  [[ "$db" =~ ^[A-Za-z_][A-Za-z0-9_-]{0,62}$ ]] || fail "postgres: '$db' is not a plain database name"
+  postgres_psql_super -d postgres -v db="$db" -v owner="$POSTGRES_USER" <<'SQL' \
+    || fail "postgres: creating database $db failed"
+SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'owner')
+ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db') \gexec
+SQL
+  for f in "$STACK_ROOT"/schemas/legacy/*.sql; do
+    [[ -f "$f" ]] || continue
+    postgres_psql_owner "$db" -f "$f" || fail "postgres: applying $f to database $db failed"
+  done
+  postgres_psql_owner "$db" -v owner="$POSTGRES_USER" -v cdc="$POSTGRES_CDC_USER" <<'SQL' \
+    || fail "postgres: granting $POSTGRES_CDC_USER read access on database $db failed"
+SELECT format('GRANT USAGE ON SCHEMA %I TO %I', n.nspname, :'cdc'),
+       format('GRANT SELECT ON ALL TABLES IN SCHEMA %I TO %I', n.nspname, :'cdc'),
+       format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA %I GRANT SELECT ON TABLES TO %I',
+              :'owner', n.nspname, :'cdc')
+  FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner
+ WHERE r.rolname = :'owner' \gexec
+SQL
+}
+
+postgres_post_start() {
+  postgres_ensure_roles || fail "postgres: creating the roles failed"
+  postgres_prepare_db "$POSTGRES_DB"
+}
+
+# postgres_drop_db NAME: drop database NAME, first the replication slots on it (a slot
+# keeps a database from being dropped; an active one's walsender is ended first).
+postgres_drop_db() {
+  local db="$1"
+  case "$db" in postgres|template0|template1) fail "postgres: will not drop database $db";; esac
+  postgres_psql_super -d postgres -v db="$db" >/dev/null <<'SQL' || fail "postgres: dropping database $db failed"
+SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = :'db' AND active_pid IS NOT NULL;
+SELECT pg_sleep(0.5) WHERE EXISTS (SELECT FROM pg_replication_slots WHERE database = :'db' AND active);
+SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = :'db' AND NOT active;
+SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', :'db') \gexec
+SQL
+}

@@ -52,6 +52,7 @@ fn order(version: u64, lines: usize) -> Order {
         updated_at: Timestamp(1_700_000_500_000),
         version,
         deleted: false,
+        cdc: None,
     }
 }
 

@@ -10,7 +10,6 @@ use common::pipeline::*;
 use common::*;
 use order_gateway::model::{Component, Envelope, Event, Order, OrderView, Timestamp};
 use rdkafka::producer::FutureRecord;
-use serde_json::{json, Value};
 
 #[tokio::test]
 async fn seeded_orders_reach_both_stores_exactly() {
@@ -120,6 +119,7 @@ fn order_event(id: &str, version: u64, created: Timestamp) -> Event {
             updated_at: Timestamp(created.millis() + version as i64),
             version,
             deleted: false,
+            cdc: None,
         }),
     }
 }
@@ -198,57 +198,4 @@ async fn bad_messages_are_dead_lettered_with_their_reason_and_the_rest_ingested(
     assert_eq!(find("stale_version").2.as_deref(), Some(&backwards[..]));
     // The good order was not regressed by the stale message.
     assert_eq!(p.es_docs().await["good-1"].order.as_ref().unwrap().version, 2);
-}
-
-#[tokio::test]
-async fn debezium_create_update_delete_of_a_legacy_order() {
-    let p = Pipeline::new("json");
-    p.run(&["setup"]);
-    let producer = p.producer();
-    let now = Timestamp::now().millis();
-    let row = |version: i64, state: &str| {
-        json!({"id": 77001, "order_no": "L-77001", "customer_ref": "legacy-9", "state": state, "currency": "eur",
-               "total_cents": 4550, "created_at": now - 86_400_000, "updated_at": now - 86_400_000 + version, "row_version": version})
-    };
-    let send = |v: Value| {
-        let producer = producer.clone();
-        let topic = p.cdc.clone();
-        async move {
-            producer
-                .send(FutureRecord::to(&topic).key("77001").payload(&v.to_string()), Duration::from_secs(10))
-                .await
-                .expect("produce");
-        }
-    };
-    send(json!({"schema": {"type": "struct"}, "payload": {"before": null, "after": row(1, "created"), "op": "c", "source": {"ts_ms": now}}})).await;
-    send(json!({"before": row(1, "created"), "after": row(2, "shipped"), "op": "u", "source": {"ts_ms": now + 1}}))
-        .await;
-    let _ingest = Killed(p.spawn_ingest(50));
-    eventually(Duration::from_secs(60), "the legacy order, updated, in elasticsearch", || async {
-        p.es_docs().await.get("77001").and_then(|v| v.order.as_ref().map(|o| (o.version, o.status.as_str(), o.total)))
-            == Some((2, "shipped", 4550))
-    })
-    .await;
-    send(json!({"before": row(2, "shipped"), "after": null, "op": "d", "source": {"ts_ms": now + 2}})).await;
-    eventually(Duration::from_secs(60), "the legacy order removed from elasticsearch", || async {
-        !p.es_docs().await.contains_key("77001")
-    })
-    .await;
-    #[derive(clickhouse::Row, serde::Deserialize)]
-    struct Del {
-        last_deleted: u8,
-        max_version: u64,
-    }
-    eventually(Duration::from_secs(30), "the legacy order marked deleted in clickhouse", || async {
-        let r: Option<Del> = p
-            .ch()
-            .query("SELECT argMax(is_deleted, version) AS last_deleted, max(version) AS max_version FROM orders WHERE order_id = '77001'")
-            .fetch_optional()
-            .await
-            .ok()
-            .flatten();
-        r.is_some_and(|d| d.last_deleted == 1 && d.max_version == 3)
-    })
-    .await;
-    assert!(ch_orders(&p).await.is_empty(), "the deleted order is gone from orders_latest");
 }

@@ -17,7 +17,13 @@ struct Names {
 fn names() -> Names {
     let id = unique("itsetup");
     let alias = alias_of(&id);
-    let topics = vec![format!("{id}.orders"), format!("{id}.fulfillments"), format!("{id}.dlq"), format!("{id}.cdc")];
+    let topics = vec![
+        format!("{id}.orders"),
+        format!("{id}.fulfillments"),
+        format!("{id}.dlq"),
+        format!("{id}.legacy.orders"),
+        format!("{id}.legacy.order_lines"),
+    ];
     let env = isolated_env(&id, true);
     Names { env, alias, db: id, topics }
 }

@@ -23,8 +23,9 @@ CREATE TABLE IF NOT EXISTS orders
     promised_delivery_at Nullable(DateTime64(3, 'UTC')) COMMENT 'Delivery promised to the customer',
     created_at           DateTime64(3, 'UTC') COMMENT 'When the order was placed',
     updated_at           DateTime64(3, 'UTC') COMMENT 'When this version was taken',
-    version              UInt64 COMMENT 'Monotonic per order',
+    version              UInt64 COMMENT 'Monotonic per order: an order service''s version plus 2^62, or a legacy (CDC) order''s (below 2^62)',
     is_deleted           UInt8 COMMENT '1 when the order was deleted at the source',
+    cdc                  String COMMENT 'Legacy orders (CDC): JSON of the source log position of each of its rows, empty for others',
     ingested_at          DateTime64(3, 'UTC') DEFAULT now64(3) COMMENT 'When ingest wrote the row'
 )
 ENGINE = ReplacingMergeTree(version, is_deleted)
@@ -100,3 +101,6 @@ COMMENT 'Order number to order id, kept by order_numbers_mv';
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS order_numbers_mv TO order_numbers AS
 SELECT order_number, order_id FROM orders;
+
+-- `orders` tables made before the `cdc` column existed.
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS cdc String COMMENT 'Legacy orders (CDC): JSON of the source log position of each of its rows, empty for others' AFTER is_deleted;

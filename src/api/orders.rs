@@ -78,6 +78,9 @@ fn render(
     headers: &HeaderMap,
     pii: bool,
 ) -> Result<HttpResponse, ApiError> {
+    if let Some(why) = outcome.view().and_then(|e| e.withheld) {
+        return Err(ApiError::NotFound(format!("the order with {key_name} {key} {why}")));
+    }
     let status = match &outcome {
         Outcome::Hit(_) => CacheStatus::Hit,
         Outcome::Miss(_) => CacheStatus::Miss,

@@ -125,6 +125,7 @@ struct OrderViewRow {
     created_ms: i64,
     updated_ms: i64,
     version: u64,
+    cdc: String,
 }
 
 /// What a cold lookup reads of `order_lines`.
@@ -166,6 +167,7 @@ struct OrderRow {
     updated_at: OffsetDateTime,
     version: u64,
     is_deleted: u8,
+    cdc: String,
 }
 
 /// A row of `order_lines`, as ingest inserts it.
@@ -231,8 +233,9 @@ impl OrderRow {
             promised_delivery_at: o.promised_delivery_at.map(dt),
             created_at: dt(o.created_at),
             updated_at: dt(o.updated_at),
-            version: o.version,
+            version: crate::model::ranked_version(o),
             is_deleted: u8::from(o.deleted),
+            cdc: o.cdc.as_ref().and_then(|r| serde_json::to_string(r).ok()).unwrap_or_default(),
         }
     }
 }
@@ -249,7 +252,7 @@ impl LineRow {
             currency: o.currency.clone(),
             status: l.status.as_str(),
             created_at: dt(o.created_at),
-            version: o.version,
+            version: crate::model::ranked_version(o),
             is_deleted: u8::from(o.deleted),
         })
     }
@@ -308,7 +311,7 @@ impl ChClient {
                     "SELECT order_id, order_number, customer_id, channel, status, currency, subtotal, tax, shipping, \
                      discount, total, toUnixTimestamp64Milli(promised_delivery_at) AS promised_ms, \
                      toUnixTimestamp64Milli(created_at) AS created_ms, toUnixTimestamp64Milli(updated_at) AS updated_ms, \
-                     version FROM orders FINAL WHERE order_id IN ?",
+                     version, cdc FROM orders FINAL WHERE order_id IN ?",
                 )
                 .bind(&ids)
                 .fetch_all()
@@ -348,6 +351,10 @@ impl ChClient {
                     })
                 })
                 .collect::<Result<Vec<_>, BackendError>>()?;
+            let mut order_lines = order_lines;
+            if !o.cdc.is_empty() {
+                order_lines.sort_by(crate::model::line_order);
+            }
             view.apply(Component::Order(Order {
                 order_id: o.order_id.clone(),
                 order_number: o.order_number,
@@ -367,8 +374,10 @@ impl ChClient {
                 promised_delivery_at: o.promised_ms.map(Timestamp),
                 created_at: Timestamp(o.created_ms),
                 updated_at: Timestamp(o.updated_ms),
-                version: o.version,
+                version: crate::model::unranked(o.version),
                 deleted: false,
+                // Written by this gateway: unreadable only if edited by hand.
+                cdc: if o.cdc.is_empty() { None } else { serde_json::from_str(&o.cdc).ok() },
             }));
             for f in fuls.iter().filter(|f| f.order_id == o.order_id) {
                 view.apply(Component::Fulfillment(f.clone()));

@@ -512,6 +512,15 @@ impl EsClient {
             .map(drop)
     }
 
+    /// Adds fields to the mapping of every index behind `target`.
+    pub async fn put_mapping(&self, target: &str, body: Value) -> Result<(), BackendError> {
+        let what = format!("updating the mapping of {target}");
+        let path = format!("/{target}/_mapping");
+        self.admin("put_mapping", &what, Method::Put, &path, Some(body), Retry::IfNotSent, |s, _| s == 200)
+            .await
+            .map(drop)
+    }
+
     /// The indices behind `alias` and whether each is its write index (an
     /// index of an alias with one index is its write index unless it says
     /// otherwise); empty when the alias does not exist.

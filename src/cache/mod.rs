@@ -56,6 +56,9 @@ pub struct CachedView {
     /// start); it still guards monotonicity, but a read fills it first.
     pub complete: bool,
     pub source: Source,
+    /// Why the order is not served although the entry exists: deleted at
+    /// its legacy source, or (CDC) only line rows known so far.
+    pub withheld: Option<&'static str>,
     /// The ETag of the representation without personal data.
     redacted_etag: http::HeaderValue,
     /// The JSON without personal data, made on first use: most deployments
@@ -66,20 +69,28 @@ pub struct CachedView {
 /// The order header's version (0 when absent) and each fulfilment's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ComponentVersions {
+    /// As the merge ranks it ([`crate::model::ranked_version`]): what the
+    /// monotonic-read checks compare.
     pub order: u64,
+    /// The header's own `version` (what a writer's `min_version` names).
+    pub order_raw: u64,
     pub fulfillments: Box<[(Box<str>, u64)]>,
 }
 
 impl ComponentVersions {
     fn of(view: &OrderView) -> Self {
-        let (order, fs) = view.versions();
-        ComponentVersions { order, fulfillments: fs.into_iter().map(|(id, v)| (Box::from(id), v)).collect() }
+        let (order_raw, fs) = view.versions();
+        ComponentVersions {
+            order: view.order.as_ref().map_or(0, crate::model::ranked_version),
+            order_raw,
+            fulfillments: fs.into_iter().map(|(id, v)| (Box::from(id), v)).collect(),
+        }
     }
 
     /// Whether these versions are at least those of every component of `other`.
     pub fn dominates(&self, other: &OrderView) -> bool {
         self.at_least(
-            other.order.as_ref().map_or(0, |o| o.version),
+            other.order.as_ref().map_or(0, crate::model::ranked_version),
             other.fulfillments.iter().map(|f| (f.fulfillment_id.as_str(), f.version)),
         )
     }
@@ -100,6 +111,13 @@ impl CachedView {
             etag: http::HeaderValue::from_str(&view.etag()).expect("etags are ASCII"),
             redacted_etag: http::HeaderValue::from_str(&view.redacted_etag()).expect("etags are ASCII"),
             versions: ComponentVersions::of(view),
+            withheld: match &view.order {
+                Some(o) if o.deleted => Some("was deleted at its source"),
+                Some(o) if o.cdc.as_ref().is_some_and(|r| r.header == 0) => {
+                    Some("is not known yet: only some of its lines have arrived from the legacy database")
+                }
+                _ => None,
+            },
             has_pii: view.has_pii(),
             refreshed_at: Instant::now(),
             complete,
@@ -115,7 +133,7 @@ impl CachedView {
 
     /// The order header's version; 0 while only fulfilments are known.
     pub fn order_version(&self) -> u64 {
-        self.versions.order
+        self.versions.order_raw
     }
 
     /// The JSON as served to a caller with (`pii`) or without `orders:pii`.
@@ -391,7 +409,7 @@ impl OrderCache {
         let seen = self.seen.get(id);
         let Some(fetched) = from else {
             if let Some(s) = seen {
-                return Some(Filled::Behind { seen: s.0, got: 0 });
+                return Some(Filled::Behind { seen: crate::model::unranked(s.0), got: 0 });
             }
             // A partial entry (events only) is no proof of absence either.
             if self.views.contains_key(id) {
@@ -419,7 +437,7 @@ impl OrderCache {
             Op::Put(Arc::new(merged))
         });
         if behind {
-            let seen = seen.map_or(0, |s| s.0);
+            let seen = seen.map_or(0, |s| crate::model::unranked(s.0));
             return Some(Filled::Behind { seen, got });
         }
         let entry = match result {
@@ -447,7 +465,7 @@ impl OrderCache {
         let cur = self.seen.get(&id);
         let (mut order_v, mut fs) = cur.map(|v| (v.0, v.1.clone())).unwrap_or_default();
         match c {
-            Component::Order(o) => order_v = order_v.max(o.version),
+            Component::Order(o) => order_v = order_v.max(crate::model::ranked_version(o)),
             Component::Fulfillment(f) => match fs.iter_mut().find(|(fid, _)| *fid == f.fulfillment_id) {
                 Some((_, v)) => *v = (*v).max(f.version),
                 None => fs.push((f.fulfillment_id.clone(), f.version)),

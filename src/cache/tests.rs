@@ -89,7 +89,7 @@ fn events_never_lower_a_cached_version() {
     c.apply_event(Component::Fulfillment(fulfillment(1)));
     let Lookup::Hit(e) = c.lookup("o-1") else { panic!() };
     assert_eq!(e.view().versions(), (4, vec![("f-1", 3)]));
-    assert_eq!(e.versions.order, 4);
+    assert_eq!(e.order_version(), 4);
     assert!(e.versions.dominates(&view(4, Some(3))) && !e.versions.dominates(&view(5, Some(3))));
 }
 

@@ -214,6 +214,7 @@ pub struct TopicsConfig {
     pub fulfillments: String,
     pub dead_letter: String,
     pub cdc: String,
+    pub cdc_lines: String,
     pub partitions: i32,
     pub replication_factor: i32,
     pub orders_format: WireFormat,
@@ -254,7 +255,8 @@ pub struct SetupConfig {
     pub index_replicas: u32,
 }
 
-/// Column mapping of the legacy `orders` table (Debezium change events).
+/// Column mapping of the legacy `orders` and `order_lines` tables (Debezium
+/// change events). Versions come from each change's log position (LSN).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CdcConfig {
@@ -266,8 +268,41 @@ pub struct CdcConfig {
     pub total: String,
     pub created_at: String,
     pub updated_at: String,
-    pub version: String,
     pub default_channel: crate::model::Channel,
+    /// How amount columns arrive: Debezium's decimal (major units) or integer minor units.
+    pub amounts: CdcAmounts,
+    /// Legacy status texts (as written, case-insensitive) to order statuses;
+    /// a text not listed is read as a status name itself.
+    #[serde(default)]
+    pub statuses: std::collections::BTreeMap<String, crate::model::OrderStatus>,
+    pub lines: CdcLineColumns,
+}
+
+/// Column mapping of the legacy `order_lines` table.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CdcLineColumns {
+    pub order_id: String,
+    pub line_id: String,
+    pub sku: String,
+    pub name: String,
+    pub quantity: String,
+    pub unit_price: String,
+    pub status: String,
+    #[serde(default)]
+    pub statuses: std::collections::BTreeMap<String, crate::model::LineStatus>,
+}
+
+/// The encoding of the legacy tables' money columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CdcAmounts {
+    /// `numeric` columns in major units as Debezium writes them: a string with
+    /// `decimal.handling.mode = string`, scaled bytes with `precise` (the
+    /// default mode; needs the converter's schemas). Two decimal places at most.
+    Decimal,
+    /// Integer columns holding minor units already.
+    Minor,
 }
 
 /// The order cache.

@@ -38,6 +38,14 @@ pub fn decode_json(stream: Stream, payload: &[u8]) -> Result<Event, DecodeError>
     let event = match stream {
         Stream::Orders => {
             let e: OrderEventJson = serde_json::from_slice(payload).map_err(|e| DecodeError::Malformed(strip(e)))?;
+            // Row positions come from the CDC topics alone: an order service
+            // claiming them would merge as a legacy order.
+            if e.order.cdc.is_some() {
+                return Err(DecodeError::InvalidField {
+                    field: "cdc",
+                    detail: "set only by change data capture".into(),
+                });
+            }
             Event { envelope: e.envelope, component: Component::Order(e.order) }
         }
         Stream::Fulfillments => {

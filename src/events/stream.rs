@@ -16,6 +16,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::debezium::Table;
 use super::{decode_json, Decoder, Limits, Stream};
 use crate::backends::kafka::KafkaContext;
 use crate::cache::{OrderCache, PartitionPosition};
@@ -40,10 +41,16 @@ pub fn spawn(config: &Config, cache: Arc<OrderCache>, decoder: Arc<Decoder>) -> 
         .create_with_context(KafkaContext::default())
         .map_err(|e| anyhow::anyhow!("kafka stream consumer for {}: {e}", config.kafka.brokers))?;
     let consumer = Arc::new(consumer);
-    let topics = [
-        (config.topics.orders.clone(), Stream::Orders, config.topics.orders_format),
-        (config.topics.fulfillments.clone(), Stream::Fulfillments, config.topics.fulfillments_format),
+    let mut topics = vec![
+        (config.topics.orders.clone(), Source::Service(Stream::Orders, config.topics.orders_format)),
+        (config.topics.fulfillments.clone(), Source::Service(Stream::Fulfillments, config.topics.fulfillments_format)),
     ];
+    for (topic, table) in [(&config.topics.cdc, Table::Orders), (&config.topics.cdc_lines, Table::Lines)] {
+        if !topic.is_empty() {
+            topics.push((topic.clone(), Source::Cdc(table)));
+        }
+    }
+    let cdc = Arc::new(config.cdc.clone());
     let max_staleness = config.stream.max_staleness;
     let limits = Limits::of_stream(&config.stream);
 
@@ -142,12 +149,18 @@ pub fn spawn(config: &Config, cache: Arc<OrderCache>, decoder: Arc<Decoder>) -> 
                     continue;
                 }
             };
-            let Some((topic, stream, format)) = topics.iter().find(|t| t.0 == msg.topic()) else { continue };
+            let Some((topic, source)) = topics.iter().find(|t| t.0 == msg.topic()) else { continue };
             let Some(payload) = msg.payload() else { continue };
-            let decoded = match (limits.check_size(payload), format) {
+            let decoded = match (limits.check_size(payload), source) {
                 (Err(e), _) => Err(e),
-                (Ok(()), WireFormat::Avro) => decoder.decode(*stream, payload).await,
-                (Ok(()), WireFormat::Json) => decode_json(*stream, payload),
+                (Ok(()), Source::Service(stream, WireFormat::Avro)) => decoder.decode(*stream, payload).await,
+                (Ok(()), Source::Service(stream, WireFormat::Json)) => decode_json(*stream, payload),
+                // A tombstone (after a delete) carries nothing to apply.
+                (Ok(()), Source::Cdc(table)) => match super::debezium::decode(*table, payload, &cdc) {
+                    Ok(Some(event)) => Ok(event),
+                    Ok(None) => continue,
+                    Err(e) => Err(e),
+                },
             };
             match decoded {
                 Ok(event) if msg.key() == Some(event.order_id().as_bytes()) => {
@@ -177,6 +190,12 @@ pub fn spawn(config: &Config, cache: Arc<OrderCache>, decoder: Arc<Decoder>) -> 
         }
     });
     Ok(())
+}
+
+/// What a topic carries and how it is decoded.
+enum Source {
+    Service(Stream, WireFormat),
+    Cdc(Table),
 }
 
 /// Where the stream started in one partition: its high watermark at assignment.

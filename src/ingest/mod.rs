@@ -117,8 +117,10 @@ impl Ingest {
             .create_with_context(KafkaContext::default())
             .map_err(|e| anyhow::anyhow!("kafka consumer for {}: {e}", config.kafka.brokers))?;
         let mut topics = vec![config.topics.orders.as_str(), config.topics.fulfillments.as_str()];
-        if !config.topics.cdc.is_empty() {
-            topics.push(config.topics.cdc.as_str());
+        for cdc in [&config.topics.cdc, &config.topics.cdc_lines] {
+            if !cdc.is_empty() {
+                topics.push(cdc.as_str());
+            }
         }
         consumer.subscribe(&topics).map_err(|e| anyhow::anyhow!("kafka: subscribing to {topics:?}: {e}"))?;
         tracing::info!(group = %config.ingest.group_id, ?topics, "ingest subscribed");
@@ -386,7 +388,9 @@ impl Ingest {
             return Err(Verdict::Dead("missing_key", "message has no key; the key must be the order id".into()));
         };
         let result = if msg.topic == t.cdc {
-            events::debezium::decode(payload, &self.config.cdc)
+            events::debezium::decode(events::debezium::Table::Orders, payload, &self.config.cdc)
+        } else if msg.topic == t.cdc_lines {
+            events::debezium::decode(events::debezium::Table::Lines, payload, &self.config.cdc)
         } else {
             let (stream, format) = if msg.topic == t.orders {
                 (Stream::Orders, t.orders_format)

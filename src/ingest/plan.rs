@@ -1,7 +1,7 @@
 //! Pure planning of one batch: which components go where, which messages are
 //! stale, and what each Elasticsearch document becomes. No I/O here.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use crate::model::{Component, OrderView, Timestamp};
 
@@ -33,6 +33,7 @@ pub struct Stored {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ColdInfo {
     pub created_at: Timestamp,
+    /// The highest version ClickHouse holds, ranked as the merge ranks it.
     pub version: u64,
     pub deleted: bool,
 }
@@ -86,9 +87,18 @@ fn key(c: &Component) -> Option<&str> {
     }
 }
 
+/// A component's version as the merge ranks it (an order service's order
+/// above every legacy one; see `model::ranked_version`), as ClickHouse keeps it.
+fn rank(c: &Component) -> u64 {
+    match c {
+        Component::Order(o) => crate::model::ranked_version(o),
+        Component::Fulfillment(f) => f.version,
+    }
+}
+
 fn stored_version(view: &OrderView, c: &Component) -> Option<u64> {
     match c {
-        Component::Order(_) => view.order.as_ref().map(|o| o.version),
+        Component::Order(_) => view.order.as_ref().map(crate::model::ranked_version),
         Component::Fulfillment(f) => {
             view.fulfillments.iter().find(|g| g.fulfillment_id == f.fulfillment_id).map(|g| g.version)
         }
@@ -107,26 +117,29 @@ pub fn plan_order(
 ) -> OrderPlan {
     let mut plan = OrderPlan::default();
 
-    // Newest snapshot per component within the batch.
-    let mut newest: HashMap<Option<&str>, &Component> = HashMap::new();
+    // Newest snapshot per component within the batch: the batch's own merge
+    // (for a legacy order, the rows of all its changes in the batch).
+    let mut batch = OrderView::new(order_id);
     for d in events {
-        let k = key(&d.component);
-        let keep = match newest.get(&k) {
-            Some(cur) => {
-                let mut v = OrderView::new(order_id);
-                v.apply((*cur).clone());
-                v.apply(d.component.clone())
-            }
-            None => true,
-        };
-        if keep {
-            newest.insert(k, &d.component);
-        }
+        batch.apply(d.component.clone());
     }
+    let newest: Vec<Component> = batch
+        .order
+        .into_iter()
+        .map(Component::Order)
+        .chain(batch.fulfillments.into_iter().map(Component::Fulfillment))
+        .collect();
 
     // Messages below what is stored are stale; equal versions are replays.
+    // A legacy order's change carries one row, whose position is no version
+    // of the whole order: the merge alone tells whether it is news.
     let floor = |c: &Component| -> Option<u64> {
         match (stored, c) {
+            (Some(s), Component::Order(o))
+                if o.cdc.is_some() || s.view.order.as_ref().is_some_and(|x| x.cdc.is_some()) =>
+            {
+                None
+            }
             (Some(s), _) => stored_version(&s.view, c),
             (None, Component::Order(_)) => cold.map(|ci| ci.version),
             (None, Component::Fulfillment(_)) => None,
@@ -134,7 +147,7 @@ pub fn plan_order(
     };
     for d in events {
         if let Some(v) = floor(&d.component) {
-            if d.component.version() < v {
+            if rank(&d.component) < v {
                 plan.stale.push(d.source.clone());
             }
         }
@@ -144,11 +157,10 @@ pub fn plan_order(
     // not prove ClickHouse has it (a crash or a ClickHouse failure between the
     // two writes leaves ClickHouse behind, and the batch is then replayed).
     // The version merge folds the duplicate rows a replay inserts.
-    let mut current: Vec<Component> =
-        newest.into_values().filter(|c| floor(c).is_none_or(|v| c.version() >= v)).cloned().collect();
+    let mut current: Vec<Component> = newest.into_iter().filter(|c| floor(c).is_none_or(|v| rank(c) >= v)).collect();
     current.sort_by(|a, b| key(a).cmp(&key(b)));
     // Elasticsearch only needs what is newer than its document.
-    let fresh: Vec<Component> = current.iter().filter(|c| floor(c).is_none_or(|v| c.version() > v)).cloned().collect();
+    let fresh: Vec<Component> = current.iter().filter(|c| floor(c).is_none_or(|v| rank(c) > v)).cloned().collect();
     plan.clickhouse = current;
 
     match stored {
@@ -158,13 +170,26 @@ pub fn plan_order(
             for c in fresh {
                 changed |= view.apply(c);
             }
+            // ClickHouse keeps whole orders: a legacy order's rows merged with
+            // the document's (a replay included, see above).
+            if let Some(o) = view.order.as_ref().filter(|o| o.cdc.is_some()) {
+                for c in &mut plan.clickhouse {
+                    if let Component::Order(b) = c {
+                        if b.cdc.is_some() {
+                            *b = o.clone();
+                        }
+                    }
+                }
+            }
             if !changed {
                 return plan;
             }
             // A fulfilment can reach the index before its order's header (the two
             // topics are read independently); once the header shows the order
             // lies outside the hot window, the document leaves the hot store.
-            let cold_now = view.order.as_ref().is_some_and(|o| o.created_at < hot_since);
+            // A legacy order stays while it changes: its rows merge in the
+            // document, and the index's retention ages it out later.
+            let cold_now = view.order.as_ref().is_some_and(|o| o.created_at < hot_since && o.cdc.is_none());
             plan.cold = cold_now;
             plan.es = Some(if view.order.as_ref().is_some_and(|o| o.deleted) || cold_now {
                 EsAction::Delete { index: s.index.clone(), seq_no: s.seq_no, primary_term: s.primary_term }
@@ -183,7 +208,8 @@ pub fn plan_order(
             // Hot or cold: the order's creation time, from the batch or ClickHouse.
             let created = view.order.as_ref().map(|o| o.created_at).or(cold.map(|c| c.created_at));
             let deleted = view.order.as_ref().is_some_and(|o| o.deleted) || cold.is_some_and(|c| c.deleted);
-            if deleted || created.is_some_and(|t| t < hot_since) {
+            let legacy = view.order.as_ref().is_some_and(|o| o.cdc.is_some());
+            if deleted || (created.is_some_and(|t| t < hot_since) && !legacy) {
                 plan.cold = created.is_some_and(|t| t < hot_since);
                 return plan;
             }
@@ -300,9 +326,80 @@ mod tests {
 
     #[test]
     fn a_deleted_order_is_not_resurrected_by_late_events() {
-        let info = ColdInfo { created_at: Timestamp(100), version: 5, deleted: true };
+        let version = crate::model::ranked_version(&fixtures::order(5));
+        let info = ColdInfo { created_at: Timestamp(100), version, deleted: true };
         let p = plan_order(ORDER_ID, &[d(order(4, 100, false), 0), d(ful(1), 1)], None, Some(info), Timestamp(0));
         assert!(p.es.is_none());
         assert_eq!(p.stale.len(), 1, "the header below the delete is stale");
+    }
+}
+
+#[cfg(test)]
+mod legacy_tests {
+    use super::*;
+    use crate::model::*;
+
+    fn legacy(header: u64, lines: &[(u8, u64)]) -> Order {
+        let mut o = fixtures::order(1);
+        o.lines = lines
+            .iter()
+            .map(|(l, _)| {
+                let mut line = fixtures::order(1).lines[0].clone();
+                line.line_id = l.to_string();
+                line
+            })
+            .collect();
+        let rows = SourceRows {
+            header,
+            lines: lines.iter().map(|(l, lsn)| (l.to_string(), RowPosition { lsn: *lsn, deleted: false })).collect(),
+        };
+        o.version = rows.version();
+        o.cdc = Some(rows);
+        o
+    }
+
+    fn d(o: Order, offset: i64) -> Decoded {
+        Decoded { component: Component::Order(o), source: MsgRef { topic: "t".into(), partition: 0, offset } }
+    }
+
+    fn stored(o: Order) -> Stored {
+        Stored {
+            index: "orders-000001".into(),
+            seq_no: 4,
+            primary_term: 1,
+            view: OrderView::from_component(Component::Order(o)),
+        }
+    }
+
+    #[test]
+    fn a_legacy_line_below_the_documents_version_is_still_news() {
+        // Header at 100 and line 1 at 101 stored (version 201); line 2 at 102
+        // arrives late from the other topic: news, though 102 < 201.
+        let s = stored(legacy(100, &[(1, 101)]));
+        let p = plan_order(fixtures::ORDER_ID, &[d(legacy(0, &[(2, 102)]), 0)], Some(&s), None, Timestamp(0));
+        assert!(p.stale.is_empty());
+        let Some(EsAction::Update { view, .. }) = p.es else { panic!("{:?}", p.es) };
+        let o = view.order.unwrap();
+        assert_eq!((o.lines.len(), o.version), (2, 303));
+        // ClickHouse gets the whole merged order, not the one line.
+        assert_eq!(p.clickhouse, vec![Component::Order(o)]);
+    }
+
+    #[test]
+    fn an_old_legacy_order_stays_in_elasticsearch_while_it_changes() {
+        let mut o = legacy(100, &[]);
+        o.created_at = Timestamp(10);
+        let p = plan_order(fixtures::ORDER_ID, &[d(o, 0)], None, None, Timestamp(50));
+        assert!(matches!(p.es, Some(EsAction::Create { .. })) && !p.cold);
+    }
+
+    #[test]
+    fn an_order_service_snapshot_replaces_a_stored_legacy_order() {
+        let s = stored(legacy(100, &[(1, 101)]));
+        let service = fixtures::order(1);
+        let p = plan_order(fixtures::ORDER_ID, &[d(service.clone(), 0)], Some(&s), None, Timestamp(0));
+        assert!(p.stale.is_empty());
+        let Some(EsAction::Update { view, .. }) = p.es else { panic!("{:?}", p.es) };
+        assert_eq!(view.order, Some(service));
     }
 }

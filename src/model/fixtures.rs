@@ -53,6 +53,7 @@ pub fn order(version: u64) -> Order {
         updated_at: Timestamp(1_700_000_500_000),
         version,
         deleted: false,
+        cdc: None,
     }
 }
 

@@ -14,7 +14,7 @@ pub mod fixtures;
 use serde::{Deserialize, Serialize};
 
 pub use timestamp::Timestamp;
-pub use view::{Component, OrderView};
+pub use view::{line_order, ranked_version, unranked, Component, OrderView, RowPosition, SourceRows};
 
 /// Where an order was placed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
@@ -181,6 +181,10 @@ pub struct Order {
     /// Set by a deletion (CDC `op: d`): the order is gone from the source.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
+    /// Legacy orders only (CDC): the source position of each of the order's
+    /// rows, by which their changes merge (see `view/rows.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cdc: Option<SourceRows>,
 }
 
 /// A fulfilment snapshot published by the FulfillmentOrder service.

@@ -304,8 +304,10 @@ async fn flood_of_distinct_api_keys_and_jwt_subjects() {
     let phase = Duration::from_secs_f64(n as f64 / rate);
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
-    // Resident memory, descriptors and live buckets, every second.
-    let samples: Arc<Mutex<Vec<(Duration, u64, usize, u64)>>> = Arc::default();
+    // Resident memory, descriptors and live buckets, every second: (when,
+    // RSS, descriptors, buckets).
+    type Samples = Arc<Mutex<Vec<(Duration, u64, usize, u64)>>>;
+    let samples: Samples = Arc::default();
     // The well-behaved client and the sampler run on a thread and runtime of
     // their own: on the flood's, their requests would wait behind thousands of
     // the generator's tasks, and its lag would be charged to the gateway.

@@ -54,14 +54,16 @@ pub fn alias_of(id: &str) -> String {
 
 /// The environment of a gateway, `setup` or `ingest` whose objects are the
 /// test's own: topics, aliases, database and consumer group named after `id`
-/// (the CDC topic only with `cdc`), on the stack's backends.
+/// (the CDC topics only with `cdc`), on the stack's backends.
 pub fn isolated_env(id: &str, cdc: bool) -> Vec<(String, String)> {
     let alias = alias_of(id);
     [
         ("ORDER_GATEWAY__TOPICS__ORDERS", format!("{id}.orders")),
         ("ORDER_GATEWAY__TOPICS__FULFILLMENTS", format!("{id}.fulfillments")),
         ("ORDER_GATEWAY__TOPICS__DEAD_LETTER", format!("{id}.dlq")),
-        ("ORDER_GATEWAY__TOPICS__CDC", if cdc { format!("{id}.cdc") } else { String::new() }),
+        // Debezium's names with the test's id as its topic.prefix.
+        ("ORDER_GATEWAY__TOPICS__CDC", if cdc { format!("{id}.legacy.orders") } else { String::new() }),
+        ("ORDER_GATEWAY__TOPICS__CDC_LINES", if cdc { format!("{id}.legacy.order_lines") } else { String::new() }),
         ("ORDER_GATEWAY__ELASTICSEARCH__READ_ALIAS", alias.clone()),
         ("ORDER_GATEWAY__ELASTICSEARCH__WRITE_ALIAS", format!("{alias}-write")),
         ("ORDER_GATEWAY__CLICKHOUSE__DATABASE", id.to_string()),

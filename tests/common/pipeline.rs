@@ -30,6 +30,7 @@ pub struct Pipeline {
     pub fulfillments: String,
     pub dlq: String,
     pub cdc: String,
+    pub cdc_lines: String,
     pub alias: String,
     pub db: String,
 }
@@ -55,7 +56,8 @@ impl Pipeline {
             orders: format!("{id}.orders"),
             fulfillments: format!("{id}.fulfillments"),
             dlq: format!("{id}.dlq"),
-            cdc: format!("{id}.cdc"),
+            cdc: format!("{id}.legacy.orders"),
+            cdc_lines: format!("{id}.legacy.order_lines"),
             alias: alias_of(id),
             db: id.to_string(),
             env: Vec::new(),
@@ -237,6 +239,9 @@ pub struct ChOrder {
     pub country: String,
     pub created_ms: i64,
     pub updated_ms: i64,
+    /// The order's own version (ClickHouse ranks an order service's above
+    /// every legacy order's: see `model::ranked_version`).
+    #[serde(rename = "unranked_version")]
     pub version: u64,
 }
 
@@ -270,7 +275,7 @@ pub async fn ch_orders(p: &Pipeline) -> BTreeMap<String, ChOrder> {
         .query(
             "SELECT order_id, order_number, customer_id, channel, status, currency, subtotal, tax, shipping, \
              discount, total, units, line_count, country, toUnixTimestamp64Milli(created_at) AS created_ms, \
-             toUnixTimestamp64Milli(updated_at) AS updated_ms, version FROM orders_latest",
+             toUnixTimestamp64Milli(updated_at) AS updated_ms, bitAnd(version, 4611686018427387903) AS unranked_version FROM orders_latest",
         )
         .fetch_all()
         .await

@@ -121,6 +121,7 @@ pub fn order(id: &str, version: u64) -> Order {
         updated_at: Timestamp::now(),
         version,
         deleted: false,
+        cdc: None,
     }
 }
 

@@ -98,6 +98,7 @@ fn order<F: Fields>(f: &mut F) -> R<Order> {
         updated_at: f.ts("updated_at")?,
         version: f.version("version")?,
         deleted: f.boolean("deleted")?,
+        cdc: None,
     })
 }
 

@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{Fulfillment, Order};
 
+mod rows;
+pub use rows::{line_order, ranked_version, unranked, RowPosition, SourceRows};
+
 /// One versioned part of a view.
 // Not boxed: a component is built once per event and moved into its view;
 // a box would cost an allocation per event to save stack space in transit.
@@ -96,11 +99,35 @@ impl OrderView {
         }
         match c {
             Component::Order(o) => match &self.order {
-                Some(cur) if !wins(cur.version, cur, o.version, &o) => false,
-                _ => {
+                None => {
                     self.order = Some(o);
                     true
                 }
+                // The order services own an order from their first snapshot
+                // of it on: a CDC change of the same order (its legacy row,
+                // frozen or deleted by the migration) never replaces it.
+                Some(cur) => match (&cur.cdc, &o.cdc) {
+                    (None, None) => {
+                        let replace = wins(cur.version, cur, o.version, &o);
+                        if replace {
+                            self.order = Some(o);
+                        }
+                        replace
+                    }
+                    (None, Some(_)) => false,
+                    (Some(_), None) => {
+                        self.order = Some(o);
+                        true
+                    }
+                    (Some(_), Some(_)) => {
+                        let merged = rows::merge_rows(cur, &o);
+                        let changed = &merged != cur;
+                        if changed {
+                            self.order = Some(merged);
+                        }
+                        changed
+                    }
+                },
             },
             Component::Fulfillment(f) => {
                 match self.fulfillments.binary_search_by(|x| x.fulfillment_id.cmp(&f.fulfillment_id)) {
@@ -147,7 +174,7 @@ impl OrderView {
         let order_ok = match (&self.order, &other.order) {
             (_, None) => true,
             (None, Some(_)) => false,
-            (Some(a), Some(b)) => a.version >= b.version,
+            (Some(a), Some(b)) => ranked_version(a) >= ranked_version(b),
         };
         order_ok
             && other.fulfillments.iter().all(|f| {
@@ -175,6 +202,10 @@ impl OrderView {
         let mut h = Fnv64::default();
         if redacted {
             h.write(b"redacted\0");
+        }
+        // A legacy order's version and a service's are different counts.
+        if self.order.as_ref().is_some_and(|o| o.cdc.is_some()) {
+            h.write(b"cdc\0");
         }
         h.write(self.order_id.as_bytes());
         h.write(&ov.to_le_bytes());

@@ -275,6 +275,7 @@ fn lifecycle(rng: &mut ChaCha8Rng, seed: u64, i: u64, customers: u64, now: Times
         updated_at: Timestamp(created),
         version: 1,
         deleted: false,
+        cdc: None,
     };
     let cancel = rng.random_bool(0.08);
     let late = rng.random_bool(0.15);

@@ -1,6 +1,7 @@
 //! Pure hot paths of the event side: merging events into a view, Avro
 //! decoding of an event, JSON serialisation of a view (as filled into the
-//! cache, with PII and redacted). Before criterion runs, each benchmark
+//! cache, with PII and redacted), and Debezium change events of the legacy
+//! database with the row-by-row merge. Before criterion runs, each benchmark
 //! prints its allocations per call.
 //! Run: `cargo bench --bench model`.
 
@@ -183,5 +184,42 @@ fn bench_codec(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_apply, bench_codec);
+/// A change event Debezium wrote (tests/fixtures/debezium/), decoded, and
+/// the row-by-row merge of a legacy order's line into its header.
+fn bench_cdc(c: &mut Criterion) {
+    use order_gateway::events::debezium::{decode, Table};
+    let map = order_gateway::config::Config::load(None).unwrap().cdc;
+    let read =
+        |name: &str| std::fs::read(format!("{}/tests/fixtures/debezium/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let (header_json, line_json) = (read("orders-u.json"), read("lines-u.json"));
+    let order_of = |e: Event| match e.component {
+        Component::Order(o) => o,
+        Component::Fulfillment(_) => unreachable!(),
+    };
+    let header = order_of(decode(Table::Orders, &header_json, &map).unwrap().unwrap());
+    let line = order_of(decode(Table::Lines, &line_json, &map).unwrap().unwrap());
+    let base = OrderView::from_component(Component::Order(header));
+    alloc_count::report("cdc/debezium_decode_order_row", N, || decode(Table::Orders, &header_json, &map).unwrap());
+    alloc_count::report("cdc/debezium_decode_line_row", N, || decode(Table::Lines, &line_json, &map).unwrap());
+    let mut g = c.benchmark_group("cdc");
+    g.throughput(Throughput::Bytes(header_json.len() as u64));
+    g.bench_function("debezium_decode_order_row", |b| {
+        b.iter(|| black_box(decode(Table::Orders, &header_json, &map).unwrap()))
+    });
+    g.throughput(Throughput::Bytes(line_json.len() as u64));
+    g.bench_function("debezium_decode_line_row", |b| {
+        b.iter(|| black_box(decode(Table::Lines, &line_json, &map).unwrap()))
+    });
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("merge_line_into_header", |b| {
+        b.iter_batched(
+            || (base.clone(), Component::Order(line.clone())),
+            |(mut v, c)| black_box(v.apply(c)),
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_apply, bench_codec, bench_cdc);
 criterion_main!(benches);

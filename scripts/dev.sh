@@ -46,6 +46,15 @@ else
   mv "$truth.part" "$truth"
 fi
 
+# The legacy database's changes through Debezium (topics.cdc), unless CDC is
+# off in the configuration or DEV_CONNECTOR=0. Rows written with
+# scripts/stack/postgres/psql then show in the gateway within a second.
+cdc="$("$bin" check-config 2>/dev/null | sed -n '/^\[topics\]/,/^\[/s/^cdc = "\(.*\)"/\1/p' | head -n 1)"
+if [[ -n "$cdc" && "${DEV_CONNECTOR:-1}" != 0 ]]; then
+  say "deploying the Debezium connector (connectors/legacy-orders.json; DEV_CONNECTOR=0 skips this)"
+  scripts/connector.sh deploy >&2 || say "the connector did not start (make connector-status); the gateway runs without CDC"
+fi
+
 pids=()
 stop() {
   trap - INT TERM EXIT

@@ -31,9 +31,13 @@ fn main() {
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     rt.block_on(async move {
-        order_gateway::telemetry::init_logging(&LogConfig {
-            level: "warn".into(),
-            format: order_gateway::config::LogFormat::Text,
+        // HIT_SERVER_LOG_LEVEL and HIT_SERVER_ACCESS_SAMPLE measure the log's
+        // cost (warn and every line by default, as the profiles were taken).
+        let _log = order_gateway::telemetry::init_logging(&LogConfig {
+            level: std::env::var("HIT_SERVER_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
+            format: order_gateway::config::LogFormat::Json,
+            access_sample: std::env::var("HIT_SERVER_ACCESS_SAMPLE").ok().and_then(|v| v.parse().ok()).unwrap_or(1),
+            access_queue: 65_536,
         });
         let metrics = order_gateway::telemetry::init_metrics().expect("recorder");
         let state = gateway::serving_state(c, Some(metrics));

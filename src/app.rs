@@ -136,6 +136,7 @@ impl AppState {
         let (applied, restart_required) = reload::changes(&current.config, &source);
         let edge = Edge::new(&next, Some(&current.edge)).map_err(|e| format!("invalid configuration: {e}"))?;
         crate::telemetry::set_log_level(&next.log.level)?;
+        crate::telemetry::set_access_sample(next.log.access_sample);
         self.cache.set_ttls(next.cache.degraded_ttl, next.cache.negative_ttl);
         self.live.store(Arc::new(Live { config: next, edge }));
         Ok(ReloadReport { applied, restart_required })

@@ -102,7 +102,7 @@ where
     F: FnOnce(Config) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    telemetry::init_logging(&config.log);
+    let _log = telemetry::init_logging(&config.log);
     warn_about(config);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -122,7 +122,7 @@ where
 
 async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
-    telemetry::init_logging(&config.log);
+    let _log = telemetry::init_logging(&config.log);
     warn_about(&config);
     let metrics = telemetry::init_metrics()?;
     let listen = config.server.listen;

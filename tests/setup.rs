@@ -126,20 +126,37 @@ async fn setup_adds_order_numbers_to_an_existing_deployment() {
     let ch = order_gateway::backends::Backends::from_config(&cfg).unwrap().clickhouse;
     ch.create_database().await.unwrap();
     for stmt in split_sql(CLICKHOUSE_DDL) {
-        if !created_name(&stmt).unwrap().starts_with("order_numbers") {
+        // An older release: no order numbers, and `orders` without the `cdc` column.
+        if created_name(&stmt).is_some_and(|n| !n.starts_with("order_numbers")) {
+            let stmt: String =
+                stmt.lines().filter(|l| !l.trim_start().starts_with("cdc ")).collect::<Vec<_>>().join("\n");
             ch.execute_ddl("the tables of an older release", &stmt).await.unwrap();
         }
     }
     let mut old = common::world::order("old-1", 1);
     // Another month, so another partition: the copy goes partition by partition.
     old.created_at = order_gateway::model::Timestamp(old.created_at.millis() - 40 * 86_400_000);
+    // Written as that release wrote them (its `orders` has no `cdc` column).
     for o in [old, common::world::order("old-2", 3)] {
-        ch.insert(&[&Component::Order(o)]).await.unwrap();
+        let insert = format!(
+            "INSERT INTO orders (order_id, order_number, customer_id, channel, status, currency, subtotal, tax, \
+             shipping, discount, total, units, line_count, country, created_at, updated_at, version, is_deleted) \
+             VALUES ('{}', '{}', '{}', 'web', 'created', 'EUR', 1, 0, 0, 0, 1, 1, 1, '', \
+             fromUnixTimestamp64Milli({}), fromUnixTimestamp64Milli({}), {}, 0)",
+            o.order_id,
+            o.order_number,
+            o.customer_id,
+            o.created_at.millis(),
+            o.updated_at.millis(),
+            o.version
+        );
+        ch.execute_ddl("rows of an older release", &insert).await.unwrap();
     }
 
     let first = setup(&n, &["--only", "clickhouse"], &[]);
     let db = &n.db;
     for line in [
+        format!("clickhouse table {db}.orders: updated (columns cdc added)"),
         format!("clickhouse table {db}.order_numbers: created"),
         format!("clickhouse materialized view {db}.order_numbers_mv: created"),
         format!("clickhouse table {db}.order_numbers: updated (numbers of the orders already in {db}.orders copied, 2 partition(s))"),

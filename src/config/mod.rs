@@ -81,6 +81,12 @@ pub struct ServerConfig {
 pub struct LogConfig {
     pub level: String,
     pub format: LogFormat,
+    /// One access line per this many answered requests below 500 (1: every
+    /// one); every 5xx is logged at warn whatever this says.
+    pub access_sample: u32,
+    /// Access lines waiting for the writer thread; past it they are dropped
+    /// and counted (`log_lines_dropped_total`).
+    pub access_queue: usize,
 }
 
 /// How log lines are written.

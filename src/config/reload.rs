@@ -13,8 +13,15 @@ use serde_json::Value;
 use super::Config;
 
 /// Keys (or key prefixes ending in '.') that a reload applies.
-pub const HOT_KEYS: &[&str] =
-    &["auth.", "rate_limit.", "log.level", "cache.degraded_ttl", "cache.negative_ttl", "cache.read_your_writes_wait"];
+pub const HOT_KEYS: &[&str] = &[
+    "auth.",
+    "rate_limit.",
+    "log.level",
+    "log.access_sample",
+    "cache.degraded_ttl",
+    "cache.negative_ttl",
+    "cache.read_your_writes_wait",
+];
 
 /// Whether a dotted key is hot.
 pub fn is_hot(key: &str) -> bool {
@@ -27,6 +34,7 @@ pub fn with_hot_keys(current: &Config, source: &Config) -> Config {
     c.auth = source.auth.clone();
     c.rate_limit = source.rate_limit.clone();
     c.log.level = source.log.level.clone();
+    c.log.access_sample = source.log.access_sample;
     c.cache.degraded_ttl = source.cache.degraded_ttl;
     c.cache.negative_ttl = source.cache.negative_ttl;
     c.cache.read_your_writes_wait = source.cache.read_your_writes_wait;

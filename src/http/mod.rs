@@ -199,8 +199,9 @@ where
         let elapsed_ms = || started.elapsed().as_secs_f64() * 1000.0;
         if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), elapsed_ms = elapsed_ms(), %peer, "request failed");
-        } else {
-            tracing::info!(status = status.as_u16(), elapsed_ms = elapsed_ms(), "request");
+        } else if status.is_client_error() || crate::telemetry::sample_access() {
+            // Every refusal; of the answers, one in `log.access_sample`.
+            tracing::info!(target: crate::telemetry::ACCESS, status = status.as_u16(), elapsed_ms = elapsed_ms(), "request");
         }
         resp
     }
@@ -396,6 +397,7 @@ fn metrics_text(state: &AppState) -> HttpResponse {
     // Derived from the semaphore when scraped, rather than counted per request.
     let in_flight = state.config.server.max_in_flight - state.in_flight.available_permits();
     metrics::gauge!(names::HTTP_IN_FLIGHT).set(in_flight as f64);
+    crate::telemetry::export_log_drops();
     let body = state.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
     let mut resp = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
     resp.headers_mut()

@@ -307,6 +307,15 @@ pub fn created_name(stmt: &str) -> Option<&str> {
     stmt[i + "IF NOT EXISTS".len()..].split_whitespace().next()
 }
 
+/// The table and column of an `ALTER TABLE t ADD COLUMN IF NOT EXISTS c ...`
+/// statement: a column added after the table was first released.
+pub fn added_column(stmt: &str) -> Option<(&str, &str)> {
+    let rest = stmt.trim_start().strip_prefix("ALTER TABLE ")?;
+    let (table, rest) = rest.split_once(char::is_whitespace)?;
+    let rest = rest.trim_start().strip_prefix("ADD COLUMN IF NOT EXISTS ")?;
+    Some((table, rest.split_whitespace().next()?))
+}
+
 /// The comment of a `CREATE TABLE` statement (its `COMMENT '...'` after the engine).
 pub fn ddl_table_comment(stmt: &str) -> Option<&str> {
     let after_engine = &stmt[stmt.find("ENGINE")?..];
@@ -329,10 +338,14 @@ async fn clickhouse(backends: &Backends) -> anyhow::Result<()> {
     ch.create_database().await?;
     let existing = ch.tables().await?;
     let mut numbers_comment = None;
-    for stmt in split_sql(CLICKHOUSE_DDL) {
-        let name = created_name(&stmt).unwrap_or("statement").to_owned();
+    let statements = split_sql(CLICKHOUSE_DDL);
+    // Columns added since a table was first released: (table, column, statement).
+    let additions: Vec<(&str, &str, &String)> =
+        statements.iter().filter_map(|s| added_column(s).map(|(t, c)| (t, c, s))).collect();
+    for stmt in &statements {
+        let Some(name) = created_name(stmt).map(str::to_owned) else { continue };
         if name == NUMBERS_TABLE {
-            numbers_comment = ddl_table_comment(&stmt).map(str::to_owned);
+            numbers_comment = ddl_table_comment(stmt).map(str::to_owned);
         }
         let kind = if stmt.contains("CREATE MATERIALIZED VIEW") {
             "materialized view"
@@ -343,10 +356,19 @@ async fn clickhouse(backends: &Backends) -> anyhow::Result<()> {
         };
         let what = format!("clickhouse {kind} {db}.{name}");
         if existing.contains(&name) {
-            let want = ddl_columns(&stmt);
+            let want = ddl_columns(stmt);
+            let mut added = Vec::new();
             if !want.is_empty() {
                 let have = ch.columns(&name).await?;
-                let missing: Vec<&str> = want.iter().filter(|c| !have.contains(c)).map(String::as_str).collect();
+                let mut missing: Vec<&str> = want.iter().filter(|c| !have.contains(c)).map(String::as_str).collect();
+                // A table of an earlier release: add what was added since.
+                for (table, column, alter) in &additions {
+                    if *table == name && missing.contains(column) {
+                        ch.execute_ddl(&format!("adding the column {column} to {db}.{name}"), alter).await?;
+                        missing.retain(|m| m != column);
+                        added.push(*column);
+                    }
+                }
                 if !missing.is_empty() {
                     anyhow::bail!(
                         "clickhouse: {kind} {db}.{name} exists but lacks the columns {missing:?}; \
@@ -354,7 +376,11 @@ async fn clickhouse(backends: &Backends) -> anyhow::Result<()> {
                     );
                 }
             }
-            say(&what, Outcome::Unchanged, "");
+            if added.is_empty() {
+                say(&what, Outcome::Unchanged, "");
+            } else {
+                say(&what, Outcome::Updated, &format!(" (columns {} added)", added.join(", ")));
+            }
             continue;
         }
         if name == NUMBERS_VIEW {
@@ -362,7 +388,7 @@ async fn clickhouse(backends: &Backends) -> anyhow::Result<()> {
             // already must be copied, and the comment says so until it is.
             ch.set_table_comment(NUMBERS_TABLE, NUMBERS_PENDING).await?;
         }
-        ch.execute_ddl(&format!("creating {kind} {db}.{name}"), &stmt).await?;
+        ch.execute_ddl(&format!("creating {kind} {db}.{name}"), stmt).await?;
         say(&what, Outcome::Created, "");
     }
     if ch.table_comment(NUMBERS_TABLE).await?.as_deref() == Some(NUMBERS_PENDING) {
@@ -454,6 +480,8 @@ mod tests {
         assert_eq!(cols.first().map(String::as_str), Some("order_id"));
         assert!(cols.contains(&"is_deleted".to_string()) && cols.contains(&"ingested_at".to_string()), "{cols:?}");
         assert!(ddl_columns(&stmts[3]).is_empty(), "views have no column list");
+        let alters: Vec<_> = stmts.iter().filter_map(|s| added_column(s)).collect();
+        assert_eq!(alters, [("orders", "cdc")]);
     }
 
     #[test]

@@ -7,25 +7,125 @@ pub mod names;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::{fmt, prelude::*, reload, EnvFilter, Registry};
 
 use crate::config::{LogConfig, LogFormat};
 
+/// The target of access lines (one per answered request below 500).
+pub const ACCESS: &str = "access";
+
+/// Holds the threads that write log lines; dropping it flushes what they hold.
+#[must_use = "dropping the guard stops the log writers"]
+pub struct LogGuard {
+    _writers: [WorkerGuard; 2],
+}
+
 /// Installs the global tracing subscriber. Logs go to stdout, one JSON object a
 /// line by default; they never carry request bodies, order contents or secrets.
-pub fn init_logging(cfg: &LogConfig) {
+///
+/// Lines are formatted where they happen and written by two threads of their
+/// own, so a slow stdout (a full pipe, a stalled collector) never stalls a
+/// request: access lines through a queue that drops and counts when full
+/// (`log_lines_dropped_total`), everything else (warnings and errors, every
+/// 5xx) through one that waits rather than lose a line.
+pub fn init_logging(cfg: &LogConfig) -> LogGuard {
+    set_access_sample(cfg.access_sample);
     let filter = EnvFilter::try_new(&cfg.level).unwrap_or_else(|_| EnvFilter::new("info"));
     // Behind a reload layer, so a configuration reload can change the level.
     let (filter, handle) = reload::Layer::new(filter);
     let _ = LOG_LEVEL.set(handle);
+    let queue = cfg.access_queue.max(1);
+    let (events, events_guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(queue)
+        .thread_name("log-writer")
+        .finish(std::io::stdout());
+    let (access, access_guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(queue)
+        .thread_name("access-log-writer")
+        .finish(std::io::stdout());
+    let _ = ACCESS_DROPPED.set(access.error_counter());
+    let not_access = filter_fn(|m| m.target() != ACCESS);
+    let only_access = filter_fn(|m| m.target() == ACCESS);
     let registry = tracing_subscriber::registry().with(filter);
     match cfg.format {
         LogFormat::Json => registry
             .with(
-                fmt::layer().json().flatten_event(true).with_current_span(true).with_span_list(false).with_target(true),
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false)
+                    .with_target(true)
+                    .with_writer(events)
+                    .with_filter(not_access),
+            )
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false)
+                    .with_target(true)
+                    .with_writer(access)
+                    .with_filter(only_access),
             )
             .init(),
-        LogFormat::Text => registry.with(fmt::layer().with_target(false)).init(),
+        LogFormat::Text => registry
+            .with(fmt::layer().with_target(false).with_writer(events).with_filter(not_access))
+            .with(fmt::layer().with_target(false).with_writer(access).with_filter(only_access))
+            .init(),
+    }
+    LogGuard { _writers: [events_guard, access_guard] }
+}
+
+static ACCESS_DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// Copies the count of dropped access lines into `log_lines_dropped_total`
+/// (called before `/metrics` renders).
+pub fn export_log_drops() {
+    if let Some(c) = ACCESS_DROPPED.get() {
+        metrics::counter!(names::LOG_LINES_DROPPED).absolute(c.dropped_lines() as u64);
+    }
+}
+
+/// One access line per `log.access_sample` requests below 500.
+static ACCESS_SAMPLE: AtomicU32 = AtomicU32::new(1);
+
+/// Applies a (reloaded) `log.access_sample`.
+pub fn set_access_sample(every: u32) {
+    ACCESS_SAMPLE.store(every.max(1), Ordering::Relaxed);
+}
+
+thread_local! {
+    static SINCE_LAST_ACCESS_LINE: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether this answered request (below 500) gets an access line: one in
+/// `log.access_sample`, counted per worker thread (no shared counter to
+/// contend on).
+pub fn sample_access() -> bool {
+    let every = ACCESS_SAMPLE.load(Ordering::Relaxed);
+    SINCE_LAST_ACCESS_LINE.with(|n| {
+        let (next, log) = sample_step(n.get(), every);
+        n.set(next);
+        log
+    })
+}
+
+/// One request counted: the counter's next value, and whether this request
+/// gets its line (every `every`-th; `every` may shrink between calls).
+fn sample_step(since: u32, every: u32) -> (u32, bool) {
+    let next = since.saturating_add(1);
+    if next >= every {
+        (0, true)
+    } else {
+        (next, false)
     }
 }
 
@@ -126,5 +226,27 @@ pub async fn serve_metrics_on(
             let _ = conn.await;
             drop(permit);
         });
+    }
+}
+
+#[cfg(test)]
+mod sample_tests {
+    #[test]
+    fn one_line_in_every_n_and_every_request_at_one() {
+        let lines = |every, n| {
+            let mut since = 0;
+            (0..n)
+                .filter(|_| {
+                    let (next, log) = super::sample_step(since, every);
+                    since = next;
+                    log
+                })
+                .count()
+        };
+        assert_eq!(lines(100, 1000), 10);
+        assert_eq!(lines(1, 7), 7);
+        assert_eq!(lines(3, 10), 3);
+        // A reload to a smaller sample takes effect at the next request.
+        assert_eq!(super::sample_step(50, 10), (0, true));
     }
 }

@@ -2,6 +2,9 @@
 
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 
+/// Access log lines dropped because the writer's queue (`log.access_queue`)
+/// was full: stdout did not keep up.
+pub const LOG_LINES_DROPPED: &str = "log_lines_dropped_total";
 /// Requests answered, by `route` (the route template, never the raw path),
 /// `method` and `status`.
 pub const HTTP_REQUESTS: &str = "http_requests_total";
@@ -69,6 +72,7 @@ pub fn describe() {
     describe_counter!(RATE_LIMIT_OVERFLOW, "Rate-limit checks of clients past max_clients (shared bucket)");
     describe_gauge!(HTTP_IN_FLIGHT, "Requests being handled (counted against server.max_in_flight)");
     describe_counter!(HTTP_SHED, "Requests shed with 503: server.max_in_flight reached");
+    describe_counter!(LOG_LINES_DROPPED, "Access log lines dropped: stdout did not keep up (log.access_queue full)");
     describe_counter!(CONFIG_RELOADS, "Configuration reloads by outcome: applied or refused");
     describe_gauge!(
         BACKEND_CIRCUIT_STATE,

@@ -167,13 +167,20 @@ where
         Matched::Found { route, .. } | Matched::MethodNotAllowed { route, .. } => route.template(),
         Matched::NotFound => "unmatched",
     };
-    let span = tracing::info_span!(
-        "request",
-        request_id = ctx.request_id(),
-        trace_id = %ctx.trace.trace_id,
-        method = %method,
-        route = route_label,
-    );
+    // A span per request costs more than the rest of the log (its fields are
+    // formatted when it opens): only at debug does every line of a request
+    // carry its ids. The access and 5xx lines below name them themselves.
+    let span = if tracing::enabled!(tracing::Level::DEBUG) {
+        tracing::info_span!(
+            "request",
+            request_id = ctx.request_id(),
+            trace_id = %ctx.trace.trace_id,
+            method = %method,
+            route = route_label,
+        )
+    } else {
+        tracing::Span::none()
+    };
     let mut rate = None;
     let mut resp = async {
         let result = match matched {
@@ -198,10 +205,28 @@ where
         // Called inside the macros, so the clock is read only when a line is written.
         let elapsed_ms = || started.elapsed().as_secs_f64() * 1000.0;
         if status.is_server_error() {
-            tracing::warn!(status = status.as_u16(), elapsed_ms = elapsed_ms(), %peer, "request failed");
+            tracing::warn!(
+                request_id = ctx.request_id(),
+                trace_id = %ctx.trace.trace_id,
+                method = %method,
+                route = route_label,
+                status = status.as_u16(),
+                elapsed_ms = elapsed_ms(),
+                %peer,
+                "request failed"
+            );
         } else if status.is_client_error() || crate::telemetry::sample_access() {
             // Every refusal; of the answers, one in `log.access_sample`.
-            tracing::info!(target: crate::telemetry::ACCESS, status = status.as_u16(), elapsed_ms = elapsed_ms(), "request");
+            tracing::info!(
+                target: crate::telemetry::ACCESS,
+                request_id = ctx.request_id(),
+                trace_id = %ctx.trace.trace_id,
+                method = %method,
+                route = route_label,
+                status = status.as_u16(),
+                elapsed_ms = elapsed_ms(),
+                "request"
+            );
         }
         resp
     }

@@ -11,6 +11,7 @@
 #   $CDC_USER (debezium)    LOGIN REPLICATION, password $CDC_PASSWORD: USAGE on
 #                           the owner's schemas, SELECT on their tables (default
 #                           privileges too), which is what Debezium needs
+# The SQL is schemas/legacy/setup/*.sql, shared with the native stack.
 # Natively the schema files are applied at every start; here only on the first
 # (`make docker-down` drops the volume, and the next start runs this again).
 # Debezium's logical replication connections name their database, so the
@@ -31,16 +32,8 @@ legacy_init() (
 
   echo "postgres-init: roles $LEGACY_USER and $CDC_USER, database $LEGACY_DB" >&2
   psql_super --dbname postgres -v owner="$LEGACY_USER" -v owner_pw="$LEGACY_PASSWORD" \
-    -v cdc="$CDC_USER" -v cdc_pw="$CDC_PASSWORD" <<'SQL'
-SELECT format('CREATE ROLE %I', :'owner') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'owner') \gexec
-ALTER ROLE :"owner" WITH LOGIN CREATEDB NOSUPERUSER NOREPLICATION PASSWORD :'owner_pw';
-SELECT format('CREATE ROLE %I', :'cdc') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'cdc') \gexec
-ALTER ROLE :"cdc" WITH LOGIN REPLICATION NOSUPERUSER NOCREATEDB PASSWORD :'cdc_pw';
-SQL
-  psql_super --dbname postgres -v db="$LEGACY_DB" -v owner="$LEGACY_USER" <<'SQL'
-SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'owner')
- WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db') \gexec
-SQL
+    -v cdc="$CDC_USER" -v cdc_pw="$CDC_PASSWORD" -f "$dir/setup/roles.sql"
+  psql_super --dbname postgres -v db="$LEGACY_DB" -v owner="$LEGACY_USER" -f "$dir/setup/database.sql"
 
   for f in "$dir"/*.sql; do
     [[ -f "$f" ]] || continue
@@ -50,14 +43,7 @@ SQL
   done
   (( n > 0 )) || { echo "postgres-init: no *.sql in $dir (is schemas/legacy mounted there?)" >&2; return 1; }
 
-  psql_owner -v owner="$LEGACY_USER" -v cdc="$CDC_USER" <<'SQL'
-SELECT format('GRANT USAGE ON SCHEMA %I TO %I', n.nspname, :'cdc'),
-       format('GRANT SELECT ON ALL TABLES IN SCHEMA %I TO %I', n.nspname, :'cdc'),
-       format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA %I GRANT SELECT ON TABLES TO %I',
-              :'owner', n.nspname, :'cdc')
-  FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner
- WHERE r.rolname = :'owner' \gexec
-SQL
+  psql_owner -v owner="$LEGACY_USER" -v cdc="$CDC_USER" -f "$dir/setup/grants.sql"
   echo "postgres-init: done ($n schema file(s))" >&2
 )
 

@@ -159,12 +159,7 @@ postgres_psql_owner() {
 # The two roles, made or brought up to date (passwords, attributes).
 postgres_ensure_roles() {
   postgres_psql_super -d postgres -v owner="$POSTGRES_USER" -v owner_pw="$POSTGRES_PASSWORD" \
-    -v cdc="$POSTGRES_CDC_USER" -v cdc_pw="$POSTGRES_CDC_PASSWORD" <<'SQL'
-SELECT format('CREATE ROLE %I', :'owner') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'owner') \gexec
-ALTER ROLE :"owner" WITH LOGIN CREATEDB NOSUPERUSER NOREPLICATION PASSWORD :'owner_pw';
-SELECT format('CREATE ROLE %I', :'cdc') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'cdc') \gexec
-ALTER ROLE :"cdc" WITH LOGIN REPLICATION NOSUPERUSER NOCREATEDB PASSWORD :'cdc_pw';
-SQL
+    -v cdc="$POSTGRES_CDC_USER" -v cdc_pw="$POSTGRES_CDC_PASSWORD" -f "$STACK_ROOT/schemas/legacy/setup/roles.sql"
 }
 
 # postgres_prepare_db NAME: database NAME owned by the owner role (made when missing),
@@ -173,24 +168,15 @@ SQL
 postgres_prepare_db() {
   local db="$1" f
   [[ "$db" =~ ^[A-Za-z_][A-Za-z0-9_-]{0,62}$ ]] || fail "postgres: '$db' is not a plain database name"
-  postgres_psql_super -d postgres -v db="$db" -v owner="$POSTGRES_USER" <<'SQL' \
-    || fail "postgres: creating database $db failed"
-SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'owner')
- WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db') \gexec
-SQL
+  postgres_psql_super -d postgres -v db="$db" -v owner="$POSTGRES_USER" \
+    -f "$STACK_ROOT/schemas/legacy/setup/database.sql" || fail "postgres: creating database $db failed"
   for f in "$STACK_ROOT"/schemas/legacy/*.sql; do
     [[ -f "$f" ]] || continue
     postgres_psql_owner "$db" -f "$f" || fail "postgres: applying $f to database $db failed"
   done
-  postgres_psql_owner "$db" -v owner="$POSTGRES_USER" -v cdc="$POSTGRES_CDC_USER" <<'SQL' \
+  postgres_psql_owner "$db" -v owner="$POSTGRES_USER" -v cdc="$POSTGRES_CDC_USER" \
+    -f "$STACK_ROOT/schemas/legacy/setup/grants.sql" \
     || fail "postgres: granting $POSTGRES_CDC_USER read access on database $db failed"
-SELECT format('GRANT USAGE ON SCHEMA %I TO %I', n.nspname, :'cdc'),
-       format('GRANT SELECT ON ALL TABLES IN SCHEMA %I TO %I', n.nspname, :'cdc'),
-       format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA %I GRANT SELECT ON TABLES TO %I',
-              :'owner', n.nspname, :'cdc')
-  FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner
- WHERE r.rolname = :'owner' \gexec
-SQL
 }
 
 postgres_post_start() {

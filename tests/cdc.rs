@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::load::quantile;
 use common::pipeline::*;
 use common::*;
 use order_gateway::model::OrderView;
@@ -264,22 +265,7 @@ async fn mismatch(p: &Pipeline, gw: &Gateway, truth: &BTreeMap<String, Shown>, g
         ));
     }
     let ch = ch_orders(p).await;
-    #[derive(clickhouse::Row, Deserialize)]
-    struct Line {
-        order_id: String,
-        line_id: String,
-        sku: String,
-        name: String,
-        quantity: u32,
-        unit_price: i64,
-        status: String,
-    }
-    let lines: Vec<Line> = p
-        .ch()
-        .query("SELECT order_id, line_id, sku, name, quantity, unit_price, status FROM order_lines_latest")
-        .fetch_all()
-        .await
-        .unwrap_or_default();
+    let lines = ch_lines(p).await.unwrap_or_default();
     let mut ch_lines: BTreeMap<String, Vec<_>> = BTreeMap::new();
     for l in lines {
         ch_lines.entry(l.order_id).or_default().push((l.line_id, l.sku, l.name, l.quantity, l.unit_price, l.status));
@@ -339,10 +325,6 @@ async fn gateway(p: &Pipeline) -> Gateway {
     let mut env: Vec<(&str, &str)> = p.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     env.push(("ORDER_GATEWAY__STREAM__ENABLED", "true"));
     Gateway::start(&env).await
-}
-
-fn percentile(sorted: &[Duration], q: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
 #[tokio::test]
@@ -474,8 +456,8 @@ async fn a_legacy_database_reaches_every_read_path_through_debezium() {
     println!(
         "cdc commit->visible through the gateway, {} sequential updates: p50 {:?}, p99 {:?}, max {:?}",
         took.len(),
-        percentile(&took, 0.5),
-        percentile(&took, 0.99),
+        quantile(&took, 0.5),
+        quantile(&took, 0.99),
         took.last().unwrap()
     );
 }

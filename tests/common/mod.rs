@@ -172,6 +172,11 @@ pub struct Gateway {
 impl Gateway {
     /// Starts `order-gateway serve` with extra environment variables and waits for /healthz.
     pub async fn start(extra_env: &[(&str, &str)]) -> Gateway {
+        Gateway::start_with_stdout(extra_env, gateway_log()).await
+    }
+
+    /// As [`Gateway::start`], its log (stdout) going to `stdout`.
+    pub async fn start_with_stdout(extra_env: &[(&str, &str)], stdout: Stdio) -> Gateway {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let mut cmd = Command::new(gateway_bin());
@@ -184,7 +189,7 @@ impl Gateway {
             // Tests of the read path turn the stream on with their own topics.
             .env("ORDER_GATEWAY__STREAM__ENABLED", "false")
             .env("ORDER_GATEWAY__AUTH__KEYS", keys_env(&[]))
-            .stdout(gateway_log())
+            .stdout(stdout)
             .stderr(Stdio::inherit());
         for (k, v) in extra_env {
             cmd.env(k, v);

@@ -294,6 +294,15 @@ pub struct ChLine {
     pub status: String,
 }
 
+/// `order_lines_latest`: the lines of each live order's latest version.
+pub async fn ch_lines(p: &Pipeline) -> Result<Vec<ChLine>, String> {
+    p.ch()
+        .query("SELECT order_id, line_id, sku, name, quantity, unit_price, status FROM order_lines_latest")
+        .fetch_all()
+        .await
+        .map_err(|e| e.to_string())
+}
+
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord, clickhouse::Row, serde::Deserialize)]
 pub struct ChFulfillment {
     pub order_id: String,
@@ -413,12 +422,7 @@ pub async fn diff(p: &Pipeline, truth: &BTreeMap<String, OrderView>) -> Result<D
         note(format!("clickhouse differs for {id}:\n got  {:?}\n want {:?}", ch.get(*id), want.get(*id)));
     }
 
-    let lines: Vec<ChLine> = p
-        .ch()
-        .query("SELECT order_id, line_id, sku, name, quantity, unit_price, status FROM order_lines_latest")
-        .fetch_all()
-        .await
-        .map_err(|e| e.to_string())?;
+    let lines = ch_lines(p).await?;
     let want_lines: Vec<ChLine> = truth
         .values()
         .filter_map(|v| v.order.as_ref())

@@ -78,7 +78,7 @@ pub fn decode(table: Table, payload: &[u8], map: &CdcConfig) -> Result<Option<Ev
     let row = env
         .get(side)
         .and_then(Value::as_object)
-        .ok_or_else(|| field(side_name(side), "missing row (is the table's REPLICA IDENTITY full?)"))?;
+        .ok_or_else(|| field(side, "missing row (is the table's REPLICA IDENTITY full?)"))?;
     let columns = schema.map(|s| columns_of(s, side)).unwrap_or_default();
     let change = Change { op, lsn, ts_ms, row, columns };
     let order = match table {
@@ -200,14 +200,6 @@ fn line(c: &Change, map: &CdcConfig) -> Result<Order, DecodeError> {
 
 fn lookup<T: Copy>(map: &BTreeMap<String, T>, text: &str) -> Option<T> {
     map.iter().find(|(k, _)| k.eq_ignore_ascii_case(text.trim())).map(|(_, v)| *v)
-}
-
-fn side_name(side: &str) -> &'static str {
-    if side == "before" {
-        "before"
-    } else {
-        "after"
-    }
 }
 
 /// The schemas of the row's columns: `schema.fields[name = side].fields`.

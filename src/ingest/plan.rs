@@ -332,13 +332,8 @@ mod tests {
         assert!(p.es.is_none());
         assert_eq!(p.stale.len(), 1, "the header below the delete is stale");
     }
-}
 
-#[cfg(test)]
-mod legacy_tests {
-    use super::*;
-    use crate::model::*;
-
+    /// A legacy (CDC) order: its header row at `header`, lines `(id, position)`.
     fn legacy(header: u64, lines: &[(u8, u64)]) -> Order {
         let mut o = fixtures::order(1);
         o.lines = lines
@@ -358,25 +353,12 @@ mod legacy_tests {
         o
     }
 
-    fn d(o: Order, offset: i64) -> Decoded {
-        Decoded { component: Component::Order(o), source: MsgRef { topic: "t".into(), partition: 0, offset } }
-    }
-
-    fn stored(o: Order) -> Stored {
-        Stored {
-            index: "orders-000001".into(),
-            seq_no: 4,
-            primary_term: 1,
-            view: OrderView::from_component(Component::Order(o)),
-        }
-    }
-
     #[test]
     fn a_legacy_line_below_the_documents_version_is_still_news() {
         // Header at 100 and line 1 at 101 stored (version 201); line 2 at 102
         // arrives late from the other topic: news, though 102 < 201.
-        let s = stored(legacy(100, &[(1, 101)]));
-        let p = plan_order(fixtures::ORDER_ID, &[d(legacy(0, &[(2, 102)]), 0)], Some(&s), None, Timestamp(0));
+        let s = stored(vec![Component::Order(legacy(100, &[(1, 101)]))]);
+        let p = plan_order(ORDER_ID, &[d(Component::Order(legacy(0, &[(2, 102)])), 0)], Some(&s), None, Timestamp(0));
         assert!(p.stale.is_empty());
         let Some(EsAction::Update { view, .. }) = p.es else { panic!("{:?}", p.es) };
         let o = view.order.unwrap();
@@ -389,15 +371,15 @@ mod legacy_tests {
     fn an_old_legacy_order_stays_in_elasticsearch_while_it_changes() {
         let mut o = legacy(100, &[]);
         o.created_at = Timestamp(10);
-        let p = plan_order(fixtures::ORDER_ID, &[d(o, 0)], None, None, Timestamp(50));
+        let p = plan_order(ORDER_ID, &[d(Component::Order(o), 0)], None, None, Timestamp(50));
         assert!(matches!(p.es, Some(EsAction::Create { .. })) && !p.cold);
     }
 
     #[test]
     fn an_order_service_snapshot_replaces_a_stored_legacy_order() {
-        let s = stored(legacy(100, &[(1, 101)]));
+        let s = stored(vec![Component::Order(legacy(100, &[(1, 101)]))]);
         let service = fixtures::order(1);
-        let p = plan_order(fixtures::ORDER_ID, &[d(service.clone(), 0)], Some(&s), None, Timestamp(0));
+        let p = plan_order(ORDER_ID, &[d(Component::Order(service.clone()), 0)], Some(&s), None, Timestamp(0));
         assert!(p.stale.is_empty());
         let Some(EsAction::Update { view, .. }) = p.es else { panic!("{:?}", p.es) };
         assert_eq!(view.order, Some(service));

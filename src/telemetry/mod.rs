@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
+use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::{fmt, prelude::*, reload, EnvFilter, Registry};
 
@@ -39,42 +39,16 @@ pub fn init_logging(cfg: &LogConfig) -> LogGuard {
     let (filter, handle) = reload::Layer::new(filter);
     let _ = LOG_LEVEL.set(handle);
     let queue = cfg.access_queue.max(1);
-    let (events, events_guard) = NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(queue)
-        .thread_name("log-writer")
-        .finish(std::io::stdout());
-    let (access, access_guard) = NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(queue)
-        .thread_name("access-log-writer")
-        .finish(std::io::stdout());
+    let (events, events_guard) = stdout_writer("log-writer", false, queue);
+    let (access, access_guard) = stdout_writer("access-log-writer", true, queue);
     let _ = ACCESS_DROPPED.set(access.error_counter());
     let not_access = filter_fn(|m| m.target() != ACCESS);
     let only_access = filter_fn(|m| m.target() == ACCESS);
     let registry = tracing_subscriber::registry().with(filter);
     match cfg.format {
         LogFormat::Json => registry
-            .with(
-                fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true)
-                    .with_span_list(false)
-                    .with_target(true)
-                    .with_writer(events)
-                    .with_filter(not_access),
-            )
-            .with(
-                fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true)
-                    .with_span_list(false)
-                    .with_target(true)
-                    .with_writer(access)
-                    .with_filter(only_access),
-            )
+            .with(json_lines(events).with_filter(not_access))
+            .with(json_lines(access).with_filter(only_access))
             .init(),
         LogFormat::Text => registry
             .with(fmt::layer().with_target(false).with_writer(events).with_filter(not_access))
@@ -82,6 +56,27 @@ pub fn init_logging(cfg: &LogConfig) -> LogGuard {
             .init(),
     }
     LogGuard { _writers: [events_guard, access_guard] }
+}
+
+/// A thread writing lines to stdout from a queue of `queue` lines; `lossy`
+/// drops (and counts) a line when the queue is full, else the caller waits.
+fn stdout_writer(thread: &str, lossy: bool, queue: usize) -> (NonBlocking, WorkerGuard) {
+    NonBlockingBuilder::default().lossy(lossy).buffered_lines_limit(queue).thread_name(thread).finish(std::io::stdout())
+}
+
+/// One JSON object a line, the event's fields at the top, its span's beside them.
+fn json_lines<S, W>(writer: W) -> fmt::Layer<S, fmt::format::JsonFields, fmt::format::Format<fmt::format::Json>, W>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> fmt::MakeWriter<'w> + 'static,
+{
+    fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_target(true)
+        .with_writer(writer)
 }
 
 static ACCESS_DROPPED: OnceLock<ErrorCounter> = OnceLock::new();

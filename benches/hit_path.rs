@@ -107,7 +107,9 @@ fn bench(c: &mut Criterion) {
             let Matched::Found { params, .. } = router.route(&Method::GET, PATH) else { panic!("no route") };
             let ctx = RequestContext::from_headers(&headers);
             let resp =
-                order_gateway::api::orders::get_order(&state, params[0].1, None, &headers, &ctx, true).await.unwrap();
+                order_gateway::api::orders::get_order(&state, params.get("order_id"), None, &headers, &ctx, true)
+                    .await
+                    .unwrap();
             black_box(resp)
         })
     };

@@ -7,7 +7,7 @@
 //! `HIT_SERVER_LISTEN=127.0.0.1:18195 HIT_SERVER_ORDERS=6666 HIT_SERVER_DUMP=orders.tsv
 //! cargo bench --bench hit_server` serves until killed: production settings
 //! (release, API key with SHA-256 check, rate limiter on with a bucket that
-//! never refuses, Prometheus recorder, logs at warn), key `bench-key-0123456789abcdef`
+//! never refuses, Prometheus recorder, the shipped log settings), key `bench-key-0123456789abcdef`
 //! (`benches/common/gateway.rs`).
 //! `HIT_SERVER_DUMP` writes the ids and bodies in `bare_server`'s format, so
 //! both answer the same bytes. Without `HIT_SERVER_LISTEN` it returns at once.
@@ -20,6 +20,10 @@ use order_gateway::model::Component;
 #[path = "common/gateway.rs"]
 mod gateway;
 
+/// The binary's allocator, so that what is measured is what ships.
+#[global_allocator]
+static ALLOCATOR: order_gateway::Allocator = order_gateway::Allocator;
+
 fn main() {
     let Ok(listen) = std::env::var("HIT_SERVER_LISTEN") else {
         eprintln!("hit_server: HIT_SERVER_LISTEN is not set; nothing to serve");
@@ -31,13 +35,16 @@ fn main() {
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     rt.block_on(async move {
-        // HIT_SERVER_LOG_LEVEL and HIT_SERVER_ACCESS_SAMPLE measure the log's
-        // cost (warn and every line by default, as the profiles were taken).
+        // The shipped log settings unless HIT_SERVER_LOG_LEVEL or
+        // HIT_SERVER_ACCESS_SAMPLE say otherwise (to measure the log's cost).
+        let shipped = order_gateway::config::Config::defaults().log;
         let _log = order_gateway::telemetry::init_logging(&LogConfig {
-            level: std::env::var("HIT_SERVER_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
-            format: order_gateway::config::LogFormat::Json,
-            access_sample: std::env::var("HIT_SERVER_ACCESS_SAMPLE").ok().and_then(|v| v.parse().ok()).unwrap_or(1),
-            access_queue: 65_536,
+            level: std::env::var("HIT_SERVER_LOG_LEVEL").unwrap_or(shipped.level),
+            access_sample: std::env::var("HIT_SERVER_ACCESS_SAMPLE")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(shipped.access_sample),
+            ..shipped
         });
         let metrics = order_gateway::telemetry::init_metrics().expect("recorder");
         let state = gateway::serving_state(c, Some(metrics));

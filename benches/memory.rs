@@ -14,6 +14,10 @@ use order_gateway::config::Config;
 use order_gateway::model::Timestamp;
 use order_gateway::seed::generate;
 
+/// The binary's allocator, so that what is measured is what ships.
+#[global_allocator]
+static ALLOCATOR: order_gateway::Allocator = order_gateway::Allocator;
+
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status

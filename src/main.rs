@@ -7,6 +7,10 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use order_gateway::{app::AppState, config::Config, http, telemetry};
 
+/// The binary's allocator: see `order_gateway::Allocator`.
+#[global_allocator]
+static ALLOCATOR: order_gateway::Allocator = order_gateway::Allocator;
+
 /// order-gateway: the read layer of the Order Management System.
 #[derive(Parser)]
 #[command(version, about)]

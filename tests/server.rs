@@ -52,6 +52,24 @@ async fn h2c_prior_knowledge_is_served_on_the_same_port() {
     assert_eq!(r.status(), 200);
 }
 
+/// `server.protocols` with one protocol serves it alone: the other's clients
+/// get their connection closed, not an answer in the wrong protocol.
+#[tokio::test]
+async fn one_protocol_alone_is_served_when_configured() {
+    let h1 = client();
+    let h2 = reqwest::Client::builder().tls_built_in_root_certs(false).http2_prior_knowledge().build().unwrap();
+    for (protocols, serves_h1) in [("[\"http1\"]", true), ("[\"h2c\"]", false)] {
+        let gw = Gateway::start(&[("ORDER_GATEWAY__SERVER__PROTOCOLS", protocols)]).await;
+        let (ok, refused) = if serves_h1 { (&h1, &h2) } else { (&h2, &h1) };
+        let r = ok.get(gw.url("/healthz")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{protocols}");
+        assert_eq!(r.version() == reqwest::Version::HTTP_2, !serves_h1, "{protocols}");
+        assert!(refused.get(gw.url("/healthz")).send().await.is_err(), "{protocols}: the other protocol is refused");
+        // The listener goes on serving after the refused connection.
+        assert_eq!(ok.get(gw.url("/healthz")).send().await.unwrap().status(), 200, "{protocols}");
+    }
+}
+
 #[tokio::test]
 async fn metrics_count_requests_by_route_template() {
     let gw = Gateway::start(&[]).await;
@@ -63,6 +81,20 @@ async fn metrics_count_requests_by_route_template() {
     // Raw paths never become label values (unbounded series).
     assert!(!text.contains("/no/such/path/123"), "{text}");
     assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
+}
+
+#[tokio::test]
+async fn a_protocol_listed_twice_or_none_is_refused() {
+    for (value, shown) in [("[\"http1\", \"http1\"]", "[http1, http1]"), ("[]", "[]")] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_order-gateway"))
+            .arg("check-config")
+            .env("ORDER_GATEWAY__SERVER__PROTOCOLS", value)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{value}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("server.protocols") && err.contains(shown), "{value}: {err}");
+    }
 }
 
 #[tokio::test]

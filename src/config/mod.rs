@@ -59,6 +59,8 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// What the listeners speak: HTTP/1.1, h2c, or both on one port.
+    pub protocols: Vec<Protocol>,
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
     #[serde(with = "humantime_serde")]
@@ -73,6 +75,26 @@ pub struct ServerConfig {
     pub max_in_flight: usize,
     pub max_body_bytes: usize,
     pub max_header_bytes: usize,
+}
+
+/// A protocol a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// HTTP/1.1 (and 1.0).
+    Http1,
+    /// HTTP/2 over cleartext TCP with prior knowledge, as meshes speak it.
+    H2c,
+}
+
+impl Protocol {
+    /// The name the configuration gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Http1 => "http1",
+            Protocol::H2c => "h2c",
+        }
+    }
 }
 
 /// Log output.
@@ -543,6 +565,14 @@ impl Config {
         }
         if self.api.max_batch_ids == 0 || self.api.max_batch_ids > 1000 {
             return bad("api.max_batch_ids", &self.api.max_batch_ids, "must be between 1 and 1000");
+        }
+        let protocols = &self.server.protocols;
+        if protocols.is_empty() || (1..protocols.len()).any(|i| protocols[..i].contains(&protocols[i])) {
+            return bad(
+                "server.protocols",
+                &format!("[{}]", protocols.iter().map(|p| p.name()).collect::<Vec<_>>().join(", ")),
+                "must list \"http1\", \"h2c\" or both, each once",
+            );
         }
         if self.server.max_connections == 0 {
             return bad("server.max_connections", &0, "must be at least 1");

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::{header, HeaderValue, Method, Request, StatusCode};
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -20,6 +21,7 @@ use tracing::Instrument;
 
 use crate::api::{self, ApiError, HttpResponse};
 use crate::app::AppState;
+use crate::config::Protocol;
 use crate::edge::Admitted;
 use crate::telemetry::context::{RequestContext, REQUEST_ID};
 use crate::telemetry::names;
@@ -43,24 +45,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let cfg = &state.config.server;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(cfg.header_read_timeout)
-        // hyper's own ceiling sits above server.max_header_bytes, so that the
-        // precise 431 problem below answers first; this only stops abuse.
-        .max_buf_size((cfg.max_header_bytes * 4).max(64 * 1024))
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size((cfg.max_header_bytes * 4).max(64 * 1024) as u32)
-        // Pings find a vanished peer; answering them does not keep an idle
-        // connection open (server.idle_timeout, conn::drive).
-        .keep_alive_interval(Some(cfg.header_read_timeout))
-        .keep_alive_timeout(cfg.header_read_timeout);
-
+    let builder = Builder::new(cfg);
     let router = Arc::new(Router::new());
     let slots = conn::Slots::new(cfg.max_connections);
     let deadlines = conn::Deadlines { header_read: cfg.header_read_timeout, idle: cfg.idle_timeout };
@@ -103,18 +88,16 @@ pub async fn serve(
                 Ok::<_, Infallible>(resp)
             }
         });
-        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let io = TokioIo::new(stream);
         let drain = drain_rx.clone();
         metrics::gauge!(names::HTTP_CONNECTIONS_OPEN).increment(1.0);
-        tokio::spawn(async move {
-            match conn::drive(conn, &slot.tracker(), deadlines, drain).await {
-                Ok(conn::Ending::Finished) => {}
-                Ok(ending) => tracing::debug!(?ending, %peer, "connection closed by the gateway"),
-                Err(e) => tracing::debug!(error = %e, %peer, "connection ended with an error"),
+        match &builder {
+            Builder::Both(b) => {
+                spawn_connection(b.serve_connection(io, service).into_owned(), slot, peer, deadlines, drain)
             }
-            metrics::gauge!(names::HTTP_CONNECTIONS_OPEN).decrement(1.0);
-            drop(slot);
-        });
+            Builder::Http1(b) => spawn_connection(b.serve_connection(io, service), slot, peer, deadlines, drain),
+            Builder::H2c(b) => spawn_connection(b.serve_connection(io, service), slot, peer, deadlines, drain),
+        }
     }
 
     drop(listener);
@@ -127,6 +110,86 @@ pub async fn serve(
         _ = tokio::time::sleep(grace) => tracing::warn!("shutdown grace elapsed; closing remaining connections"),
     }
     Ok(())
+}
+
+/// The connection builder for `server.protocols`: with both, hyper-util's
+/// `auto` builder reads the first bytes of each connection to tell HTTP/1.1
+/// from h2c; with one, hyper's own builder for it serves the connection as
+/// it comes.
+enum Builder {
+    Both(auto::Builder<TokioExecutor>),
+    Http1(http1::Builder),
+    H2c(http2::Builder<TokioExecutor>),
+}
+
+impl Builder {
+    fn new(cfg: &crate::config::ServerConfig) -> Self {
+        // hyper's own ceilings sit above server.max_header_bytes, so that the
+        // precise 431 problem answers first; they only stop abuse.
+        let max_header_bytes = (cfg.max_header_bytes * 4).max(64 * 1024);
+        let h1 = |b: &mut http1::Builder| {
+            b.timer(TokioTimer::new())
+                .header_read_timeout(cfg.header_read_timeout)
+                .max_buf_size(max_header_bytes)
+                .keep_alive(true);
+        };
+        let h2 = |b: &mut http2::Builder<TokioExecutor>| {
+            b.timer(TokioTimer::new())
+                .max_header_list_size(max_header_bytes as u32)
+                // Pings find a vanished peer; answering them does not keep an
+                // idle connection open (server.idle_timeout, conn::drive).
+                .keep_alive_interval(Some(cfg.header_read_timeout))
+                .keep_alive_timeout(cfg.header_read_timeout);
+        };
+        match cfg.protocols.as_slice() {
+            [Protocol::Http1] => {
+                let mut b = http1::Builder::new();
+                h1(&mut b);
+                Builder::Http1(b)
+            }
+            [Protocol::H2c] => {
+                let mut b = http2::Builder::new(TokioExecutor::new());
+                h2(&mut b);
+                Builder::H2c(b)
+            }
+            _ => {
+                let mut b = auto::Builder::new(TokioExecutor::new());
+                b.http1()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(cfg.header_read_timeout)
+                    .max_buf_size(max_header_bytes)
+                    .keep_alive(true);
+                b.http2()
+                    .timer(TokioTimer::new())
+                    .max_header_list_size(max_header_bytes as u32)
+                    .keep_alive_interval(Some(cfg.header_read_timeout))
+                    .keep_alive_timeout(cfg.header_read_timeout);
+                Builder::Both(b)
+            }
+        }
+    }
+}
+
+/// Drives one connection on a task of its own, holding its slot until it ends.
+fn spawn_connection<C>(
+    conn: C,
+    slot: conn::Slot,
+    peer: SocketAddr,
+    deadlines: conn::Deadlines,
+    drain: tokio::sync::watch::Receiver<bool>,
+) where
+    C: hyper_util::server::graceful::GracefulConnection + Send + 'static,
+    C::Error: std::fmt::Display + Send,
+{
+    tokio::spawn(async move {
+        match conn::drive(conn, &slot.tracker(), deadlines, drain).await {
+            Ok(conn::Ending::Finished) => {}
+            Ok(ending) => tracing::debug!(?ending, %peer, "connection closed by the gateway"),
+            Err(e) => tracing::debug!(error = %e, %peer, "connection ended with an error"),
+        }
+        metrics::gauge!(names::HTTP_CONNECTIONS_OPEN).decrement(1.0);
+        drop(slot);
+    });
 }
 
 /// One request: identity, routing, edge checks (size, load, credentials,
@@ -240,7 +303,8 @@ where
         // The rest of the body may still be on its way: this connection is done.
         resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
-    resp.headers_mut().insert(http::HeaderName::from_static(REQUEST_ID), ctx.request_id_header());
+    // Moved, not cloned: the context is done with.
+    resp.headers_mut().insert(http::HeaderName::from_static(REQUEST_ID), ctx.into_request_id_header());
     if let Some(info) = &rate {
         api::problem::rate_limit_headers(resp.headers_mut(), info);
     }
@@ -350,12 +414,12 @@ where
 async fn dispatch(
     state: &AppState,
     route: Route,
-    params: &[(&str, &str)],
+    params: &router::Params<'_>,
     ctx: &RequestContext,
     admitted: &Admitted,
     req: Request<http_body_util::Full<bytes::Bytes>>,
 ) -> Result<HttpResponse, ApiError> {
-    let param = |name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| *v).unwrap_or_default();
+    let param = |name: &str| params.get(name);
     let query = req.uri().query();
     let pii = admitted.sees_pii();
     // A future is as large as the largest one it may await, and each request's

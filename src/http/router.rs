@@ -7,9 +7,33 @@ pub use crate::route::Route;
 /// What the router made of a request line.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Matched<'a> {
-    Found { route: Route, params: Vec<(&'a str, &'a str)> },
+    Found { route: Route, params: Params<'a> },
     MethodNotAllowed { route: Route, allow: String },
     NotFound,
+}
+
+/// The most path parameters a route template holds (checked when the table
+/// is built): they are kept inline, so routing allocates nothing.
+const MAX_PARAMS: usize = 2;
+
+/// A matched route's path parameters, by name.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Params<'a> {
+    items: [(&'a str, &'a str); MAX_PARAMS],
+    len: usize,
+}
+
+impl<'a> Params<'a> {
+    /// The parameter's raw (still percent-encoded) value; empty when the
+    /// route has no such parameter.
+    pub fn get(&self, name: &str) -> &'a str {
+        self.items[..self.len].iter().find(|(k, _)| *k == name).map_or("", |(_, v)| *v)
+    }
+
+    /// Every parameter, in template order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a str)> + '_ {
+        self.items[..self.len].iter().copied()
+    }
 }
 
 /// The compiled route table.
@@ -28,6 +52,11 @@ impl Router {
     pub fn new() -> Self {
         let mut inner = matchit::Router::new();
         for r in Route::ALL {
+            assert!(
+                r.template().matches('{').count() <= MAX_PARAMS,
+                "{}: more than {MAX_PARAMS} parameters",
+                r.template()
+            );
             inner.insert(r.template(), r).expect("route templates do not conflict");
         }
         Router { inner }
@@ -41,7 +70,11 @@ impl Router {
             let allow = route.methods().iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
             return Matched::MethodNotAllowed { route, allow };
         }
-        let params = m.params.iter().collect();
+        let mut params = Params::default();
+        for (slot, p) in params.items.iter_mut().zip(m.params.iter()) {
+            *slot = p;
+            params.len += 1;
+        }
         Matched::Found { route, params }
     }
 }
@@ -57,7 +90,11 @@ mod tests {
         assert!(matches!(r.route(&Method::HEAD, "/readyz"), Matched::Found { route: Route::Readyz, .. }));
         assert_eq!(r.route(&Method::GET, "/nope"), Matched::NotFound);
         match r.route(&Method::GET, "/v1/orders/abc") {
-            Matched::Found { route: Route::Order, params } => assert_eq!(params, vec![("order_id", "abc")]),
+            Matched::Found { route: Route::Order, params } => {
+                assert_eq!(params.iter().collect::<Vec<_>>(), vec![("order_id", "abc")]);
+                assert_eq!(params.get("order_id"), "abc");
+                assert_eq!(params.get("customer_id"), "");
+            }
             other => panic!("{other:?}"),
         }
         assert!(matches!(

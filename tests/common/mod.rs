@@ -196,12 +196,15 @@ impl Gateway {
         }
         let child = cmd.spawn().expect("spawn order-gateway");
         let gw = Gateway { child, addr, base: format!("http://{addr}") };
-        let client = client();
+        // HTTP/1.1, or h2c for a gateway that speaks only that (server.protocols).
+        let clients = [client(), reqwest::Client::builder().http2_prior_knowledge().build().unwrap()];
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(r) = client.get(gw.url("/healthz")).send().await {
-                if r.status() == 200 {
-                    return gw;
+            for client in &clients {
+                if let Ok(r) = client.get(gw.url("/healthz")).send().await {
+                    if r.status() == 200 {
+                        return gw;
+                    }
                 }
             }
             assert!(Instant::now() < deadline, "gateway did not answer /healthz within 20s");

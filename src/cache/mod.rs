@@ -74,7 +74,22 @@ pub struct ComponentVersions {
     pub order: u64,
     /// The header's own `version` (what a writer's `min_version` names).
     pub order_raw: u64,
-    pub fulfillments: Box<[(Box<str>, u64)]>,
+    /// Each fulfilment's version, by [`fulfillment_key`] of its id: what is
+    /// compared is only which fulfilment a version belongs to, and a key takes
+    /// 8 bytes where the id took an allocation of its own (most of a cached
+    /// order's bytes beyond its JSON are per-entry costs like this one).
+    pub fulfillments: Box<[(u64, u64)]>,
+}
+
+/// A fulfilment id as a 64-bit key (the standard library's SipHash with its
+/// fixed keys: the same for the life of the process, which is as long as any
+/// key is kept). Two fulfilments of one order sharing a key, the only case in
+/// which their versions would be confused, has odds of about 2^-64.
+pub fn fulfillment_key(id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
 }
 
 impl ComponentVersions {
@@ -83,7 +98,7 @@ impl ComponentVersions {
         ComponentVersions {
             order: view.order.as_ref().map_or(0, crate::model::ranked_version),
             order_raw,
-            fulfillments: fs.into_iter().map(|(id, v)| (Box::from(id), v)).collect(),
+            fulfillments: fs.into_iter().map(|(id, v)| (fulfillment_key(id), v)).collect(),
         }
     }
 
@@ -91,15 +106,15 @@ impl ComponentVersions {
     pub fn dominates(&self, other: &OrderView) -> bool {
         self.at_least(
             other.order.as_ref().map_or(0, crate::model::ranked_version),
-            other.fulfillments.iter().map(|f| (f.fulfillment_id.as_str(), f.version)),
+            other.fulfillments.iter().map(|f| (fulfillment_key(&f.fulfillment_id), f.version)),
         )
     }
 
     /// Whether the order header is at `order` or later and every fulfilment
     /// listed is held at its version or later.
-    fn at_least<'a>(&self, order: u64, mut fulfillments: impl Iterator<Item = (&'a str, u64)>) -> bool {
+    fn at_least(&self, order: u64, mut fulfillments: impl Iterator<Item = (u64, u64)>) -> bool {
         self.order >= order
-            && fulfillments.all(|(id, v)| self.fulfillments.iter().any(|(have, hv)| **have == *id && *hv >= v))
+            && fulfillments.all(|(key, v)| self.fulfillments.iter().any(|(have, hv)| *have == key && *hv >= v))
     }
 }
 
@@ -167,11 +182,13 @@ impl CachedView {
     }
 }
 
-/// The bytes without the spare capacity serialising left behind: a `Vec`
-/// grows by doubling, and `Bytes::from(Vec)` keeps its whole allocation, so a
-/// 1,300-byte view would hold 2,048 bytes for as long as it is cached.
+/// The bytes in an allocation of their own size: a `Vec` grows by doubling,
+/// and `Bytes::from(Vec)` keeps its whole allocation, so a 1,300-byte view
+/// would hold 2,048 bytes for as long as it is cached. Shrinking the `Vec`
+/// does not help either: mimalloc shrinks a block in place when at least half
+/// of it is still used. A copy (one `memcpy` per merge) is the exact size.
 fn exact(json: Vec<u8>) -> Bytes {
-    Bytes::from(json.into_boxed_slice())
+    Bytes::copy_from_slice(&json)
 }
 
 /// What a lookup found.
@@ -256,7 +273,8 @@ impl StreamState {
 }
 
 /// Versions of one order's components, remembered past eviction.
-type Versions = Arc<(u64, Vec<(String, u64)>)>;
+/// The order header's ranked version, and each fulfilment's by its key.
+type Versions = Arc<(u64, Vec<(u64, u64)>)>;
 
 /// Outcome of merging a backend's answer into the cache.
 #[derive(Debug, Clone)]
@@ -289,11 +307,12 @@ pub struct OrderCache {
     negative_ttl_ms: AtomicU64,
 }
 
-/// Bytes an entry costs beyond its JSON and key: the entry struct, its ETag
+/// Bytes an entry costs beyond its JSON and key: the entry struct, its ETags
 /// and versions, moka's own bookkeeping and allocator slack. Measured with
-/// benches/memory.rs (1M orders: 2,722 resident bytes per order of 1,325 JSON
-/// bytes), so that `cache.max_bytes` bounds resident memory, not just JSON.
-const ENTRY_OVERHEAD: u32 = 1400;
+/// benches/memory.rs (1M orders: 2,051 resident bytes per order of 1,325 JSON
+/// bytes, 2026-11-30; rounded up), so that `cache.max_bytes` bounds resident memory, not
+/// just JSON.
+const ENTRY_OVERHEAD: u32 = 800;
 
 impl OrderCache {
     /// An empty cache sized by `cfg`.
@@ -436,7 +455,7 @@ impl OrderCache {
             // An answer older than what the stream delivered is not stored: a
             // lookup right after would serve it as current.
             if let Some(s) = &seen {
-                if !merged.versions.at_least(s.0, s.1.iter().map(|(id, v)| (id.as_str(), *v))) {
+                if !merged.versions.at_least(s.0, s.1.iter().copied()) {
                     behind = true;
                     return Op::Nop;
                 }
@@ -473,10 +492,13 @@ impl OrderCache {
         let (mut order_v, mut fs) = cur.map(|v| (v.0, v.1.clone())).unwrap_or_default();
         match c {
             Component::Order(o) => order_v = order_v.max(crate::model::ranked_version(o)),
-            Component::Fulfillment(f) => match fs.iter_mut().find(|(fid, _)| *fid == f.fulfillment_id) {
-                Some((_, v)) => *v = (*v).max(f.version),
-                None => fs.push((f.fulfillment_id.clone(), f.version)),
-            },
+            Component::Fulfillment(f) => {
+                let key = fulfillment_key(&f.fulfillment_id);
+                match fs.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, v)) => *v = (*v).max(f.version),
+                    None => fs.push((key, f.version)),
+                }
+            }
         }
         self.seen.insert(id, Arc::new((order_v, fs)));
     }

@@ -105,8 +105,10 @@ trap '[[ -n "$gw" ]] && kill "$gw" 2>/dev/null || true' EXIT
 # start_gateway PORT LOG: the release gateway in the background (pid in $gw),
 # with the environment as it stands; a cache large enough for every seeded order.
 start_gateway() {
+  # The gateway logs at the shipped level (info, access lines sampled); the
+  # tools above stay at warn.
   ORDER_GATEWAY__CACHE__MAX_BYTES="${CACHE_BYTES:-1073741824}" ORDER_GATEWAY__SERVER__LISTEN="127.0.0.1:$1" \
-    "$bin" serve >"$2" 2>&1 &
+    ORDER_GATEWAY__LOG__LEVEL=info "$bin" serve >"$2" 2>&1 &
   gw=$!
   for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$1/healthz" >/dev/null && return 0; sleep 0.1; done
   echo "[loadtest] the gateway on port $1 did not start; see $2" >&2; exit 1

@@ -81,6 +81,21 @@ async fn metrics_count_requests_by_route_template() {
     // Raw paths never become label values (unbounded series).
     assert!(!text.contains("/no/such/path/123"), "{text}");
     assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
+    // What the binary is, and the process's own figures.
+    let build = text.lines().find(|l| l.starts_with("build_info{")).unwrap_or_else(|| panic!("no build_info: {text}"));
+    assert!(build.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))) && build.ends_with(" 1"), "{build}");
+    let revision = build.split("revision=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or_default();
+    assert!(revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit()), "a git revision: {build}");
+    for (name, kind) in [
+        ("process_cpu_seconds_total", "counter"),
+        ("process_resident_memory_bytes", "gauge"),
+        ("process_open_fds", "gauge"),
+        ("process_max_fds", "gauge"),
+        ("process_threads", "gauge"),
+        ("process_start_time_seconds", "gauge"),
+    ] {
+        assert!(text.contains(&format!("# TYPE {name} {kind}\n{name} ")), "{name}: {text}");
+    }
 }
 
 #[tokio::test]

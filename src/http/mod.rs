@@ -487,7 +487,7 @@ fn metrics_text(state: &AppState) -> HttpResponse {
     let in_flight = state.config.server.max_in_flight - state.in_flight.available_permits();
     metrics::gauge!(names::HTTP_IN_FLIGHT).set(in_flight as f64);
     crate::telemetry::export_log_drops();
-    let body = state.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
+    let body = state.metrics.as_ref().map(crate::telemetry::render_metrics).unwrap_or_default();
     let mut resp = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));

@@ -3,6 +3,7 @@
 pub mod context;
 pub mod hot;
 pub mod names;
+pub mod process;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
@@ -140,8 +141,11 @@ pub fn set_log_level(level: &str) -> Result<(), String> {
 pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".to_string()), names::LATENCY_BUCKETS)?
+        // A count is no latency: without buckets of its own it was exported as a summary.
+        .set_buckets_for_metric(Matcher::Full(names::INGEST_BATCH_EVENTS.to_string()), names::BATCH_SIZE_BUCKETS)?
         .install_recorder()?;
     names::describe();
+    metrics::gauge!(names::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "revision" => REVISION).set(1.0);
     // Histograms are kept in per-thread buffers until upkeep folds them in.
     let upkeep = handle.clone();
     tokio::spawn(async move {
@@ -152,6 +156,18 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
         }
     });
     Ok(handle)
+}
+
+/// The source revision the binary was built from (build.rs: git, or the
+/// image build's REVISION argument; "unknown" without either).
+pub const REVISION: &str = env!("ORDER_GATEWAY_REVISION");
+
+/// The `/metrics` text: the recorder's metrics, then the process's own
+/// figures (CPU, memory, file descriptors, threads; [`process`]).
+pub fn render_metrics(handle: &PrometheusHandle) -> String {
+    let mut text = handle.render();
+    process::render(&process::read(), &mut text);
+    text
 }
 
 /// Deadline of a metrics connection's request head (and of an idle keep-alive
@@ -207,7 +223,7 @@ pub async fn serve_metrics_on(
                 let handle = handle.clone();
                 async move {
                     let (status, body) = match req.uri().path() {
-                        "/metrics" => (200, handle.render()),
+                        "/metrics" => (200, render_metrics(&handle)),
                         "/healthz" => (200, "{\"status\":\"ok\"}".to_string()),
                         _ => (404, String::new()),
                     };

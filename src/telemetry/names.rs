@@ -5,6 +5,8 @@ use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 /// Access log lines dropped because the writer's queue (`log.access_queue`)
 /// was full: stdout did not keep up.
 pub const LOG_LINES_DROPPED: &str = "log_lines_dropped_total";
+/// Always 1, labelled with the version and source revision of the binary.
+pub const BUILD_INFO: &str = "build_info";
 /// Requests answered, by `route` (the route template, never the raw path),
 /// `method` and `status`.
 pub const HTTP_REQUESTS: &str = "http_requests_total";
@@ -57,8 +59,13 @@ pub const CONFIG_RELOADS: &str = "config_reloads_total";
 pub const LATENCY_BUCKETS: &[f64] =
     &[0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
+/// Histogram buckets for events per ingest batch (`ingest.batch_size` is
+/// 2,000 by default; a batch closes early when the stream runs dry).
+pub const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0];
+
 /// Registers help texts so `/metrics` explains itself.
 pub fn describe() {
+    describe_gauge!(BUILD_INFO, "Always 1; the labels name the binary's version and source revision");
     describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by route template, method and status");
     describe_histogram!(HTTP_REQUEST_DURATION, Unit::Seconds, "HTTP request latency by route template");
     describe_gauge!(HTTP_CONNECTIONS_OPEN, "HTTP connections currently open");

@@ -25,8 +25,9 @@ pub mod setup;
 pub mod telemetry;
 
 /// The allocator the binary runs with (`#[global_allocator]` in main.rs, and
-/// in the benches that stand for the binary). mimalloc's per-thread free
-/// lists serve a cache hit's short-lived buffers (the response head, header
-/// maps, hyper's bookkeeping) faster than glibc's malloc: about 1.15 to 1.25
-/// times the hit capacity on one core (BENCHMARKS.md, "The allocator").
-pub use mimalloc::MiMalloc as Allocator;
+/// in the benches that stand for the binary): the system's. mimalloc measured
+/// 1.14 to 1.23 times the cache-hit capacity on 2026-11-29 and level with it
+/// on 2026-11-30, and the same memory per cached order (BENCHMARKS.md, "The
+/// allocator"): not adopted while no gain holds. One name for it, so that
+/// trying another is a one-line change.
+pub use std::alloc::System as Allocator;

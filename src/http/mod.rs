@@ -122,48 +122,51 @@ enum Builder {
     H2c(http2::Builder<TokioExecutor>),
 }
 
+/// The HTTP/1.1 settings, on hyper's builder or on the `auto` builder's half
+/// (two types with the same methods).
+macro_rules! http1_settings {
+    ($builder:expr, $cfg:expr, $max_header_bytes:expr) => {
+        $builder
+            .timer(TokioTimer::new())
+            .header_read_timeout($cfg.header_read_timeout)
+            .max_buf_size($max_header_bytes)
+            .keep_alive(true)
+    };
+}
+
+/// The HTTP/2 settings, likewise.
+macro_rules! http2_settings {
+    ($builder:expr, $cfg:expr, $max_header_bytes:expr) => {
+        $builder
+            .timer(TokioTimer::new())
+            .max_header_list_size($max_header_bytes as u32)
+            // Pings find a vanished peer; answering them does not keep an
+            // idle connection open (server.idle_timeout, conn::drive).
+            .keep_alive_interval(Some($cfg.header_read_timeout))
+            .keep_alive_timeout($cfg.header_read_timeout)
+    };
+}
+
 impl Builder {
     fn new(cfg: &crate::config::ServerConfig) -> Self {
         // hyper's own ceilings sit above server.max_header_bytes, so that the
         // precise 431 problem answers first; they only stop abuse.
         let max_header_bytes = (cfg.max_header_bytes * 4).max(64 * 1024);
-        let h1 = |b: &mut http1::Builder| {
-            b.timer(TokioTimer::new())
-                .header_read_timeout(cfg.header_read_timeout)
-                .max_buf_size(max_header_bytes)
-                .keep_alive(true);
-        };
-        let h2 = |b: &mut http2::Builder<TokioExecutor>| {
-            b.timer(TokioTimer::new())
-                .max_header_list_size(max_header_bytes as u32)
-                // Pings find a vanished peer; answering them does not keep an
-                // idle connection open (server.idle_timeout, conn::drive).
-                .keep_alive_interval(Some(cfg.header_read_timeout))
-                .keep_alive_timeout(cfg.header_read_timeout);
-        };
         match cfg.protocols.as_slice() {
             [Protocol::Http1] => {
                 let mut b = http1::Builder::new();
-                h1(&mut b);
+                http1_settings!(b, cfg, max_header_bytes);
                 Builder::Http1(b)
             }
             [Protocol::H2c] => {
                 let mut b = http2::Builder::new(TokioExecutor::new());
-                h2(&mut b);
+                http2_settings!(b, cfg, max_header_bytes);
                 Builder::H2c(b)
             }
             _ => {
                 let mut b = auto::Builder::new(TokioExecutor::new());
-                b.http1()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(cfg.header_read_timeout)
-                    .max_buf_size(max_header_bytes)
-                    .keep_alive(true);
-                b.http2()
-                    .timer(TokioTimer::new())
-                    .max_header_list_size(max_header_bytes as u32)
-                    .keep_alive_interval(Some(cfg.header_read_timeout))
-                    .keep_alive_timeout(cfg.header_read_timeout);
+                http1_settings!(b.http1(), cfg, max_header_bytes);
+                http2_settings!(b.http2(), cfg, max_header_bytes);
                 Builder::Both(b)
             }
         }

@@ -38,12 +38,8 @@ impl RequestContext {
         self.request_id.to_str().unwrap_or_default()
     }
 
-    /// The request id as the `x-request-id` response header.
-    pub fn request_id_header(&self) -> HeaderValue {
-        self.request_id.clone()
-    }
-
-    /// The same, without a clone, once the request is done with its context.
+    /// The request id as the `x-request-id` response header, once the
+    /// request is done with its context (moved, not cloned).
     pub fn into_request_id_header(self) -> HeaderValue {
         self.request_id
     }
@@ -202,7 +198,7 @@ mod tests {
         let generated = ctx.request_id();
         assert_eq!(generated.len(), 32);
         assert!(generated.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
-        assert_eq!(ctx.request_id_header(), generated);
+        assert_eq!(ctx.clone().into_request_id_header(), generated);
         // Ids cut from one block and from the next are all distinct and well formed.
         let ids: std::collections::HashSet<String> = (0..3 * IDS_PER_BLOCK + 5)
             .map(|_| RequestContext::from_headers(&HeaderMap::new()).into_request_id_header())

@@ -32,7 +32,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use http::{HeaderMap, Method, Request};
 use http_body_util::Full;
 use order_gateway::app::AppState;
-use order_gateway::config::{AuthMode, Config};
+use order_gateway::config::{AuthMode, CacheCompression, Config};
 use order_gateway::http::router::{Matched, Router};
 use order_gateway::http::{handle, Surface};
 use order_gateway::model::Component;
@@ -83,8 +83,14 @@ fn bench(c: &mut Criterion) {
     let router = Router::new();
 
     // The whole path through `http::handle`, with and without the edge.
-    let cases: [(&str, Config, Option<&str>); 4] = [
+    let uncompressed = {
+        let mut c = keyed_config();
+        c.cache.compression = CacheCompression::None;
+        c
+    };
+    let cases: [(&str, Config, Option<&str>); 5] = [
         ("handle_with_key", keyed_config(), Some(KEY)),
+        ("handle_with_key_uncompressed", uncompressed, Some(KEY)),
         ("handle_with_key_redacted", keyed_config(), Some(KEY_NO_PII)),
         ("handle_auth_disabled", disabled_config(true), None),
         ("handle_no_edge", disabled_config(false), None),

@@ -10,7 +10,9 @@
 //! never refuses, Prometheus recorder, the shipped log settings), key `bench-key-0123456789abcdef`
 //! (`benches/common/gateway.rs`).
 //! `HIT_SERVER_DUMP` writes the ids and bodies in `bare_server`'s format, so
-//! both answer the same bytes. Without `HIT_SERVER_LISTEN` it returns at once.
+//! both answer the same bytes. `HIT_SERVER_COMPRESSION=none` keeps the cached
+//! JSON uncompressed (`cache.compression`; the shipped default otherwise).
+//! Without `HIT_SERVER_LISTEN` it returns at once.
 
 use std::sync::Arc;
 
@@ -32,6 +34,11 @@ fn main() {
     let orders: usize = std::env::var("HIT_SERVER_ORDERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
     let mut c = gateway::keyed_config();
     c.cache.max_bytes = 1 << 30;
+    match std::env::var("HIT_SERVER_COMPRESSION").as_deref() {
+        Ok("none") => c.cache.compression = order_gateway::config::CacheCompression::None,
+        Ok("lz4") | Err(_) => {}
+        Ok(other) => panic!("HIT_SERVER_COMPRESSION must be lz4 or none, not {other:?}"),
+    }
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     rt.block_on(async move {
@@ -59,7 +66,7 @@ fn main() {
             if let order_gateway::cache::Lookup::Hit(e) = state.cache.lookup(&id) {
                 dump.push_str(&id);
                 dump.push('\t');
-                dump.push_str(std::str::from_utf8(e.body(true)).expect("JSON is UTF-8"));
+                dump.push_str(std::str::from_utf8(&e.body(true)).expect("JSON is UTF-8"));
                 dump.push('\n');
             }
         }

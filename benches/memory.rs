@@ -6,6 +6,8 @@
 //! Views come from the seed generator (realistic lifecycles, addresses,
 //! lines, fulfilments); 10,000 distinct ones are cloned under new ids up to
 //! MEMORY_ORDERS. Without the variable it runs 2,000 orders as a smoke test.
+//! `MEMORY_COMPRESSION=none` keeps the JSON uncompressed (`cache.compression`;
+//! the default is the shipped one).
 
 use std::sync::Arc;
 
@@ -61,6 +63,13 @@ fn main() {
     // Large enough that nothing is evicted: the measurement is of holding them all.
     config.max_bytes = 64 << 30;
     config.max_ttl = std::time::Duration::from_secs(3600);
+    if let Ok(v) = std::env::var("MEMORY_COMPRESSION") {
+        config.compression = match v.as_str() {
+            "none" => order_gateway::config::CacheCompression::None,
+            "lz4" => order_gateway::config::CacheCompression::Lz4,
+            other => panic!("MEMORY_COMPRESSION must be lz4 or none, not {other:?}"),
+        };
+    }
     let cache = OrderCache::new(&config, Arc::new(StreamState::default()));
     let before = rss_bytes();
     let live_before = live_bytes();
@@ -83,7 +92,8 @@ fn main() {
     let asked = (live_bytes() - live_before).max(0) as u64;
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     println!(
-        "memory: {entries} orders cached; their JSON {:.0} MiB ({:.0} B/order); resident memory grew {:.0} MiB ({:.0} B/order) = {:.2}x the JSON; cache weigher {:.0} MiB",
+        "memory: {entries} orders cached ({:?}); their JSON {:.0} MiB ({:.0} B/order); resident memory grew {:.0} MiB ({:.0} B/order) = {:.2}x the JSON; cache weigher {:.0} MiB",
+        config.compression,
         mib(json_bytes),
         json_bytes as f64 / n as f64,
         mib(grown),

@@ -153,7 +153,7 @@ pub async fn batch_get(
     let distinct: Vec<&str> = ids.iter().map(String::as_str).collect();
     let found = state.orders.get_many(&distinct, &ctx.trace).await?;
 
-    let mut out = BytesMut::with_capacity(found.values().map(|e| e.json.len() + 1).sum::<usize>() + 64);
+    let mut out = BytesMut::with_capacity(found.values().map(|e| e.json_len() + 1).sum::<usize>() + 64);
     out.put_slice(b"{\"orders\":[");
     let mut missing = Vec::new();
     let mut first = true;
@@ -164,7 +164,7 @@ pub async fn batch_get(
                     out.put_u8(b',');
                 }
                 first = false;
-                out.put_slice(e.body(pii));
+                e.write_body(pii, &mut out);
             }
             None => missing.push(id.as_str()),
         }
@@ -272,7 +272,7 @@ async fn run_search(
         }
         match state.cache.lookup(&h.view.order_id) {
             Lookup::Hit(e) | Lookup::Stale(e) if e.complete && e.versions.dominates(&h.view) => {
-                out.put_slice(e.body(pii))
+                e.write_body(pii, &mut out)
             }
             _ if pii => out.put_slice(&serde_json::to_vec(&h.view).expect("views serialise")),
             _ => out.put_slice(&serde_json::to_vec(&h.view.without_pii()).expect("views serialise")),
@@ -316,7 +316,7 @@ fn view_response(e: &CachedView, status: CacheStatus, req_headers: &HeaderMap, p
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
     } else {
-        json_bytes(StatusCode::OK, e.body(pii).clone())
+        json_bytes(StatusCode::OK, e.body(pii))
     };
     let h = resp.headers_mut();
     h.insert(header::ETAG, etag);

@@ -6,6 +6,7 @@ fn cfg() -> CacheConfig {
     CacheConfig {
         max_bytes: 16 * 1024 * 1024,
         eviction: crate::config::EvictionPolicy::Lru,
+        compression: crate::config::CacheCompression::Lz4,
         max_ttl: Duration::from_secs(600),
         degraded_ttl: Duration::from_millis(50),
         negative_ttl: Duration::from_secs(5),
@@ -169,4 +170,61 @@ fn a_partition_behind_by_what_arrived_since_the_last_check_has_reached_it() {
     assert!(!stuck.reached(std::slice::from_ref(&before)));
     // A partition not seen before has reached nothing yet.
     assert!(!now.reached(&[]));
+}
+
+/// A cache whose entries keep their JSON as `compression` says.
+fn cache_keeping(compression: crate::config::CacheCompression) -> OrderCache {
+    let s = Arc::new(StreamState::default());
+    s.enabled.store(true, Ordering::Relaxed);
+    s.healthy.store(true, Ordering::Relaxed);
+    OrderCache::new(&CacheConfig { compression, ..cfg() }, s)
+}
+
+#[test]
+fn a_compressed_entry_serves_the_same_bytes_as_a_plain_one_in_less_memory() {
+    use crate::config::CacheCompression::{Lz4, None as Plain};
+    let v = view(3, Some(2));
+    assert!(v.has_pii(), "the fixture holds personal data, so both bodies are exercised");
+    let (packed, plain) = (cache_keeping(Lz4), cache_keeping(Plain));
+    packed.fill("o-1", Some(v.clone()), Source::Elasticsearch);
+    plain.fill("o-1", Some(v.clone()), Source::Elasticsearch);
+    let (Lookup::Hit(p), Lookup::Hit(q)) = (packed.lookup("o-1"), plain.lookup("o-1")) else { panic!("both filled") };
+    assert_eq!(p.view(), q.view());
+    assert_eq!(p.view(), v);
+    for pii in [true, false] {
+        let body = p.body(pii);
+        assert_eq!(body, q.body(pii));
+        assert_eq!(p.etag_for(pii), q.etag_for(pii));
+        // A list writes the same bytes behind what it already holds.
+        let mut out = bytes::BytesMut::from(&b"{\"orders\":["[..]);
+        p.write_body(pii, &mut out);
+        assert_eq!(&out[11..], &body[..]);
+    }
+    assert_eq!(p.body(true), serde_json::to_vec(&v).unwrap());
+    assert_eq!(p.json_len(), q.json_len());
+    assert!(p.kept_len() < q.kept_len(), "{} compressed against {} plain", p.kept_len(), q.kept_len());
+}
+
+#[test]
+fn an_event_merged_into_a_compressed_entry_is_served() {
+    let c = cache_keeping(crate::config::CacheCompression::Lz4);
+    c.fill("o-1", Some(view(1, None)), Source::Elasticsearch);
+    c.apply_event(Component::Order(order(2)));
+    let Lookup::Hit(e) = c.lookup("o-1") else { panic!("cached") };
+    assert_eq!(e.order_version(), 2);
+    let served: OrderView = serde_json::from_slice(&e.body(true)).unwrap();
+    assert_eq!(served.order.unwrap().version, 2);
+}
+
+proptest::proptest! {
+    /// Any bytes come back as they went in, with their length, whichever way
+    /// they are kept.
+    #[test]
+    fn kept_bytes_come_back_unchanged(json in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096)) {
+        let kept = keep(&json, true);
+        let (len, block) = packed_len(&kept);
+        proptest::prop_assert_eq!(len, json.len());
+        proptest::prop_assert_eq!(lz4_flex::block::decompress(block, len).unwrap(), json.clone());
+        proptest::prop_assert_eq!(&keep(&json, false)[..], &json[..]);
+    }
 }

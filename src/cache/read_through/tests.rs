@@ -85,6 +85,7 @@ fn setup(healthy: bool) -> (ReadThrough<Arc<Script>>, Arc<Script>) {
     let cfg = CacheConfig {
         max_bytes: 16 * 1024 * 1024,
         eviction: crate::config::EvictionPolicy::Lru,
+        compression: crate::config::CacheCompression::Lz4,
         max_ttl: Duration::from_secs(600),
         // Entries are stale at once while the stream is unhealthy.
         degraded_ttl: Duration::ZERO,

@@ -12,6 +12,8 @@
 //! `HIT_SERVER_DUMP` writes the ids and bodies in `bare_server`'s format, so
 //! both answer the same bytes. `HIT_SERVER_COMPRESSION=none` keeps the cached
 //! JSON uncompressed (`cache.compression`; the shipped default otherwise).
+//! `HIT_SERVER_OTLP=<endpoint>` exports traces there (`tracing.otlp_endpoint`)
+//! at `HIT_SERVER_SAMPLE_RATIO` (default 0.01, the shipped ratio).
 //! Without `HIT_SERVER_LISTEN` it returns at once.
 
 use std::sync::Arc;
@@ -54,6 +56,14 @@ fn main() {
             ..shipped
         });
         let metrics = order_gateway::telemetry::init_metrics().expect("recorder");
+        let _spans = std::env::var("HIT_SERVER_OTLP").ok().map(|endpoint| {
+            let mut t = order_gateway::config::Config::defaults().tracing;
+            t.otlp_endpoint = endpoint;
+            if let Some(r) = std::env::var("HIT_SERVER_SAMPLE_RATIO").ok().and_then(|v| v.parse().ok()) {
+                t.sample_ratio = r;
+            }
+            order_gateway::telemetry::trace::install(&t, "hit_server").expect("tracing")
+        });
         let state = gateway::serving_state(c, Some(metrics));
         let template = gateway::order();
         let mut dump = String::new();

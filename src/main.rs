@@ -129,6 +129,7 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
     let _log = telemetry::init_logging(&config.log);
     warn_about(&config);
     let metrics = telemetry::init_metrics()?;
+    let spans = telemetry::trace::install(&config.tracing, &telemetry::trace::instance_id())?;
     let listen = config.server.listen;
     let listener = bind(listen).map_err(|e| anyhow::anyhow!("cannot listen on {listen} (server.listen): {e}"))?;
     let admin_listener = match config.admin.listen.as_str() {
@@ -198,6 +199,9 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
     http::serve(listener, state, http::Surface::Main, stopped()).await?;
     if let Some(a) = admin {
         a.await??;
+    }
+    if let Some(spans) = spans {
+        spans.flush().await;
     }
     tracing::info!("order-gateway stopped");
     Ok(())

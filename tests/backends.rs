@@ -164,7 +164,7 @@ async fn clickhouse_ddl_inserts_then_latest_view() {
     }
     ch.insert(&[&Component::Fulfillment(fulfillment.clone())]).await.unwrap();
 
-    let views = ch.get_orders(&["o-1", "o-2"]).await.unwrap();
+    let views = ch.get_orders(&["o-1", "o-2"], None).await.unwrap();
     assert_eq!(views.len(), 1, "o-2 was never inserted");
     assert_eq!(views[0].order.as_ref().map(|o| o.version), Some(3), "the latest version");
     assert_eq!(views[0].fulfillments, [fulfillment]);

@@ -172,8 +172,8 @@ async fn setup_adds_order_numbers_to_an_existing_deployment() {
         .unwrap();
     let want = [("ON-new-1", "new-1"), ("ON-old-1", "old-1"), ("ON-old-2", "old-2")].map(|(a, b)| (a.into(), b.into()));
     assert_eq!(rows, want);
-    assert_eq!(ch.find_by_number("ON-old-1").await.unwrap().as_deref(), Some("old-1"));
-    assert_eq!(ch.find_by_number("ON-none").await.unwrap(), None);
+    assert_eq!(ch.find_by_number("ON-old-1", None).await.unwrap().as_deref(), Some("old-1"));
+    assert_eq!(ch.find_by_number("ON-none", None).await.unwrap(), None);
     let comment = ch.table_comment("order_numbers").await.unwrap().unwrap();
     assert!(comment != order_gateway::setup::NUMBERS_PENDING, "the copy is marked done: {comment}");
 

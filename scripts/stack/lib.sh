@@ -29,6 +29,10 @@ CLICKHOUSE_TCP_PORT="${CLICKHOUSE_TCP_PORT:-9000}"
 SCHEMA_REGISTRY_PORT="${SCHEMA_REGISTRY_PORT:-8081}"
 POSTGRES_PORT="${POSTGRES_PORT:-5432}"
 CONNECT_PORT="${CONNECT_PORT:-8083}"
+JAEGER_OTLP_PORT="${JAEGER_OTLP_PORT:-4318}"
+JAEGER_QUERY_PORT="${JAEGER_QUERY_PORT:-16686}"
+JAEGER_QUERY_GRPC_PORT="${JAEGER_QUERY_GRPC_PORT:-16685}"
+JAEGER_HEALTH_PORT="${JAEGER_HEALTH_PORT:-13133}"
 
 # Throwaway credentials of the secured side (tests only; see scripts/stack/env).
 KAFKA_SCRAM_USER="${KAFKA_SCRAM_USER:-gateway}"
@@ -43,7 +47,7 @@ POSTGRES_CDC_USER="${POSTGRES_CDC_USER:-debezium}"
 POSTGRES_CDC_PASSWORD="${POSTGRES_CDC_PASSWORD:-debezium-secret}"
 
 # Every component the stack knows, in start order.
-STACK_COMPONENTS=(kafka schema-registry elasticsearch clickhouse postgres connect k6)
+STACK_COMPONENTS=(kafka schema-registry elasticsearch clickhouse postgres connect jaeger k6)
 
 log()  { printf '[stack] %s\n' "$*" >&2; }
 fail() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }

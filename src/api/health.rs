@@ -7,6 +7,7 @@ use http::StatusCode;
 use super::{json, json_bytes, HttpResponse};
 use crate::app::AppState;
 use crate::backends::readiness::ReadyStatus;
+use crate::telemetry::names;
 
 /// `GET /healthz`: answers while the process runs, whatever the backends do.
 pub fn healthz() -> HttpResponse {
@@ -46,6 +47,7 @@ pub async fn readyz(state: &AppState, details: bool) -> HttpResponse {
     if state.draining.load(Ordering::Relaxed) {
         report.status = ReadyStatus::Draining;
     }
+    record_state(report.status);
     let status = match report.status {
         ReadyStatus::Ready | ReadyStatus::Degraded => StatusCode::OK,
         ReadyStatus::NotReady | ReadyStatus::Draining => StatusCode::SERVICE_UNAVAILABLE,
@@ -60,4 +62,24 @@ pub async fn readyz(state: &AppState, details: bool) -> HttpResponse {
     let mut resp = json(status, &report);
     resp.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
     resp
+}
+
+/// The state `/readyz` last answered, as `readiness_state` (0 ready, 1
+/// degraded, 2 not ready, 3 draining), and each change of it in
+/// `readiness_changes_total{to}`: a gauge scraped every 15 s misses a replica
+/// that flips between two scrapes, the counter does not.
+fn record_state(status: ReadyStatus) {
+    use std::sync::atomic::AtomicU8;
+    static LAST: AtomicU8 = AtomicU8::new(u8::MAX);
+    let (code, name) = match status {
+        ReadyStatus::Ready => (0, "ready"),
+        ReadyStatus::Degraded => (1, "degraded"),
+        ReadyStatus::NotReady => (2, "not_ready"),
+        ReadyStatus::Draining => (3, "draining"),
+    };
+    metrics::gauge!(names::READINESS_STATE).set(f64::from(code));
+    let last = LAST.swap(code, Ordering::Relaxed);
+    if last != code && last != u8::MAX {
+        metrics::counter!(names::READINESS_CHANGES, "to" => name).increment(1);
+    }
 }

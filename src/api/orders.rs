@@ -252,7 +252,7 @@ async fn run_search(
     let mut hits = state
         .backends
         .elasticsearch
-        .search_orders(&state.config.elasticsearch.read_alias, "search", body, Some(&ctx.trace.child_header()))
+        .search_orders(&state.config.elasticsearch.read_alias, "search", body, Some(&ctx.trace))
         .await?;
     let more = hits.len() > limit;
     hits.truncate(limit);

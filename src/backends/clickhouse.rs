@@ -8,6 +8,8 @@ use super::breaker::ClickHouseBreakers;
 use super::{endpoint, timed, timed_unguarded, Backend, BackendError, ADMIN_TIMEOUT};
 use crate::config::ClickHouseConfig;
 use crate::model::{Component, Fulfillment, Order, Timestamp};
+use crate::telemetry::context::TraceParent;
+use crate::telemetry::trace::{self, Propagation};
 
 /// Shared ClickHouse client with the configured deadline.
 #[derive(Clone)]
@@ -71,6 +73,18 @@ impl ChClient {
     /// The underlying client, for the query modules of `backends` (analytics).
     pub(super) fn client(&self) -> &clickhouse::Client {
         &self.client
+    }
+
+    /// The client for one call: with the trace context when the call has
+    /// one (a copy of the client's settings, on a path that waits for
+    /// ClickHouse anyway), else the shared client.
+    pub(super) fn traced(&self, p: Option<Propagation>) -> std::borrow::Cow<'_, clickhouse::Client> {
+        let Some(p) = p else { return std::borrow::Cow::Borrowed(&self.client) };
+        let mut client = self.client.clone().with_header("traceparent", p.traceparent);
+        if let Some(state) = p.tracestate.as_ref().and_then(|s| s.to_str().ok()) {
+            client = client.with_header("tracestate", state);
+        }
+        std::borrow::Cow::Owned(client)
     }
 
     /// The per-query deadline.
@@ -298,15 +312,27 @@ impl ChClient {
     /// Latest views of `ids` from the analytical tables (orders older than the
     /// hot window live only here). ClickHouse keeps no PII, so these views
     /// carry no e-mail, phone or street address; the shipping country is kept.
-    pub async fn get_orders(&self, ids: &[&str]) -> Result<Vec<crate::model::OrderView>, BackendError> {
-        use crate::model::*;
+    pub async fn get_orders(
+        &self,
+        ids: &[&str],
+        trace: Option<&TraceParent>,
+    ) -> Result<Vec<crate::model::OrderView>, BackendError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        trace::call(trace, "clickhouse", "get_orders", |p| self.get_orders_as(ids, p)).await
+    }
+
+    async fn get_orders_as(
+        &self,
+        ids: &[&str],
+        p: Option<Propagation>,
+    ) -> Result<Vec<crate::model::OrderView>, BackendError> {
+        use crate::model::*;
+        let client = self.traced(p);
         let ids: Vec<String> = ids.iter().map(|s| (*s).to_owned()).collect();
         let (orders, lines, fuls) = timed(&self.breakers.orders, "get_orders", self.timeout, async {
-            let orders: Vec<OrderViewRow> = self
-                .client
+            let orders: Vec<OrderViewRow> = client
                 .query(
                     "SELECT order_id, order_number, customer_id, channel, status, currency, subtotal, tax, shipping, \
                      discount, total, toUnixTimestamp64Milli(promised_delivery_at) AS promised_ms, \
@@ -316,16 +342,14 @@ impl ChClient {
                 .bind(&ids)
                 .fetch_all()
                 .await?;
-            let lines: Vec<LineViewRow> = self
-                .client
+            let lines: Vec<LineViewRow> = client
                 // Point reads on the base tables use the primary key (order_id);
                 // the `*_latest` views scan. Lines of older versions are dropped below.
                 .query("SELECT order_id, line_id, sku, name, quantity, unit_price, status, version FROM order_lines FINAL WHERE order_id IN ? ORDER BY order_id, line_id")
                 .bind(&ids)
                 .fetch_all()
                 .await?;
-            let fuls: Vec<FulfillmentRow> = self
-                .client
+            let fuls: Vec<FulfillmentRow> = client
                 .query("SELECT ?fields FROM fulfillments FINAL WHERE order_id IN ?")
                 .bind(&ids)
                 .fetch_all()
@@ -391,13 +415,21 @@ impl ChClient {
     /// `order_numbers` by its primary key, never a scan of `orders` (ordered
     /// by id). A deleted order's number still names it; the lookup by id that
     /// follows finds it gone.
-    pub async fn find_by_number(&self, number: &str) -> Result<Option<String>, BackendError> {
-        timed(&self.breakers.numbers, "find_by_number", self.timeout, async {
-            self.client
-                .query("SELECT order_id FROM order_numbers WHERE order_number = ? LIMIT 1")
-                .bind(number)
-                .fetch_optional::<String>()
-                .await
+    pub async fn find_by_number(
+        &self,
+        number: &str,
+        trace: Option<&TraceParent>,
+    ) -> Result<Option<String>, BackendError> {
+        trace::call(trace, "clickhouse", "find_by_number", |p| async move {
+            let client = self.traced(p);
+            timed(&self.breakers.numbers, "find_by_number", self.timeout, async {
+                client
+                    .query("SELECT order_id FROM order_numbers WHERE order_number = ? LIMIT 1")
+                    .bind(number)
+                    .fetch_optional::<String>()
+                    .await
+            })
+            .await
         })
         .await
     }

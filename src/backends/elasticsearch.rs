@@ -14,6 +14,9 @@ use elasticsearch::http::headers::{HeaderMap, HeaderValue, AUTHORIZATION};
 use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 use elasticsearch::Elasticsearch;
 
+use crate::telemetry::context::TraceParent;
+use crate::telemetry::trace::{self, Propagation};
+
 use elasticsearch::http::request::JsonBody;
 use elasticsearch::http::Method;
 use elasticsearch::indices::IndicesRefreshParts;
@@ -213,22 +216,35 @@ impl EsClient {
         &self,
         alias: &str,
         ids: &[&str],
-        traceparent: Option<&str>,
+        trace: Option<&TraceParent>,
     ) -> Result<Vec<crate::model::OrderView>, BackendError> {
         let body = serde_json::json!({ "size": ids.len(), "query": { "ids": { "values": ids } } });
         let call = if ids.len() == 1 { "get_order" } else { "get_orders" };
-        Ok(self.search_orders(alias, call, body, traceparent).await?.into_iter().map(|h| h.view).collect())
+        Ok(self.search_orders(alias, call, body, trace).await?.into_iter().map(|h| h.view).collect())
     }
 
-    /// Runs a search whose hits are order views.
+    /// Runs a search whose hits are order views; with `trace`, as a span of
+    /// that request's trace, whose `traceparent` and `tracestate` go with it.
     pub async fn search_orders(
         &self,
         alias: &str,
         call: &'static str,
         body: serde_json::Value,
-        traceparent: Option<&str>,
+        trace: Option<&TraceParent>,
+    ) -> Result<Vec<Hit>, BackendError> {
+        trace::call(trace, "elasticsearch", call, |p| self.search_orders_as(alias, call, body, p)).await
+    }
+
+    async fn search_orders_as(
+        &self,
+        alias: &str,
+        call: &'static str,
+        body: serde_json::Value,
+        propagation: Option<Propagation>,
     ) -> Result<Vec<Hit>, BackendError> {
         let body = &body;
+        let traceparent = propagation.as_ref().map(|p| p.traceparent.as_str());
+        let tracestate = propagation.as_ref().and_then(|p| p.tracestate.as_ref());
         let value: serde_json::Value = self
             .call(Guard::Breaker, call, self.timeout, Retry::Safe, |es| async move {
                 let indices = [alias];
@@ -237,6 +253,12 @@ impl EsClient {
                     req = req.header(
                         elasticsearch::http::headers::HeaderName::from_static("traceparent"),
                         elasticsearch::http::headers::HeaderValue::from_str(tp)?,
+                    );
+                }
+                if let Some(ts) = tracestate {
+                    req = req.header(
+                        elasticsearch::http::headers::HeaderName::from_static("tracestate"),
+                        elasticsearch::http::headers::HeaderValue::from_bytes(ts.as_bytes())?,
                     );
                 }
                 let resp = req.send().await?;

@@ -40,18 +40,30 @@ const BEHIND_PAUSE: Duration = Duration::from_millis(100);
 /// tests script their own.
 pub trait OrderStore: Send + Sync + 'static {
     /// Views of `ids` from the hot store; ids it does not hold are absent.
-    fn hot(&self, ids: &[&str], traceparent: &str)
-        -> impl Future<Output = Result<Vec<OrderView>, BackendError>> + Send;
+    /// `trace`: the request's, each call a span under it.
+    fn hot(
+        &self,
+        ids: &[&str],
+        trace: &TraceParent,
+    ) -> impl Future<Output = Result<Vec<OrderView>, BackendError>> + Send;
     /// Views of `ids` from the store of older orders.
-    fn cold(&self, ids: &[&str]) -> impl Future<Output = Result<Vec<OrderView>, BackendError>> + Send;
+    fn cold(
+        &self,
+        ids: &[&str],
+        trace: &TraceParent,
+    ) -> impl Future<Output = Result<Vec<OrderView>, BackendError>> + Send;
     /// The view of the order with this number in the hot store.
     fn hot_by_number(
         &self,
         number: &str,
-        traceparent: &str,
+        trace: &TraceParent,
     ) -> impl Future<Output = Result<Option<OrderView>, BackendError>> + Send;
     /// The id of the order with this number in the store of older orders.
-    fn cold_by_number(&self, number: &str) -> impl Future<Output = Result<Option<String>, BackendError>> + Send;
+    fn cold_by_number(
+        &self,
+        number: &str,
+        trace: &TraceParent,
+    ) -> impl Future<Output = Result<Option<String>, BackendError>> + Send;
 }
 
 /// Elasticsearch (through the read alias) and ClickHouse.
@@ -62,22 +74,22 @@ pub struct BackendStore {
 }
 
 impl OrderStore for BackendStore {
-    async fn hot(&self, ids: &[&str], traceparent: &str) -> Result<Vec<OrderView>, BackendError> {
-        self.elasticsearch.get_orders(&self.read_alias, ids, Some(traceparent)).await
+    async fn hot(&self, ids: &[&str], trace: &TraceParent) -> Result<Vec<OrderView>, BackendError> {
+        self.elasticsearch.get_orders(&self.read_alias, ids, Some(trace)).await
     }
 
-    async fn cold(&self, ids: &[&str]) -> Result<Vec<OrderView>, BackendError> {
-        self.clickhouse.get_orders(ids).await
+    async fn cold(&self, ids: &[&str], trace: &TraceParent) -> Result<Vec<OrderView>, BackendError> {
+        self.clickhouse.get_orders(ids, Some(trace)).await
     }
 
-    async fn hot_by_number(&self, number: &str, traceparent: &str) -> Result<Option<OrderView>, BackendError> {
+    async fn hot_by_number(&self, number: &str, trace: &TraceParent) -> Result<Option<OrderView>, BackendError> {
         let body = serde_json::json!({ "size": 1, "query": { "term": { "order.order_number": number } } });
-        let hits = self.elasticsearch.search_orders(&self.read_alias, "get_by_number", body, Some(traceparent)).await?;
+        let hits = self.elasticsearch.search_orders(&self.read_alias, "get_by_number", body, Some(trace)).await?;
         Ok(hits.into_iter().next().map(|h| h.view))
     }
 
-    async fn cold_by_number(&self, number: &str) -> Result<Option<String>, BackendError> {
-        self.clickhouse.find_by_number(number).await
+    async fn cold_by_number(&self, number: &str, trace: &TraceParent) -> Result<Option<String>, BackendError> {
+        self.clickhouse.find_by_number(number, Some(trace)).await
     }
 }
 
@@ -281,7 +293,7 @@ impl<S: OrderStore> ReadThrough<S> {
             }
             // Boxed: the search and the ClickHouse fallback are large futures, and
             // a lookup's future is moved on every request, hits included.
-            None => match Box::pin(self.find_number(number, &trace.child_header())).await {
+            None => match Box::pin(self.find_number(number, trace)).await {
                 Ok(Some(id)) => id,
                 Ok(None) => return Outcome::NotFound,
                 Err(e) => return Outcome::failed(e),
@@ -294,9 +306,9 @@ impl<S: OrderStore> ReadThrough<S> {
     /// ClickHouse. One lookup per number, shared by every concurrent caller;
     /// its answer (an id, or "no such number") is stored inside the flight, so
     /// a caller arriving after it ends finds the answer instead of asking again.
-    async fn find_number(&self, number: &str, traceparent: &str) -> NumberResult {
+    async fn find_number(&self, number: &str, trace: &TraceParent) -> NumberResult {
         let (store, cache, numbers) = (self.store.clone(), self.cache.clone(), self.numbers.clone());
-        let (key, traceparent) = (number.to_owned(), traceparent.to_owned());
+        let (key, trace) = (number.to_owned(), trace.clone());
         self.number_fills
             .run(number, move || async move {
                 // A flight that just ended may have answered after this caller looked.
@@ -306,13 +318,13 @@ impl<S: OrderStore> ReadThrough<S> {
                 if cache.number_absent(&key) {
                     return Ok(None);
                 }
-                let id = match store.hot_by_number(&key, &traceparent).await? {
+                let id = match store.hot_by_number(&key, &trace).await? {
                     Some(view) => {
                         let id = view.order_id.clone();
                         cache.fill(&id, Some(view), Source::Elasticsearch);
                         id
                     }
-                    None => match store.cold_by_number(&key).await? {
+                    None => match store.cold_by_number(&key, &trace).await? {
                         Some(id) => id,
                         None => {
                             cache.remember_absent_number(&key);
@@ -358,7 +370,7 @@ impl<S: OrderStore> ReadThrough<S> {
         if misses.is_empty() {
             return Ok(found);
         }
-        let views = match self.store.hot(&misses, &trace.child_header()).await {
+        let views = match self.store.hot(&misses, trace).await {
             Ok(v) => v,
             Err(e) if misses.iter().all(|m| stale.get(m).is_some_and(|s| s.complete)) => {
                 tracing::warn!(error = %e, "serving cached views after a backend failure");
@@ -378,7 +390,7 @@ impl<S: OrderStore> ReadThrough<S> {
         if rest.is_empty() {
             return Ok(found);
         }
-        for v in self.store.cold(&rest).await? {
+        for v in self.store.cold(&rest, trace).await? {
             let id = v.order_id.clone();
             rest.retain(|m| *m != id);
             if let Some(Filled::Ok(e)) = self.cache.fill(&id, Some(v), Source::ClickHouse) {
@@ -403,7 +415,7 @@ impl<S: OrderStore> ReadThrough<S> {
         let store = self.store.clone();
         let cache = self.cache.clone();
         let key = id.to_owned();
-        let traceparent = trace.child_header();
+        let trace = trace.clone();
         self.fills
             .run(id, move || async move {
                 // A flight that just ended may have filled the entry after this caller's lookup.
@@ -412,11 +424,11 @@ impl<S: OrderStore> ReadThrough<S> {
                         return Ok((Some(Filled::Ok(e)), Source::Stream));
                     }
                 }
-                if let Some(v) = store.hot(&[&key], &traceparent).await?.pop() {
+                if let Some(v) = store.hot(&[&key], &trace).await?.pop() {
                     return Ok((cache.fill(&key, Some(v), Source::Elasticsearch), Source::Elasticsearch));
                 }
                 // Not in the hot store: older orders live in the store of older orders only.
-                Ok(match store.cold(&[&key]).await?.pop() {
+                Ok(match store.cold(&[&key], &trace).await?.pop() {
                     Some(v) => (cache.fill(&key, Some(v), Source::ClickHouse), Source::ClickHouse),
                     None => (cache.fill(&key, None, Source::Elasticsearch), Source::Elasticsearch),
                 })

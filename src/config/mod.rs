@@ -35,6 +35,7 @@ pub const ENV_PREFIX: &str = "ORDER_GATEWAY__";
 pub struct Config {
     pub server: ServerConfig,
     pub log: LogConfig,
+    pub tracing: TracingConfig,
     pub readiness: ReadinessConfig,
     pub elasticsearch: ElasticsearchConfig,
     pub clickhouse: ClickHouseConfig,
@@ -52,6 +53,27 @@ pub struct Config {
     pub auth: AuthConfig,
     pub rate_limit: RateLimitConfig,
     pub admin: AdminConfig,
+}
+
+/// Spans exported over OTLP (HTTP, JSON encoding).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracingConfig {
+    /// The collector's base URL (`/v1/traces` is appended unless the path
+    /// already ends with it); empty turns tracing off.
+    pub otlp_endpoint: String,
+    /// Of the requests that arrive without a sampling decision, the share
+    /// traced (0 to 1). A caller's `traceparent` decides for its own trace.
+    pub sample_ratio: f64,
+    pub service_name: String,
+    /// Finished spans waiting for export; past it they are dropped and counted.
+    pub max_queue: usize,
+    /// Spans per export request.
+    pub batch_size: usize,
+    #[serde(with = "humantime_serde")]
+    pub export_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub export_timeout: Duration,
 }
 
 /// The HTTP listener.
@@ -512,6 +534,7 @@ impl Config {
             }
         }
         self.validate_es_nodes()?;
+        self.validate_tracing()?;
         for (key, d) in [
             ("server.header_read_timeout", self.server.header_read_timeout),
             ("server.idle_timeout", self.server.idle_timeout),
@@ -644,6 +667,36 @@ impl Config {
     /// `elasticsearch.urls` against itself and `url`: one scheme for every
     /// node (the TLS and credentials settings are the same for all), no node
     /// twice, and no `url` that `urls` would silently replace.
+    fn validate_tracing(&self) -> Result<(), ConfigError> {
+        let t = &self.tracing;
+        let bad = |key: &str, value: String, why: &str| Err(ConfigError(format!("tracing.{key} = {value:?}: {why}")));
+        if !t.otlp_endpoint.is_empty() {
+            match Url::parse(&t.otlp_endpoint) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                Ok(_) => return bad("otlp_endpoint", t.otlp_endpoint.clone(), "must be an http or https URL"),
+                Err(e) => return bad("otlp_endpoint", t.otlp_endpoint.clone(), &format!("not a URL: {e}")),
+            }
+        }
+        if !(0.0..=1.0).contains(&t.sample_ratio) {
+            return bad("sample_ratio", t.sample_ratio.to_string(), "must be between 0 and 1");
+        }
+        if t.service_name.trim().is_empty() {
+            return bad("service_name", t.service_name.clone(), "must not be empty");
+        }
+        if !(1..=1_000_000).contains(&t.max_queue) {
+            return bad("max_queue", t.max_queue.to_string(), "must be between 1 and 1000000");
+        }
+        if !(1..=t.max_queue.min(10_000)).contains(&t.batch_size) {
+            return bad("batch_size", t.batch_size.to_string(), "must be between 1 and max_queue (at most 10000)");
+        }
+        for (key, d) in [("export_interval", t.export_interval), ("export_timeout", t.export_timeout)] {
+            if d.is_zero() {
+                return bad(key, humantime::format_duration(d).to_string(), "must be greater than zero");
+            }
+        }
+        Ok(())
+    }
+
     fn validate_es_nodes(&self) -> Result<(), ConfigError> {
         let es = &self.elasticsearch;
         let urls = &es.urls.0;

@@ -391,3 +391,31 @@ fn warnings_name_each_elasticsearch_node_reached_in_plain_text() {
     let w = c.warnings().join("\n");
     assert!(w.contains("elasticsearch.urls = \"http://es-2.internal:9200/\"") && !w.contains("127.0.0.1"), "{w}");
 }
+
+#[test]
+fn tracing_settings_are_checked_and_named() {
+    for (var, value, key) in [
+        ("ORDER_GATEWAY__TRACING__OTLP_ENDPOINT", "collector:4318", "tracing.otlp_endpoint"),
+        ("ORDER_GATEWAY__TRACING__OTLP_ENDPOINT", "ftp://collector:4318", "tracing.otlp_endpoint"),
+        ("ORDER_GATEWAY__TRACING__SAMPLE_RATIO", "1.5", "tracing.sample_ratio"),
+        ("ORDER_GATEWAY__TRACING__SAMPLE_RATIO", "-0.1", "tracing.sample_ratio"),
+        ("ORDER_GATEWAY__TRACING__MAX_QUEUE", "0", "tracing.max_queue"),
+        ("ORDER_GATEWAY__TRACING__BATCH_SIZE", "0", "tracing.batch_size"),
+        ("ORDER_GATEWAY__TRACING__EXPORT_INTERVAL", "0s", "tracing.export_interval"),
+        ("ORDER_GATEWAY__TRACING__SERVICE_NAME", " ", "tracing.service_name"),
+    ] {
+        Jail::expect_with(|jail| {
+            jail.set_env(var, value);
+            let err = load_in(jail, None).unwrap_err().to_string();
+            assert!(err.contains(key), "{var}={value}: {err}");
+            Ok(())
+        });
+    }
+    Jail::expect_with(|jail| {
+        jail.set_env("ORDER_GATEWAY__TRACING__OTLP_ENDPOINT", "http://otel-collector:4318");
+        jail.set_env("ORDER_GATEWAY__TRACING__SAMPLE_RATIO", "1");
+        let c = load_in(jail, None).expect("valid");
+        assert_eq!(c.tracing.sample_ratio, 1.0);
+        Ok(())
+    });
+}

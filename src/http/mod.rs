@@ -241,6 +241,7 @@ where
             "request",
             request_id = ctx.request_id(),
             trace_id = %ctx.trace.trace_id,
+            span_id = %SpanId(ctx.trace.span_id),
             method = %method,
             route = route_label,
         )
@@ -248,11 +249,17 @@ where
         tracing::Span::none()
     };
     let mut rate = None;
+    // The request's span is recorded only for a sampled trace with an exporter.
+    let traced = crate::telemetry::trace::recording(&ctx.trace);
+    let mut client = None;
     let mut resp = async {
         let result = match matched {
             Matched::Found { route, params } => match admit(state, route, peer, &req) {
                 Ok((admitted, slot)) => {
                     rate = admitted.rate;
+                    if traced {
+                        client = admitted.principal.as_ref().map(|p| p.client.clone());
+                    }
                     match with_body(state, started, req, slot).await {
                         // `_slot` holds the in-flight permit until the handler is done.
                         Ok((req, _slot)) => dispatch(state, route, &params, &ctx, &admitted, req).await,
@@ -274,6 +281,7 @@ where
             tracing::warn!(
                 request_id = ctx.request_id(),
                 trace_id = %ctx.trace.trace_id,
+                span_id = %SpanId(ctx.trace.span_id),
                 method = %method,
                 route = route_label,
                 status = status.as_u16(),
@@ -287,6 +295,7 @@ where
                 target: crate::telemetry::ACCESS,
                 request_id = ctx.request_id(),
                 trace_id = %ctx.trace.trace_id,
+                span_id = %SpanId(ctx.trace.span_id),
                 method = %method,
                 route = route_label,
                 status = status.as_u16(),
@@ -306,6 +315,9 @@ where
         // The rest of the body may still be on its way: this connection is done.
         resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    if traced {
+        server_span(&ctx, &method, route_label, version, &resp, client, started);
+    }
     // Moved, not cloned: the context is done with.
     resp.headers_mut().insert(http::HeaderName::from_static(REQUEST_ID), ctx.into_request_id_header());
     if let Some(info) = &rate {
@@ -318,6 +330,61 @@ where
         started.elapsed().as_secs_f64(),
     );
     resp
+}
+
+/// A span id as logged: 16 lowercase hex digits, as in `traceparent`.
+struct SpanId(u64);
+
+impl std::fmt::Display for SpanId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// Records the request's server span: `<method> <route template>`, its
+/// status, the client's name (never a credential) and the cache's answer.
+/// The path itself is left out: it can name a customer.
+fn server_span(
+    ctx: &RequestContext,
+    method: &Method,
+    route: &'static str,
+    version: http::Version,
+    resp: &HttpResponse,
+    client: Option<std::sync::Arc<str>>,
+    started: Instant,
+) {
+    use crate::telemetry::trace::{self, Attr, Kind, SpanRecord};
+    let end = trace::unix_nanos();
+    let status = resp.status();
+    let mut attributes = vec![
+        ("http.request.method", Attr::from(method_label(method))),
+        ("http.route", Attr::from(route)),
+        ("http.response.status_code", Attr::Int(i64::from(status.as_u16()))),
+        ("network.protocol.version", Attr::from(if version >= http::Version::HTTP_2 { "2" } else { "1.1" })),
+        ("request.id", Attr::from(ctx.request_id().to_owned())),
+    ];
+    if let Some(c) = client {
+        attributes.push(("order_gateway.client", Attr::from(c.to_string())));
+    }
+    if let Some(cache) = resp.headers().get("x-cache").and_then(|v| v.to_str().ok()) {
+        attributes.push(("order_gateway.cache", Attr::from(cache.to_owned())));
+    }
+    trace::record(SpanRecord {
+        trace_id: ctx.trace.trace_id.0,
+        span_id: ctx.trace.span_id,
+        parent_id: ctx.trace.parent_id,
+        name: if route == "unmatched" {
+            std::borrow::Cow::Borrowed(method_label(method))
+        } else {
+            std::borrow::Cow::Owned(format!("{} {route}", method_label(method)))
+        },
+        kind: Kind::Server,
+        start_unix_nanos: end.saturating_sub(started.elapsed().as_nanos() as u64),
+        end_unix_nanos: end,
+        attributes,
+        // OpenTelemetry's HTTP conventions: a server span fails on 5xx only.
+        error: status.is_server_error().then(|| status.to_string()),
+    });
 }
 
 /// The checks before a handler runs, cheapest first: sizes, load, then the

@@ -74,6 +74,7 @@ pub async fn run(config: &Config, args: &IngestArgs) -> anyhow::Result<()> {
     let handle = telemetry::init_metrics()?;
     names::describe_ingest();
     telemetry::serve_metrics(config.ingest.metrics_listen, handle).await?;
+    let spans = telemetry::trace::install(&config.tracing, &telemetry::trace::instance_id())?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -86,7 +87,53 @@ pub async fn run(config: &Config, args: &IngestArgs) -> anyhow::Result<()> {
     });
     let mut ingest = Ingest::new(config)?;
     ingest.exit_when_idle = args.exit_when_idle;
-    ingest.run(stop_rx).await
+    let result = ingest.run(stop_rx).await;
+    if let Some(spans) = spans {
+        spans.flush().await;
+    }
+    result
+}
+
+/// A span per message whose producer sampled its trace (a `traceparent`
+/// header): from when the batch was taken to when its offsets were
+/// committed, under the producer's span, so a trace shows an event's way from
+/// the producer into Elasticsearch and ClickHouse.
+fn consumer_spans(batch: &[Msg], taken_unix_nanos: u64) {
+    use telemetry::trace::{self, Attr, Kind, SpanRecord};
+    if !trace::enabled() {
+        return;
+    }
+    let end = trace::unix_nanos();
+    for msg in batch {
+        let Some(parent) = msg
+            .headers
+            .iter()
+            .find(|(k, _)| k == telemetry::context::TRACEPARENT)
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+            .and_then(telemetry::context::TraceParent::parse)
+            .filter(|t| t.sampled())
+        else {
+            continue;
+        };
+        trace::record(SpanRecord {
+            trace_id: parent.trace_id.0,
+            span_id: parent.span_id,
+            parent_id: parent.parent_id,
+            name: format!("process {}", msg.topic).into(),
+            kind: Kind::Consumer,
+            start_unix_nanos: taken_unix_nanos,
+            end_unix_nanos: end,
+            attributes: vec![
+                ("messaging.system", Attr::from("kafka")),
+                ("messaging.operation.type", Attr::from("process")),
+                ("messaging.destination.name", Attr::from(msg.topic.clone())),
+                ("messaging.destination.partition.id", Attr::from(msg.partition.to_string())),
+                ("messaging.kafka.offset", Attr::Int(msg.offset)),
+                ("messaging.batch.message_count", Attr::Int(batch.len() as i64)),
+            ],
+            error: None,
+        });
+    }
 }
 
 /// The projector's state.
@@ -145,10 +192,12 @@ impl Ingest {
             let stopping = *stop.borrow() || idle_exit;
             if !batch.is_empty() {
                 let started = Instant::now();
+                let taken = telemetry::trace::unix_nanos();
                 first_at.get_or_insert(started);
                 let n = batch.len();
                 self.process_until_done(&batch, &mut stop).await?;
                 self.commit(&batch)?;
+                consumer_spans(&batch, taken);
                 metrics::histogram!(names::INGEST_BATCH_DURATION).record(started.elapsed().as_secs_f64());
                 metrics::histogram!(names::INGEST_BATCH_EVENTS).record(n as f64);
                 tracing::debug!(messages = n, ms = started.elapsed().as_millis() as u64, "batch committed");

@@ -50,6 +50,7 @@ pub async fn run(config: &Config, args: &SeedArgs) -> anyhow::Result<()> {
     };
     let now = Timestamp::now();
     let events = generate::generate(args.orders, args.seed, now);
+    let spans = crate::telemetry::trace::install(&config.tracing, &crate::telemetry::trace::instance_id())?;
 
     let t = &config.topics;
     let ids = if t.orders_format == WireFormat::Avro || t.fulfillments_format == WireFormat::Avro {
@@ -114,12 +115,25 @@ pub async fn run(config: &Config, args: &SeedArgs) -> anyhow::Result<()> {
         let key = event.order_id().to_owned();
         let (producer, context) = (producer.clone(), context.clone());
         let topic = topic.clone();
+        // With tracing on, each event starts a trace (sampled at
+        // tracing.sample_ratio) whose traceparent travels as a Kafka header:
+        // ingest continues it.
+        let trace = crate::telemetry::trace::enabled().then(crate::telemetry::context::TraceParent::new_root);
         pending.push(async move {
-            producer
-                .send(FutureRecord::to(&topic).key(&key).payload(&payload), Duration::from_secs(30))
-                .await
-                .map(|_| ())
-                .map_err(|(e, _)| context.explain(format!("kafka: producing to {topic}: {e}")))
+            let started = crate::telemetry::trace::unix_nanos();
+            let mut record = FutureRecord::to(&topic).key(&key).payload(&payload);
+            if let Some(t) = &trace {
+                let header = t.header_for(t.span_id);
+                record = record.headers(rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+                    key: crate::telemetry::context::TRACEPARENT,
+                    value: Some(header.as_bytes()),
+                }));
+            }
+            let sent = producer.send(record, Duration::from_secs(30)).await.map(|_| ());
+            if let Some(t) = trace.filter(|t| t.sampled()) {
+                producer_span(&t, &topic, started, sent.as_ref().err().map(|(e, _)| e.to_string()));
+            }
+            sent.map_err(|(e, _)| context.explain(format!("kafka: producing to {topic}: {e}")))
         });
         while pending.len() >= IN_FLIGHT {
             if let Some(r) = pending.next().await {
@@ -149,6 +163,9 @@ pub async fn run(config: &Config, args: &SeedArgs) -> anyhow::Result<()> {
         b.finish_and_clear();
     }
     let secs = started.elapsed().as_secs_f64();
+    if let Some(spans) = spans {
+        spans.flush().await;
+    }
 
     if let (Some(mut file), Some(path)) = (truth_file, &args.truth) {
         let mut w = std::io::BufWriter::new(&mut file);
@@ -167,6 +184,26 @@ pub async fn run(config: &Config, args: &SeedArgs) -> anyhow::Result<()> {
         events.len() as f64 / secs.max(1e-9)
     );
     Ok(())
+}
+
+/// The span of one produced event: from the send to the broker's ack.
+fn producer_span(t: &crate::telemetry::context::TraceParent, topic: &str, start: u64, error: Option<String>) {
+    use crate::telemetry::trace::{self, Attr, Kind, SpanRecord};
+    trace::record(SpanRecord {
+        trace_id: t.trace_id.0,
+        span_id: t.span_id,
+        parent_id: 0,
+        name: format!("send {topic}").into(),
+        kind: Kind::Producer,
+        start_unix_nanos: start,
+        end_unix_nanos: trace::unix_nanos(),
+        attributes: vec![
+            ("messaging.system", Attr::from("kafka")),
+            ("messaging.operation.type", Attr::from("send")),
+            ("messaging.destination.name", Attr::from(topic.to_owned())),
+        ],
+        error,
+    });
 }
 
 fn encode(event: &Event, format: WireFormat, ids: Option<SchemaIds>) -> Vec<u8> {

@@ -6,6 +6,12 @@ use http::{HeaderMap, HeaderValue};
 pub const REQUEST_ID: &str = "x-request-id";
 /// W3C trace context header.
 pub const TRACEPARENT: &str = "traceparent";
+/// W3C trace context: vendors' state, passed on unchanged with `traceparent`.
+pub const TRACESTATE: &str = "tracestate";
+/// Longest `tracestate` passed on (W3C: 32 members of at most 256 bytes; 512
+/// is what the spec asks every vendor to keep at least). A longer one is
+/// dropped, not cut, so no member is passed on half.
+const MAX_TRACESTATE: usize = 512;
 
 /// Identity of one request, logged on every line and passed to backends.
 #[derive(Debug, Clone)]
@@ -24,11 +30,16 @@ impl RequestContext {
             .filter(|v| v.to_str().is_ok_and(valid_request_id))
             .cloned()
             .unwrap_or_else(new_request_id);
-        let trace = headers
-            .get(TRACEPARENT)
-            .and_then(|v| v.to_str().ok())
-            .and_then(TraceParent::parse)
-            .unwrap_or_else(TraceParent::new_root);
+        let trace = match headers.get(TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(TraceParent::parse) {
+            Some(mut t) => {
+                t.state = headers
+                    .get(TRACESTATE)
+                    .filter(|v| v.len() <= MAX_TRACESTATE && headers.get_all(TRACESTATE).iter().count() == 1)
+                    .cloned();
+                t
+            }
+            None => TraceParent::new_root(),
+        };
         RequestContext { request_id, trace }
     }
 
@@ -113,19 +124,28 @@ impl std::fmt::Display for TraceId {
     }
 }
 
-/// A parsed `traceparent` (version 00): the trace continues through the
-/// gateway, with the gateway's own span id on calls it makes. Held as
-/// numbers: most requests never print it (logs below `info`, cache hits call
-/// no backend), so it is formatted only when used.
+/// The trace a request belongs to: the caller's (`traceparent`), continued
+/// through the gateway with a span of its own, or a new one started here.
+/// Held as numbers: most requests never print it (logs below `info`, cache
+/// hits call no backend), so it is formatted only when used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceParent {
     pub trace_id: TraceId,
+    /// The caller's span: the parent of this request's span (0: none, the
+    /// trace starts here).
     pub parent_id: u64,
+    /// This request's own span, the parent of its backend calls' spans.
+    pub span_id: u64,
+    /// W3C trace flags; bit 0 (sampled) is the caller's decision, or the
+    /// gateway's for a trace that starts here (`tracing.sample_ratio`).
     pub flags: u8,
+    /// The caller's `tracestate`, passed on as it came.
+    pub state: Option<HeaderValue>,
 }
 
 impl TraceParent {
-    /// Parses `00-<32 hex>-<16 hex>-<2 hex>`; all-zero ids are invalid per the spec.
+    /// Parses `00-<32 hex>-<16 hex>-<2 hex>`; all-zero ids are invalid per the
+    /// spec. The request's own span id is new.
     pub fn parse(v: &str) -> Option<Self> {
         let mut parts = v.trim().split('-');
         let (version, trace_id, parent_id, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
@@ -142,19 +162,51 @@ impl TraceParent {
         if trace_id == 0 || parent_id == 0 {
             return None;
         }
-        Some(TraceParent { trace_id: TraceId(trace_id), parent_id, flags: u8::from_str_radix(flags, 16).ok()? })
+        Some(TraceParent {
+            trace_id: TraceId(trace_id),
+            parent_id,
+            span_id: new_span_id(),
+            flags: u8::from_str_radix(flags, 16).ok()?,
+            state: None,
+        })
     }
 
-    /// A new trace started at the gateway, sampled.
+    /// A new trace started at the gateway, sampled as `tracing.sample_ratio`
+    /// says (never while tracing is off).
     pub fn new_root() -> Self {
         let r = random_u128();
-        TraceParent { trace_id: TraceId(r | 1), parent_id: (r >> 64) as u64 | 1, flags: 1 }
+        let trace_id = r | 1;
+        let sampled = super::trace::sample_root(trace_id);
+        TraceParent {
+            trace_id: TraceId(trace_id),
+            parent_id: 0,
+            span_id: (r >> 64) as u64 | 1,
+            flags: u8::from(sampled),
+            state: None,
+        }
     }
 
-    /// The header value for a call the gateway makes on behalf of this request.
-    pub fn child_header(&self) -> String {
-        format!("00-{}-{:016x}-{:02x}", self.trace_id, random_u128() as u64 | 1, self.flags)
+    /// Whether this trace is recorded (the sampled flag).
+    pub fn sampled(&self) -> bool {
+        self.flags & 1 == 1
     }
+
+    /// The header value for a call made on behalf of this request whose own
+    /// span is `span_id`.
+    pub fn header_for(&self, span_id: u64) -> String {
+        format!("00-{}-{:016x}-{:02x}", self.trace_id, span_id, self.flags & 1)
+    }
+
+    /// A call to a backend on behalf of this request: its span, and the
+    /// `traceparent` that names it.
+    pub fn client(&self, backend: &'static str, operation: &'static str) -> super::trace::ClientSpan {
+        super::trace::ClientSpan::start(self, backend, operation)
+    }
+}
+
+/// A new span id (never 0).
+pub fn new_span_id() -> u64 {
+    random_u128() as u64 | 1
 }
 
 #[cfg(test)]
@@ -167,10 +219,10 @@ mod tests {
         assert_eq!(t.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(t.parent_id, 0x00f067aa0ba902b7);
         assert_eq!(t.flags, 1);
-        let child = t.child_header();
-        assert!(child.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
-        assert!(child.ends_with("-01"));
+        let child = t.header_for(0x42);
+        assert_eq!(child, "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000042-01");
         assert_eq!(TraceParent::parse(&child).unwrap().trace_id, t.trace_id);
+        assert_ne!(t.span_id, t.parent_id, "the request has a span of its own");
     }
 
     #[test]
@@ -186,6 +238,30 @@ mod tests {
         ] {
             assert!(TraceParent::parse(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn tracestate_goes_on_with_its_traceparent_only() {
+        let mut h = HeaderMap::new();
+        h.insert(TRACESTATE, "congo=t61rcWkgMzE".parse().unwrap());
+        // No traceparent: a new trace, and the state belonged to the old one.
+        assert_eq!(RequestContext::from_headers(&h).trace.state, None);
+        h.insert(TRACEPARENT, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00".parse().unwrap());
+        let t = RequestContext::from_headers(&h).trace;
+        assert_eq!(t.state.as_ref().unwrap(), "congo=t61rcWkgMzE");
+        assert!(!t.sampled(), "the caller's decision is kept");
+        h.insert(TRACESTATE, "a=b".repeat(200).parse().unwrap());
+        assert_eq!(RequestContext::from_headers(&h).trace.state, None, "too long: dropped whole");
+        h.insert(TRACESTATE, "a=b".parse().unwrap());
+        h.append(TRACESTATE, "c=d".parse().unwrap());
+        assert_eq!(RequestContext::from_headers(&h).trace.state, None, "two headers: not passed on as one");
+    }
+
+    #[test]
+    fn a_trace_started_here_is_not_sampled_while_tracing_is_off() {
+        let t = TraceParent::new_root();
+        assert_eq!((t.parent_id, t.sampled()), (0, false));
+        assert!(t.header_for(t.span_id).ends_with("-00"));
     }
 
     #[test]

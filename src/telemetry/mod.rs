@@ -4,6 +4,7 @@ pub mod context;
 pub mod hot;
 pub mod names;
 pub mod process;
+pub mod trace;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;

@@ -5,6 +5,13 @@ use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 /// Access log lines dropped because the writer's queue (`log.access_queue`)
 /// was full: stdout did not keep up.
 pub const LOG_LINES_DROPPED: &str = "log_lines_dropped_total";
+/// Spans by outcome: exported, failed (the receiver refused or could not be
+/// reached; the batch is dropped), dropped (the export queue was full).
+pub const TRACE_SPANS: &str = "trace_spans_total";
+/// What `/readyz` last answered: 0 ready, 1 degraded, 2 not ready, 3 draining.
+pub const READINESS_STATE: &str = "readiness_state";
+/// Changes of that answer, by the state changed to.
+pub const READINESS_CHANGES: &str = "readiness_changes_total";
 /// Always 1, labelled with the version and source revision of the binary.
 pub const BUILD_INFO: &str = "build_info";
 /// Requests answered, by `route` (the route template, never the raw path),
@@ -80,6 +87,12 @@ pub fn describe() {
     describe_gauge!(HTTP_IN_FLIGHT, "Requests being handled (counted against server.max_in_flight)");
     describe_counter!(HTTP_SHED, "Requests shed with 503: server.max_in_flight reached");
     describe_counter!(LOG_LINES_DROPPED, "Access log lines dropped: stdout did not keep up (log.access_queue full)");
+    describe_gauge!(READINESS_STATE, "What /readyz last answered: 0 ready, 1 degraded, 2 not ready, 3 draining");
+    describe_counter!(READINESS_CHANGES, "Changes of the /readyz answer, by the state changed to");
+    describe_counter!(
+        TRACE_SPANS,
+        "Spans by outcome: exported, failed (refused or unreachable receiver), dropped (tracing.max_queue full)"
+    );
     describe_counter!(CONFIG_RELOADS, "Configuration reloads by outcome: applied or refused");
     describe_gauge!(
         BACKEND_CIRCUIT_STATE,

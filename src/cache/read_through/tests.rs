@@ -31,7 +31,7 @@ impl Script {
 }
 
 impl OrderStore for Arc<Script> {
-    async fn hot(&self, ids: &[&str], _traceparent: &str) -> Result<Vec<OrderView>, BackendError> {
+    async fn hot(&self, ids: &[&str], _trace: &TraceParent) -> Result<Vec<OrderView>, BackendError> {
         self.hot_calls.fetch_add(1, Ordering::SeqCst);
         // Whether the call fails is decided when it is made, as a stalled
         // backend's timeout is.
@@ -45,18 +45,18 @@ impl OrderStore for Arc<Script> {
         Ok(ids.iter().filter_map(|id| hot.get(*id).cloned()).collect())
     }
 
-    async fn cold(&self, ids: &[&str]) -> Result<Vec<OrderView>, BackendError> {
+    async fn cold(&self, ids: &[&str], _trace: &TraceParent) -> Result<Vec<OrderView>, BackendError> {
         self.cold_calls.fetch_add(1, Ordering::SeqCst);
         let cold = self.cold.lock().unwrap();
         Ok(ids.iter().filter_map(|id| cold.get(*id).cloned()).collect())
     }
 
-    async fn hot_by_number(&self, number: &str, _traceparent: &str) -> Result<Option<OrderView>, BackendError> {
+    async fn hot_by_number(&self, number: &str, _trace: &TraceParent) -> Result<Option<OrderView>, BackendError> {
         let hot = self.hot.lock().unwrap();
         Ok(hot.values().find(|v| v.order.as_ref().is_some_and(|o| o.order_number == number)).cloned())
     }
 
-    async fn cold_by_number(&self, number: &str) -> Result<Option<String>, BackendError> {
+    async fn cold_by_number(&self, number: &str, _trace: &TraceParent) -> Result<Option<String>, BackendError> {
         self.cold_number_calls.fetch_add(1, Ordering::SeqCst);
         let delay = self.cold_number_delay_ms.load(Ordering::SeqCst) as u64;
         tokio::time::sleep(Duration::from_millis(delay)).await;

@@ -145,6 +145,7 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
     state.config_path = config_path;
     let state = Arc::new(state);
     telemetry::names::describe_cache();
+    telemetry::names::init_serve_series();
     order_gateway::events::stream::spawn(&state.config, state.cache.clone(), state.decoder.clone())?;
     spawn_rate_limit_pruning(state.clone());
 

@@ -47,7 +47,7 @@ POSTGRES_CDC_USER="${POSTGRES_CDC_USER:-debezium}"
 POSTGRES_CDC_PASSWORD="${POSTGRES_CDC_PASSWORD:-debezium-secret}"
 
 # Every component the stack knows, in start order.
-STACK_COMPONENTS=(kafka schema-registry elasticsearch clickhouse postgres connect jaeger k6)
+STACK_COMPONENTS=(kafka schema-registry elasticsearch clickhouse postgres connect jaeger k6 promtool)
 
 log()  { printf '[stack] %s\n' "$*" >&2; }
 fail() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }

@@ -73,6 +73,7 @@ pub struct IngestArgs {
 pub async fn run(config: &Config, args: &IngestArgs) -> anyhow::Result<()> {
     let handle = telemetry::init_metrics()?;
     names::describe_ingest();
+    names::init_ingest_series(DEAD_LETTER_REASONS, &Backend::ALL.map(retry_label));
     telemetry::serve_metrics(config.ingest.metrics_listen, handle).await?;
     let spans = telemetry::trace::install(&config.tracing, &telemetry::trace::instance_id())?;
 
@@ -183,7 +184,7 @@ impl Ingest {
 
     /// The consume, write, commit loop.
     pub async fn run(self, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
-        let mut last_lag = Instant::now();
+        let _lag = self.spawn_lag_recorder();
         // Throughput from the first message to the last commit (idle time excluded).
         let (mut total, mut first_at, mut last_commit) = (0u64, None::<Instant>, Instant::now());
         loop {
@@ -203,10 +204,6 @@ impl Ingest {
                 tracing::debug!(messages = n, ms = started.elapsed().as_millis() as u64, "batch committed");
                 total += n as u64;
                 last_commit = Instant::now();
-            }
-            if last_lag.elapsed() > Duration::from_secs(5) {
-                self.record_lag().await;
-                last_lag = Instant::now();
             }
             if stopping {
                 let secs = first_at.map_or(0.0, |f| last_commit.duration_since(f).as_secs_f64());
@@ -548,20 +545,46 @@ impl Ingest {
         Ok(())
     }
 
-    async fn record_lag(&self) {
+    /// Publishes the consumer lag every 5 s on a task of its own, not after
+    /// each batch: while ingest waits for messages, or retries a batch
+    /// against a backend that is down, the lag must still move (that is when
+    /// it grows). Ends with the returned guard.
+    fn spawn_lag_recorder(&self) -> AbortOnDrop {
         let consumer = self.consumer.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            let Ok(positions) = consumer.position() else { return };
-            for e in positions.elements() {
-                let Offset::Offset(pos) = e.offset() else { continue };
-                if let Ok((_, high)) = consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1)) {
-                    metrics::gauge!(names::INGEST_LAG, "topic" => e.topic().to_owned(), "partition" => e.partition().to_string())
-                        .set((high - pos).max(0) as f64);
-                }
+        AbortOnDrop(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                record_lag(consumer.clone()).await;
             }
-        })
-        .await;
+        }))
     }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Consumer lag per assigned partition: the high watermark minus the
+/// position (librdkafka's calls block, so on the blocking pool).
+async fn record_lag(consumer: Arc<StreamConsumer<KafkaContext>>) {
+    let _ = tokio::task::spawn_blocking(move || {
+        let Ok(positions) = consumer.position() else { return };
+        for e in positions.elements() {
+            let Offset::Offset(pos) = e.offset() else { continue };
+            if let Ok((_, high)) = consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1)) {
+                metrics::gauge!(names::INGEST_LAG, "topic" => e.topic().to_owned(), "partition" => e.partition().to_string())
+                    .set((high - pos).max(0) as f64);
+            }
+        }
+    })
+    .await;
 }
 
 /// Most bytes of an original message (payload, key and headers) a dead
@@ -579,6 +602,22 @@ enum Verdict {
 fn count(topic: &str, outcome: &'static str) {
     metrics::counter!(names::INGEST_MESSAGES, "topic" => topic.to_owned(), "outcome" => outcome).increment(1);
 }
+
+/// Every reason a message is dead-lettered for (its `ingest_dead_letters_total`
+/// label): decoding's, then ingest's own.
+pub const DEAD_LETTER_REASONS: &[&str] = &[
+    "undecodable",
+    "oversized",
+    "over_limit",
+    "unknown_schema",
+    "foreign_schema",
+    "registry_unavailable",
+    "invalid_field",
+    "missing_key",
+    "key_mismatch",
+    "rejected_by_elasticsearch",
+    "stale_version",
+];
 
 /// The `backend` label of the retry counter. Its values predate
 /// [`Backend::name`] and dashboards know them: the registry is "schema
@@ -608,6 +647,22 @@ fn own(m: rdkafka::message::BorrowedMessage<'_>) -> Msg {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_dead_letter_reason_is_listed() {
+        use crate::events::DecodeError;
+        for e in [
+            DecodeError::Malformed(String::new()),
+            DecodeError::Oversized { bytes: 2, limit: 1 },
+            DecodeError::OverLimit(String::new()),
+            DecodeError::UnknownSchema(1),
+            DecodeError::ForeignSchema { id: 1, subject: String::new() },
+            DecodeError::RegistryUnavailable(String::new()),
+            DecodeError::InvalidField { field: "f", detail: String::new() },
+        ] {
+            assert!(DEAD_LETTER_REASONS.contains(&e.reason()), "{}", e.reason());
+        }
+    }
 
     #[test]
     fn retry_labels_keep_their_old_values() {

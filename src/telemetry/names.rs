@@ -70,6 +70,46 @@ pub const LATENCY_BUCKETS: &[f64] =
 /// 2,000 by default; a batch closes early when the stream runs dry).
 pub const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0];
 
+/// Counters that alerts and dashboards take `increase` or `rate` of, made at
+/// zero when the process starts (with every label value they can take): a
+/// series that first appears at 1 shows no increase, so the first shed
+/// request or refused credential would go unseen, and a panel of a series
+/// that does not exist yet is empty rather than 0.
+pub fn init_serve_series() {
+    metrics::counter!(HTTP_SHED).absolute(0);
+    for scope in ["client", "global"] {
+        metrics::counter!(RATE_LIMITED, "scope" => scope).absolute(0);
+    }
+    for reason in ["invalid_credential", "missing_credential", "missing_scope"] {
+        metrics::counter!(AUTH_FAILURES, "reason" => reason).absolute(0);
+    }
+    for cause in ["size", "expired"] {
+        metrics::counter!(CACHE_EVICTIONS, "cause" => cause).absolute(0);
+    }
+    init_common_series();
+}
+
+/// As [`init_serve_series`], for `ingest`: every dead-letter reason
+/// (`reasons`) and every backend a batch can be retried for.
+pub fn init_ingest_series(reasons: &[&'static str], backends: &[&'static str]) {
+    for &reason in reasons {
+        metrics::counter!(INGEST_DEAD_LETTERS, "reason" => reason).absolute(0);
+    }
+    for &backend in backends {
+        metrics::counter!(INGEST_RETRIES, "backend" => backend).absolute(0);
+    }
+    init_common_series();
+}
+
+fn init_common_series() {
+    for outcome in ["exported", "failed", "dropped"] {
+        metrics::counter!(TRACE_SPANS, "outcome" => outcome).absolute(0);
+    }
+    for to in ["ready", "degraded", "not_ready", "draining"] {
+        metrics::counter!(READINESS_CHANGES, "to" => to).absolute(0);
+    }
+}
+
 /// Registers help texts so `/metrics` explains itself.
 pub fn describe() {
     describe_gauge!(BUILD_INFO, "Always 1; the labels name the binary's version and source revision");

@@ -127,6 +127,24 @@ async fn a_miss_is_one_trace_of_the_request_and_its_elasticsearch_call_under_the
     let all = trace.to_string();
     assert!(!all.contains(&id), "the order id is not in the trace: {all}");
 
+    // Analytics: each ClickHouse query a client span of the request.
+    let kpi_trace = format!("{:032x}", uuid::Uuid::new_v4().as_u128());
+    let r = c
+        .get(gw.url("/v1/analytics/kpis?from=2025-01-01T00:00:00Z&to=2025-02-01T00:00:00Z"))
+        .header("traceparent", format!("00-{kpi_trace}-{caller_span}-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let kpis = trace_of(&kpi_trace, 3).await;
+    let spans = spans_by_name(&kpis);
+    let request = &spans["GET /v1/analytics/kpis"];
+    for call in ["clickhouse kpis", "clickhouse revenue"] {
+        let span = spans.get(call).unwrap_or_else(|| panic!("{call} in {kpis}"));
+        assert_eq!(parent_of(span), request["spanID"].as_str().map(str::to_owned), "{call} is under the request");
+        assert_eq!(tag(span, "db.system.name"), "clickhouse");
+    }
+
     let hit = trace_of(&hit_trace, 1).await;
     let spans = spans_by_name(&hit);
     assert_eq!(spans.len(), 1, "a hit calls no backend: {hit}");
@@ -137,7 +155,7 @@ async fn a_miss_is_one_trace_of_the_request_and_its_elasticsearch_call_under_the
     let traces: Value =
         json_of(c.get(format!("{}/api/traces?service={service}&limit=100&lookback=1h", jaeger_url()))).await;
     let ids: Vec<&str> = traces["data"].as_array().unwrap().iter().map(|t| t["traceID"].as_str().unwrap()).collect();
-    assert_eq!(ids.len(), 2, "only the two sampled traces: {ids:?}");
+    assert_eq!(ids.len(), 3, "only the three sampled traces: {ids:?}");
     assert!(!ids.contains(&unsampled.as_str()));
 
     let metrics = c.get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();

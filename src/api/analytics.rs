@@ -17,6 +17,7 @@ use crate::app::AppState;
 use crate::backends::analytics::{self as queries, Interval, Scope};
 use crate::backends::BackendError;
 use crate::model::{Channel, OrderStatus, Timestamp};
+use crate::telemetry::context::TraceParent;
 
 /// The scope of a query: its range widened to whole minutes (`max_range`
 /// applies to the range as asked), its filters checked.
@@ -121,14 +122,15 @@ struct KpiBody {
 }
 
 /// `GET /v1/analytics/kpis?from=&to=&channel=&currency=`.
-pub async fn kpis(state: &AppState, query: Option<&str>) -> Result<HttpResponse, ApiError> {
+pub async fn kpis(state: &AppState, query: Option<&str>, trace: &TraceParent) -> Result<HttpResponse, ApiError> {
     let q = params::query(query, &["from", "to", "channel", "currency"])?;
     let s = scope(state, &q)?;
     let key = format!("kpis|{s:?}");
     let ch = state.backends.clickhouse.clone();
     let scope = s.clone();
+    let trace = trace.clone();
     cached(state, key, &s, move || async move {
-        let (k, revenue) = ch.kpis(&scope).await?;
+        let (k, revenue) = ch.kpis(&scope, Some(&trace)).await?;
         let body = KpiBody {
             from: Timestamp(scope.from_ms).to_rfc3339(),
             to: Timestamp(scope.to_ms).to_rfc3339(),
@@ -158,13 +160,18 @@ pub async fn kpis(state: &AppState, query: Option<&str>) -> Result<HttpResponse,
 
 /// `GET /v1/analytics/status-funnel?from=&to=&channel=&currency=`: how many
 /// orders reached each stage (cancelled orders count as created only).
-pub async fn status_funnel(state: &AppState, query: Option<&str>) -> Result<HttpResponse, ApiError> {
+pub async fn status_funnel(
+    state: &AppState,
+    query: Option<&str>,
+    trace: &TraceParent,
+) -> Result<HttpResponse, ApiError> {
     let q = params::query(query, &["from", "to", "channel", "currency"])?;
     let s = scope(state, &q)?;
     let ch = state.backends.clickhouse.clone();
     let scope = s.clone();
+    let trace = trace.clone();
     cached(state, format!("funnel|{s:?}"), &s, move || async move {
-        let counts = ch.status_counts(&scope).await?;
+        let counts = ch.status_counts(&scope, Some(&trace)).await?;
         let n = |st: OrderStatus| counts.iter().find(|c| c.status == st.as_str()).map_or(0, |c| c.orders);
         Ok(Bytes::from(serde_json::to_vec(&funnel(n)).expect("serialises")))
     })
@@ -197,7 +204,7 @@ pub fn funnel(n: impl Fn(OrderStatus) -> u64) -> serde_json::Value {
 }
 
 /// `GET /v1/analytics/top-skus?from=&to=&limit=&by=units|revenue&channel=&currency=`.
-pub async fn top_skus(state: &AppState, query: Option<&str>) -> Result<HttpResponse, ApiError> {
+pub async fn top_skus(state: &AppState, query: Option<&str>, trace: &TraceParent) -> Result<HttpResponse, ApiError> {
     let q = params::query(query, &["from", "to", "limit", "by", "channel", "currency"])?;
     let s = scope(state, &q)?;
     let limit = q.get("limit").map(|v| params::int_in("limit", v, 1, 1000)).transpose()?.unwrap_or(10);
@@ -214,8 +221,9 @@ pub async fn top_skus(state: &AppState, query: Option<&str>) -> Result<HttpRespo
     }
     let ch = state.backends.clickhouse.clone();
     let scope = s.clone();
+    let trace = trace.clone();
     cached(state, format!("top|{s:?}|{limit}|{by_revenue}"), &s, move || async move {
-        let rows = ch.top_skus(&scope, by_revenue, limit).await?;
+        let rows = ch.top_skus(&scope, by_revenue, limit, Some(&trace)).await?;
         let items: Vec<serde_json::Value> = rows
             .into_iter()
             .map(|r| {
@@ -238,7 +246,7 @@ pub async fn top_skus(state: &AppState, query: Option<&str>) -> Result<HttpRespo
 }
 
 /// `GET /v1/analytics/timeseries?metric=&interval=&from=&to=&group_by=&tz=&channel=&currency=`.
-pub async fn timeseries(state: &AppState, query: Option<&str>) -> Result<HttpResponse, ApiError> {
+pub async fn timeseries(state: &AppState, query: Option<&str>, trace: &TraceParent) -> Result<HttpResponse, ApiError> {
     let q = params::query(query, &["metric", "interval", "from", "to", "group_by", "tz", "channel", "currency"])?;
     let s = scope(state, &q)?;
     const METRICS: &[&str] =
@@ -288,10 +296,11 @@ pub async fn timeseries(state: &AppState, query: Option<&str>) -> Result<HttpRes
     check_points(&s, interval, aligned, group_by, state.config.analytics.max_points)?;
     let ch = state.backends.clickhouse.clone();
     let scope = s.clone();
+    let trace = trace.clone();
     let (metric, group_by, tz) = (metric.to_owned(), group_by.to_owned(), tz.to_owned());
     let key = format!("ts|{s:?}|{metric}|{}|{group_by}|{tz}", interval.name());
     cached(state, key, &s, move || async move {
-        let points = ch.timeseries(&scope, interval, &group_by, &tz).await?;
+        let points = ch.timeseries(&scope, interval, &group_by, &tz, Some(&trace)).await?;
         let values: Vec<serde_json::Value> = points
             .into_iter()
             .map(|p| {

@@ -12,6 +12,8 @@ use time::{Date, Month, OffsetDateTime};
 
 use super::clickhouse::ChClient;
 use super::{timed, BackendError};
+use crate::telemetry::context::TraceParent;
+use crate::telemetry::trace;
 
 /// The common filter: `from <= created_at < to` (milliseconds), optional channel and currency.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -272,7 +274,7 @@ pub struct Point {
 
 impl ChClient {
     /// KPIs over the scope.
-    pub async fn kpis(&self, s: &Scope) -> Result<(Kpis, Vec<Revenue>), BackendError> {
+    pub async fn kpis(&self, s: &Scope, trace: Option<&TraceParent>) -> Result<(Kpis, Vec<Revenue>), BackendError> {
         let sql = format!(
             "SELECT count() AS orders, countIf(o.status = 'cancelled') AS cancelled, \
              countIf(o.status = 'returned') AS returned, \
@@ -290,8 +292,12 @@ impl ChClient {
              WHERE {scope} SETTINGS join_use_nulls = 1",
             scope = scope_where()
         );
-        let kpis = timed(&self.breakers().analytics, "kpis", self.timeout(), async {
-            bind(self.client().query(&sql), s).fetch_one::<Kpis>().await
+        let kpis = trace::call(trace, "clickhouse", "kpis", |p| async move {
+            let client = self.traced(p);
+            timed(&self.breakers().analytics, "kpis", self.timeout(), async {
+                bind(client.query(&sql), s).fetch_one::<Kpis>().await
+            })
+            .await
         })
         .await?;
         let sql = format!(
@@ -300,27 +306,45 @@ impl ChClient {
              FROM orders AS o FINAL WHERE {scope} GROUP BY currency ORDER BY currency",
             scope = scope_where()
         );
-        let revenue = timed(&self.breakers().analytics, "revenue", self.timeout(), async {
-            bind(self.client().query(&sql), s).fetch_all::<Revenue>().await
+        let revenue = trace::call(trace, "clickhouse", "revenue", |p| async move {
+            let client = self.traced(p);
+            timed(&self.breakers().analytics, "revenue", self.timeout(), async {
+                bind(client.query(&sql), s).fetch_all::<Revenue>().await
+            })
+            .await
         })
         .await?;
         Ok((kpis, revenue))
     }
 
     /// Orders per latest status.
-    pub async fn status_counts(&self, s: &Scope) -> Result<Vec<StatusCount>, BackendError> {
+    pub async fn status_counts(
+        &self,
+        s: &Scope,
+        trace: Option<&TraceParent>,
+    ) -> Result<Vec<StatusCount>, BackendError> {
         let sql = format!(
             "SELECT toString(o.status) AS status, count() AS orders FROM orders AS o FINAL WHERE {scope} GROUP BY status",
             scope = scope_where()
         );
-        timed(&self.breakers().analytics, "status_counts", self.timeout(), async {
-            bind(self.client().query(&sql), s).fetch_all::<StatusCount>().await
+        trace::call(trace, "clickhouse", "status_counts", |p| async move {
+            let client = self.traced(p);
+            timed(&self.breakers().analytics, "status_counts", self.timeout(), async {
+                bind(client.query(&sql), s).fetch_all::<StatusCount>().await
+            })
+            .await
         })
         .await
     }
 
     /// Best-selling SKUs of live (not cancelled) orders, by units or revenue.
-    pub async fn top_skus(&self, s: &Scope, by_revenue: bool, limit: u64) -> Result<Vec<SkuSales>, BackendError> {
+    pub async fn top_skus(
+        &self,
+        s: &Scope,
+        by_revenue: bool,
+        limit: u64,
+        trace: Option<&TraceParent>,
+    ) -> Result<Vec<SkuSales>, BackendError> {
         let order = if by_revenue { "revenue DESC, sku" } else { "units DESC, sku" };
         let sql = format!(
             "SELECT l.sku AS sku, any(l.name) AS name, toUInt64(sum(l.quantity)) AS units, \
@@ -332,8 +356,12 @@ impl ChClient {
              GROUP BY sku ORDER BY {order} LIMIT {{limit:UInt64}}",
             scope = scope_where()
         );
-        timed(&self.breakers().analytics, "top_skus", self.timeout(), async {
-            bind(self.client().query(&sql), s).param("limit", limit).fetch_all::<SkuSales>().await
+        trace::call(trace, "clickhouse", "top_skus", |p| async move {
+            let client = self.traced(p);
+            timed(&self.breakers().analytics, "top_skus", self.timeout(), async {
+                bind(client.query(&sql), s).param("limit", limit).fetch_all::<SkuSales>().await
+            })
+            .await
         })
         .await
     }
@@ -347,6 +375,7 @@ impl ChClient {
         interval: Interval,
         group_by: &str,
         tz: &str,
+        trace: Option<&TraceParent>,
     ) -> Result<Vec<Point>, BackendError> {
         // Both come from closed sets chosen by the caller, never from the request text.
         let bucket = interval.start_sql("o.created_at");
@@ -367,8 +396,12 @@ impl ChClient {
              FROM orders AS o FINAL WHERE o.created_at >= {from} AND o.created_at < {to} AND {FILTERS} \
              GROUP BY bucket_ms, group ORDER BY bucket_ms, group"
         );
-        timed(&self.breakers().analytics, "timeseries", self.timeout(), async {
-            bind(self.client().query(&sql), s).param("tz", tz).fetch_all::<Point>().await
+        trace::call(trace, "clickhouse", "timeseries", |p| async move {
+            let client = self.traced(p);
+            timed(&self.breakers().analytics, "timeseries", self.timeout(), async {
+                bind(client.query(&sql), s).param("tz", tz).fetch_all::<Point>().await
+            })
+            .await
         })
         .await
     }

@@ -70,12 +70,7 @@ impl ChClient {
         })
     }
 
-    /// The underlying client, for the query modules of `backends` (analytics).
-    pub(super) fn client(&self) -> &clickhouse::Client {
-        &self.client
-    }
-
-    /// The client for one call: with the trace context when the call has
+    /// The client for one call (the query modules of `backends` too): with the trace context when the call has
     /// one (a copy of the client's settings, on a path that waits for
     /// ClickHouse anyway), else the shared client.
     pub(super) fn traced(&self, p: Option<Propagation>) -> std::borrow::Cow<'_, clickhouse::Client> {

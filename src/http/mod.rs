@@ -513,10 +513,10 @@ async fn dispatch(
             Box::pin(api::orders::customer_orders(state, &decode(param("customer_id"))?, query, ctx, pii)).await
         }
         Route::OpenApi => Ok(api::json_bytes(StatusCode::OK, api::openapi::json())),
-        Route::Kpis => Box::pin(api::analytics::kpis(state, query)).await,
-        Route::Timeseries => Box::pin(api::analytics::timeseries(state, query)).await,
-        Route::TopSkus => Box::pin(api::analytics::top_skus(state, query)).await,
-        Route::StatusFunnel => Box::pin(api::analytics::status_funnel(state, query)).await,
+        Route::Kpis => Box::pin(api::analytics::kpis(state, query, &ctx.trace)).await,
+        Route::Timeseries => Box::pin(api::analytics::timeseries(state, query, &ctx.trace)).await,
+        Route::TopSkus => Box::pin(api::analytics::top_skus(state, query, &ctx.trace)).await,
+        Route::StatusFunnel => Box::pin(api::analytics::status_funnel(state, query, &ctx.trace)).await,
         Route::AdminCache => Ok(api::admin::cache(state)),
         Route::AdminCacheOrder => api::admin::evict(state, &decode(param("order_id"))?),
         Route::AdminStream => Ok(api::admin::stream(state)),

@@ -77,35 +77,21 @@ async fn a_miss_is_one_trace_of_the_request_and_its_elasticsearch_call_under_the
     let trace_id = format!("{:032x}", uuid::Uuid::new_v4().as_u128());
     let caller_span = "00f067aa0ba902b7";
 
+    let order = gw.url(&format!("/v1/orders/{id}"));
+    let traced = |traceparent: String| c.get(&order).header("traceparent", traceparent);
     // A miss: the view comes from Elasticsearch.
-    let r = c
-        .get(gw.url(&format!("/v1/orders/{id}")))
-        .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
-        .header("tracestate", "congo=t61rcWkgMzE")
-        .send()
-        .await
-        .unwrap();
+    let r = traced(format!("00-{trace_id}-{caller_span}-01")).header("tracestate", "congo=t61rcWkgMzE");
+    let r = r.send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-cache"], "MISS");
     // A caller that did not sample: nothing of its trace is exported.
     let unsampled = format!("{:032x}", uuid::Uuid::new_v4().as_u128());
-    let r = c
-        .get(gw.url(&format!("/v1/orders/{id}")))
-        .header("traceparent", format!("00-{unsampled}-{caller_span}-00"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(traced(format!("00-{unsampled}-{caller_span}-00")).send().await.unwrap().status(), 200);
     // No traceparent, and a sample ratio of 0: not traced either.
-    assert_eq!(c.get(gw.url(&format!("/v1/orders/{id}"))).send().await.unwrap().status(), 200);
+    assert_eq!(c.get(&order).send().await.unwrap().status(), 200);
     // A hit in a sampled trace: the request's span alone.
     let hit_trace = format!("{:032x}", uuid::Uuid::new_v4().as_u128());
-    let r = c
-        .get(gw.url(&format!("/v1/orders/{id}")))
-        .header("traceparent", format!("00-{hit_trace}-{caller_span}-01"))
-        .send()
-        .await
-        .unwrap();
+    let r = traced(format!("00-{hit_trace}-{caller_span}-01")).send().await.unwrap();
     assert_eq!(r.headers()["x-cache"], "HIT");
 
     let trace = trace_of(&trace_id, 2).await;

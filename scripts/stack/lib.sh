@@ -215,6 +215,28 @@ stack_node_count() {
   running_variant "$c" || printf 1
 }
 
+# go_build_tool NAME PACKAGE VERSION DIST: builds the Go program PACKAGE (a
+# module's cmd/...) at VERSION from the Go module proxy into DIST/NAME, with
+# the Go on PATH or /usr/local/go. In a throwaway module of its own:
+# `go install pkg@version` refuses a module whose go.mod has replace
+# directives, `go get -tool` inside another module does not.
+go_build_tool() {
+  local name="$1" pkg="$2" version="$3" dist="$4"
+  local go; go="$(command -v go || true)"
+  [[ -n "$go" ]] || go=/usr/local/go/bin/go
+  [[ -x "$go" ]] || fail "$name: Go is needed to build $pkg@$version (install it, or put go on PATH)"
+  local build="$STACK_DIR/build/$name"
+  rm -rf "$build" && mkdir -p "$build" "$dist"
+  (
+    cd "$build"
+    export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
+    "$go" mod init "stack.local/$name" >/dev/null 2>&1
+    "$go" get -tool "$pkg@$version" >&2
+    "$go" build -trimpath -ldflags='-s -w' -o "$dist/$name" "$pkg" >&2
+  ) || fail "$name: building $pkg@$version failed ($("$go" version))"
+  rm -rf "$build"
+}
+
 http_ok() { curl -fsS --max-time 3 -o /dev/null "$1"; }
 
 # Fetch one artifact (with its dependencies when asked) from Maven Central into DIR.

@@ -15,22 +15,8 @@ jaeger_bin() { printf '%s/jaeger' "$(dist_dir "jaeger-$JAEGER_VERSION")"; }
 jaeger_install() {
   local dist; dist="$(dist_dir "jaeger-$JAEGER_VERSION")"
   if [[ -x "$(jaeger_bin)" ]] && "$(jaeger_bin)" version >/dev/null 2>&1; then return 0; fi
-  local go; go="$(command -v go || true)"
-  [[ -n "$go" ]] || go=/usr/local/go/bin/go
-  [[ -x "$go" ]] || fail "jaeger: Go is needed to build Jaeger $JAEGER_VERSION (install it, or put go on PATH)"
   log "building Jaeger $JAEGER_VERSION (cmd/jaeger) from the Go module proxy into $dist (first time only; a few minutes)"
-  local build="$STACK_DIR/build/jaeger"
-  rm -rf "$build" && mkdir -p "$build" "$dist"
-  # A module of its own: `go install pkg@version` refuses modules with replace
-  # directives, `go get -tool` inside a module does not.
-  (
-    cd "$build"
-    export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
-    "$go" mod init stack.local/jaeger >/dev/null 2>&1
-    "$go" get -tool "github.com/jaegertracing/jaeger/cmd/jaeger@$JAEGER_VERSION" >&2
-    "$go" build -trimpath -ldflags='-s -w' -o "$dist/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger >&2
-  ) || fail "jaeger: building github.com/jaegertracing/jaeger/cmd/jaeger@$JAEGER_VERSION failed ($("$go" version))"
-  rm -rf "$build"
+  go_build_tool jaeger github.com/jaegertracing/jaeger/cmd/jaeger "$JAEGER_VERSION" "$dist"
   "$(jaeger_bin)" version >/dev/null 2>&1 || fail "jaeger: $(jaeger_bin) does not run"
 }
 

@@ -176,7 +176,7 @@ impl TraceParent {
     pub fn new_root() -> Self {
         let r = random_u128();
         let trace_id = r | 1;
-        let sampled = super::trace::sample_root(trace_id);
+        let sampled = (trace_id as u64) < ROOT_SAMPLING.load(std::sync::atomic::Ordering::Relaxed);
         TraceParent {
             trace_id: TraceId(trace_id),
             parent_id: 0,
@@ -196,12 +196,17 @@ impl TraceParent {
     pub fn header_for(&self, span_id: u64) -> String {
         format!("00-{}-{:016x}-{:02x}", self.trace_id, span_id, self.flags & 1)
     }
+}
 
-    /// A call to a backend on behalf of this request: its span, and the
-    /// `traceparent` that names it.
-    pub fn client(&self, backend: &'static str, operation: &'static str) -> super::trace::ClientSpan {
-        super::trace::ClientSpan::start(self, backend, operation)
-    }
+/// Traces started here are sampled when the low 64 bits of their (random)
+/// id are below this: 0 samples none (tracing off), `u64::MAX` all but a
+/// 2^-64 share. Set once, by the exporter when it is installed.
+static ROOT_SAMPLING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Samples `ratio` (0 to 1) of the traces that start at the gateway.
+pub fn sample_roots(ratio: f64) {
+    let threshold = if ratio >= 1.0 { u64::MAX } else { (ratio.max(0.0) * u64::MAX as f64) as u64 };
+    ROOT_SAMPLING.store(threshold, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// A new span id (never 0).

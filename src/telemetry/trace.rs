@@ -92,13 +92,9 @@ pub struct SpanRecord {
     pub error: Option<String>,
 }
 
-/// The installed exporter's sending side and sampling threshold.
+/// The installed exporter's sending side.
 struct Exporter {
     spans: mpsc::Sender<SpanRecord>,
-    /// A trace started here is sampled when the low 64 bits of its id are
-    /// below this (`tracing.sample_ratio` of the id space; the ids are random).
-    threshold: u64,
-    all: bool,
 }
 
 static EXPORTER: OnceLock<Exporter> = OnceLock::new();
@@ -106,12 +102,6 @@ static EXPORTER: OnceLock<Exporter> = OnceLock::new();
 /// Whether spans are recorded at all (an exporter is installed).
 pub fn enabled() -> bool {
     EXPORTER.get().is_some()
-}
-
-/// The sampling decision for a trace that starts at the gateway: never while
-/// tracing is off.
-pub fn sample_root(trace_id: u128) -> bool {
-    EXPORTER.get().is_some_and(|e| e.all || (trace_id as u64) < e.threshold)
 }
 
 /// Whether spans of this trace are recorded.
@@ -230,7 +220,7 @@ where
     E: std::fmt::Display,
     Fut: std::future::Future<Output = Result<T, E>>,
 {
-    let span = trace.map(|t| t.client(backend, operation));
+    let span = trace.map(|t| ClientSpan::start(t, backend, operation));
     let result = call(span.as_ref().map(ClientSpan::propagation)).await;
     if let Some(span) = span {
         span.end(result.as_ref().err().map(|e| e as &dyn std::fmt::Display));
@@ -269,11 +259,10 @@ pub fn install(cfg: &TracingConfig, instance: &str) -> anyhow::Result<Option<Flu
         .map_err(|e| anyhow::anyhow!("tracing: HTTP client: {e}"))?;
     let (spans, rx) = mpsc::channel(cfg.max_queue);
     let (flush, flushes) = mpsc::channel(4);
-    let threshold = (cfg.sample_ratio * u64::MAX as f64) as u64;
-    let exporter = Exporter { spans, threshold, all: cfg.sample_ratio >= 1.0 };
-    if EXPORTER.set(exporter).is_err() {
+    if EXPORTER.set(Exporter { spans }).is_err() {
         return Ok(None);
     }
+    super::context::sample_roots(cfg.sample_ratio);
     let resource = resource(&cfg.service_name, instance);
     tokio::spawn(export_loop(rx, flushes, client, url, resource, cfg.batch_size, cfg.export_interval));
     tracing::info!(endpoint = %cfg.otlp_endpoint, sample_ratio = cfg.sample_ratio, "exporting traces over OTLP/HTTP");
@@ -461,7 +450,7 @@ mod tests {
     #[test]
     fn a_client_span_names_itself_in_the_traceparent_it_sends() {
         let parent = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
-        let span = parent.client("elasticsearch", "get_order");
+        let span = ClientSpan::start(&parent, "elasticsearch", "get_order");
         let sent = TraceParent::parse(&span.traceparent()).unwrap();
         assert_eq!(sent.trace_id, parent.trace_id);
         assert_eq!(sent.parent_id, span.span_id, "the backend's parent is the client span");

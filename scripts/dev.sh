@@ -27,6 +27,9 @@ export ORDER_GATEWAY__LOG__FORMAT="${ORDER_GATEWAY__LOG__FORMAT:-text}"
 # The published key of config/dev.toml (every scope; loopback only).
 key="${DEV_API_KEY:-ogw_dev_local_stack_only_not_a_secret}"
 eval "$(scripts/stack/env)"
+# Every request traced to the stack's Jaeger (its UI below), unless set otherwise.
+export ORDER_GATEWAY__TRACING__OTLP_ENDPOINT="${ORDER_GATEWAY__TRACING__OTLP_ENDPOINT-$STACK_OTLP_ENDPOINT}"
+export ORDER_GATEWAY__TRACING__SAMPLE_RATIO="${ORDER_GATEWAY__TRACING__SAMPLE_RATIO:-1}"
 
 say() { echo "[dev] $*" >&2; }
 [[ -x "$bin" ]] || { say "no binary at $bin: run 'make release' (or set BIN)"; exit 1; }
@@ -113,6 +116,7 @@ order-gateway is serving on $base (ingest beside it). Try:
   curl -H 'x-api-key: $key' '$base/v1/analytics/kpis?from=$from&to=$to'
 
 API documentation (Swagger UI): $base/docs
+Traces of every request (Jaeger): $STACK_JAEGER_URL
 Ctrl-C stops the gateway and ingest; the stack keeps running (make stack-down).
 
 EOT

@@ -62,3 +62,9 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "[prereqs] cargo not found: install Rust with rustup (https://rustup.rs), then run again" >&2
   exit 1
 fi
+
+# Jaeger and promtool are built from the Go module proxy (scripts/stack/components/).
+if ! command -v go >/dev/null 2>&1 && [[ ! -x /usr/local/go/bin/go ]]; then
+  echo "[prereqs] Go not found (on PATH or /usr/local/go): the stack builds Jaeger and promtool with it; install Go 1.24 or newer (https://go.dev/dl), then run again" >&2
+  exit 1
+fi

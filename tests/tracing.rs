@@ -238,3 +238,34 @@ async fn ingest_continues_the_trace_that_seed_started_in_a_kafka_header() {
         assert_eq!(t["processes"][send["processID"].as_str().unwrap()]["serviceName"], seed_service.as_str());
     }
 }
+
+/// What an export request carries, read off the socket: the path, the JSON
+/// content type and `tracing.otlp_headers` (a managed collector's credential).
+#[tokio::test]
+async fn exports_carry_the_configured_headers_to_the_traces_path() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver = format!("http://{}", listener.local_addr().unwrap());
+    let gw = Gateway::start(&[
+        ("ORDER_GATEWAY__TRACING__OTLP_ENDPOINT", &receiver),
+        ("ORDER_GATEWAY__TRACING__SAMPLE_RATIO", "1"),
+        ("ORDER_GATEWAY__TRACING__EXPORT_INTERVAL", "100ms"),
+        ("ORDER_GATEWAY__TRACING__OTLP_HEADERS", "authorization=Basic b3RscDpzZWNyZXQ=,x-scope-orgid=tenant-1"),
+    ])
+    .await;
+    assert_eq!(client().get(gw.url("/healthz")).send().await.unwrap().status(), 200);
+    let (mut conn, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept()).await.unwrap().unwrap();
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "the exporter closed before its headers");
+        head.extend_from_slice(&buf[..n]);
+    }
+    let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}").await;
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("post /v1/traces http/1.1\r\n"), "{head}");
+    assert!(head.contains("\r\ncontent-type: application/json\r\n"), "{head}");
+    assert!(head.contains("\r\nauthorization: basic b3rscdpzzwnyzxq=\r\n"), "{head}");
+    assert!(head.contains("\r\nx-scope-orgid: tenant-1\r\n"), "{head}");
+}

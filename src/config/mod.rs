@@ -62,6 +62,10 @@ pub struct TracingConfig {
     /// The collector's base URL (`/v1/traces` is appended unless the path
     /// already ends with it); empty turns tracing off.
     pub otlp_endpoint: String,
+    /// Headers sent with every export (`key=value,key2=value2`, as
+    /// OTEL_EXPORTER_OTLP_HEADERS has them): a managed collector's credential.
+    pub otlp_headers: Secret,
+    pub otlp_headers_file: String,
     /// Of the requests that arrive without a sampling decision, the share
     /// traced (0 to 1). A caller's `traceparent` decides for its own trace.
     pub sample_ratio: f64,
@@ -74,6 +78,29 @@ pub struct TracingConfig {
     pub export_interval: Duration,
     #[serde(with = "humantime_serde")]
     pub export_timeout: Duration,
+}
+
+impl TracingConfig {
+    /// `otlp_headers` as (name, value) pairs; an error names the bad pair by
+    /// its position and header name, never its value.
+    pub fn headers(&self) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, String> {
+        let raw = self.otlp_headers.expose().trim();
+        if raw.is_empty() {
+            return Ok(Vec::new());
+        }
+        raw.split(',')
+            .enumerate()
+            .map(|(i, pair)| {
+                let (name, value) = pair.split_once('=').ok_or_else(|| format!("pair {} is not key=value", i + 1))?;
+                let name = http::HeaderName::from_bytes(name.trim().as_bytes())
+                    .map_err(|_| format!("pair {}: {:?} is not a header name", i + 1, name.trim()))?;
+                let mut value = http::HeaderValue::from_str(value.trim())
+                    .map_err(|_| format!("pair {} ({name}): the value is not a header value", i + 1))?;
+                value.set_sensitive(true);
+                Ok((name, value))
+            })
+            .collect()
+    }
 }
 
 /// The HTTP listener.
@@ -476,6 +503,7 @@ impl Config {
         read("schema_registry.password", &mut self.schema_registry.password, &self.schema_registry.password_file)?;
         read("kafka.sasl_password", &mut self.kafka.sasl_password, &self.kafka.sasl_password_file)?;
         read("api.cursor_secret", &mut self.api.cursor_secret, &self.api.cursor_secret_file)?;
+        read("tracing.otlp_headers", &mut self.tracing.otlp_headers, &self.tracing.otlp_headers_file)?;
         read("auth.jwt.secret", &mut self.auth.jwt.secret, &self.auth.jwt.secret_file)
     }
 
@@ -676,6 +704,10 @@ impl Config {
                 Ok(_) => return bad("otlp_endpoint", t.otlp_endpoint.clone(), "must be an http or https URL"),
                 Err(e) => return bad("otlp_endpoint", t.otlp_endpoint.clone(), &format!("not a URL: {e}")),
             }
+        }
+        if let Err(why) = t.headers() {
+            // The value is a credential: only where it is wrong is said.
+            return Err(ConfigError(format!("tracing.otlp_headers: {why}")));
         }
         if !(0.0..=1.0).contains(&t.sample_ratio) {
             return bad("sample_ratio", t.sample_ratio.to_string(), "must be between 0 and 1");

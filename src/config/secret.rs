@@ -71,7 +71,7 @@ pub fn is_secret_key(key: &str) -> bool {
     if key.ends_with("_file") || key.ends_with(".location") {
         return false;
     }
-    ["password", "secret", "token", "private", "credential", "api_key"].iter().any(|s| key.contains(s))
+    ["password", "secret", "token", "private", "credential", "api_key", "otlp_headers"].iter().any(|s| key.contains(s))
 }
 
 impl From<&str> for Secret {

@@ -403,6 +403,8 @@ fn tracing_settings_are_checked_and_named() {
         ("ORDER_GATEWAY__TRACING__BATCH_SIZE", "0", "tracing.batch_size"),
         ("ORDER_GATEWAY__TRACING__EXPORT_INTERVAL", "0s", "tracing.export_interval"),
         ("ORDER_GATEWAY__TRACING__SERVICE_NAME", " ", "tracing.service_name"),
+        ("ORDER_GATEWAY__TRACING__OTLP_HEADERS", "authorization", "tracing.otlp_headers"),
+        ("ORDER_GATEWAY__TRACING__OTLP_HEADERS", "bad name=x", "tracing.otlp_headers"),
     ] {
         Jail::expect_with(|jail| {
             jail.set_env(var, value);
@@ -414,8 +416,20 @@ fn tracing_settings_are_checked_and_named() {
     Jail::expect_with(|jail| {
         jail.set_env("ORDER_GATEWAY__TRACING__OTLP_ENDPOINT", "http://otel-collector:4318");
         jail.set_env("ORDER_GATEWAY__TRACING__SAMPLE_RATIO", "1");
+        jail.set_env("ORDER_GATEWAY__TRACING__OTLP_HEADERS", "authorization=Basic c2VjcmV0, x-scope-orgid = tenant-1");
         let c = load_in(jail, None).expect("valid");
         assert_eq!(c.tracing.sample_ratio, 1.0);
+        let h = c.tracing.headers().unwrap();
+        assert_eq!(h.len(), 2);
+        assert_eq!((h[1].0.as_str(), h[1].1.to_str().unwrap()), ("x-scope-orgid", "tenant-1"));
+        assert!(h[0].1.is_sensitive());
+        Ok(())
+    });
+    // A bad value is named by position and header name, never printed.
+    Jail::expect_with(|jail| {
+        jail.set_env("ORDER_GATEWAY__TRACING__OTLP_HEADERS", "authorization=Basic s3cr\x7ft");
+        let err = load_in(jail, None).unwrap_err().to_string();
+        assert!(!err.contains("s3cr"), "{err}");
         Ok(())
     });
 }

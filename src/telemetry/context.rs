@@ -32,10 +32,7 @@ impl RequestContext {
             .unwrap_or_else(new_request_id);
         let trace = match headers.get(TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(TraceParent::parse) {
             Some(mut t) => {
-                t.state = headers
-                    .get(TRACESTATE)
-                    .filter(|v| v.len() <= MAX_TRACESTATE && headers.get_all(TRACESTATE).iter().count() == 1)
-                    .cloned();
+                t.state = tracestate(headers);
                 t
             }
             None => TraceParent::new_root(),
@@ -54,6 +51,26 @@ impl RequestContext {
     pub fn into_request_id_header(self) -> HeaderValue {
         self.request_id
     }
+}
+
+/// The caller's `tracestate`: one header as it came, several joined with
+/// commas (W3C: they are one list split across headers); none when the
+/// whole is longer than [`MAX_TRACESTATE`].
+fn tracestate(headers: &HeaderMap) -> Option<HeaderValue> {
+    let mut values = headers.get_all(TRACESTATE).iter();
+    let first = values.next()?;
+    let Some(second) = values.next() else {
+        return (first.len() <= MAX_TRACESTATE).then(|| first.clone());
+    };
+    let mut joined = first.as_bytes().to_vec();
+    for v in std::iter::once(second).chain(values) {
+        joined.push(b',');
+        joined.extend_from_slice(v.as_bytes());
+        if joined.len() > MAX_TRACESTATE {
+            return None;
+        }
+    }
+    HeaderValue::from_bytes(&joined).ok()
 }
 
 /// Generated request ids a thread makes at a time.
@@ -259,7 +276,9 @@ mod tests {
         assert_eq!(RequestContext::from_headers(&h).trace.state, None, "too long: dropped whole");
         h.insert(TRACESTATE, "a=b".parse().unwrap());
         h.append(TRACESTATE, "c=d".parse().unwrap());
-        assert_eq!(RequestContext::from_headers(&h).trace.state, None, "two headers: not passed on as one");
+        assert_eq!(RequestContext::from_headers(&h).trace.state.unwrap(), "a=b,c=d", "two headers are one list");
+        h.append(TRACESTATE, "e=f".repeat(200).parse().unwrap());
+        assert_eq!(RequestContext::from_headers(&h).trace.state, None, "too long together: dropped whole");
     }
 
     #[test]

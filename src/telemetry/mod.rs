@@ -91,12 +91,12 @@ pub fn export_log_drops() {
     }
 }
 
-/// One access line per `log.access_sample` requests below 500.
+/// One access line per `log.access_sample` requests below 400; 0: none.
 static ACCESS_SAMPLE: AtomicU32 = AtomicU32::new(1);
 
 /// Applies a (reloaded) `log.access_sample`.
 pub fn set_access_sample(every: u32) {
-    ACCESS_SAMPLE.store(every.max(1), Ordering::Relaxed);
+    ACCESS_SAMPLE.store(every, Ordering::Relaxed);
 }
 
 thread_local! {
@@ -108,6 +108,10 @@ thread_local! {
 /// contend on).
 pub fn sample_access() -> bool {
     let every = ACCESS_SAMPLE.load(Ordering::Relaxed);
+    if every == 0 {
+        // The access log is off; refusals and failures are logged regardless.
+        return false;
+    }
     SINCE_LAST_ACCESS_LINE.with(|n| {
         let (next, log) = sample_step(n.get(), every);
         n.set(next);
@@ -260,5 +264,13 @@ mod sample_tests {
         assert_eq!(lines(3, 10), 3);
         // A reload to a smaller sample takes effect at the next request.
         assert_eq!(super::sample_step(50, 10), (0, true));
+    }
+
+    #[test]
+    fn zero_turns_the_access_log_off() {
+        super::set_access_sample(0);
+        assert!((0..1000).all(|_| !super::sample_access()));
+        super::set_access_sample(1);
+        assert!(super::sample_access());
     }
 }

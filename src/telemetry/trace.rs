@@ -252,7 +252,10 @@ pub fn install(cfg: &TracingConfig, instance: &str) -> anyhow::Result<Option<Flu
         return Ok(None);
     }
     let url = traces_url(&cfg.otlp_endpoint)?;
+    let headers: http::HeaderMap =
+        cfg.headers().map_err(|e| anyhow::anyhow!("tracing.otlp_headers: {e}"))?.into_iter().collect();
     let client = reqwest::Client::builder()
+        .default_headers(headers)
         .timeout(cfg.export_timeout)
         .connect_timeout(cfg.export_timeout)
         .build()
@@ -329,20 +332,47 @@ async fn export_loop(
     }
 }
 
+/// Sends one batch: a refusal the receiver calls temporary (429, 502, 503,
+/// 504) or an unreachable receiver is tried again twice, after 0.5 s and 1 s
+/// (the OTLP specification's advice, kept short: spans queue meanwhile and
+/// the queue's bound decides what is dropped); anything else fails the batch.
 async fn export(client: &reqwest::Client, url: &url::Url, resource: &Value, batch: Vec<SpanRecord>) {
     let n = batch.len() as u64;
-    let body = encode(resource, &batch);
-    let outcome = match client.post(url.clone()).json(&body).send().await {
-        Ok(r) if r.status().is_success() => "exported",
-        Ok(r) => {
-            tracing::warn!(status = r.status().as_u16(), spans = n, "the OTLP receiver refused a batch of spans");
-            "failed"
+    let body = serde_json::to_vec(&encode(resource, &batch)).expect("JSON values serialise");
+    let mut outcome = "failed";
+    let mut why = String::new();
+    for pause in [None, Some(500), Some(1000)] {
+        if let Some(ms) = pause {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
         }
-        Err(e) => {
-            tracing::warn!(error = %e, spans = n, "exporting spans failed");
-            "failed"
+        let sent = client
+            .post(url.clone())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body.clone())
+            .send()
+            .await;
+        let retry = match sent {
+            Ok(r) if r.status().is_success() => {
+                outcome = "exported";
+                break;
+            }
+            Ok(r) => {
+                why = format!("the receiver answered {}", r.status());
+                matches!(r.status().as_u16(), 429 | 502 | 503 | 504)
+            }
+            Err(e) => {
+                why = e.to_string();
+                e.is_connect() || e.is_timeout()
+            }
+        };
+        if !retry {
+            break;
         }
-    };
+    }
+    if outcome == "failed" {
+        // One line per batch given up on, not per attempt.
+        tracing::warn!(error = %why, spans = n, "exporting spans failed; the batch is dropped");
+    }
     metrics::counter!(names::TRACE_SPANS, "outcome" => outcome).increment(n);
 }
 

@@ -43,11 +43,22 @@ async fn reads_go_on_without_kafka_and_the_cache_catches_up_after() {
         .send(FutureRecord::to(&w.orders_topic).key(&id).payload(&event(order(&id, 5))), Duration::from_secs(10))
         .await
         .unwrap();
-    eventually(Duration::from_secs(60), "readyz ready again", || async {
-        let v: serde_json::Value = json_of(c.get(gw.url("/readyz"))).await;
-        v["status"] == "ready"
-    })
+    let ready = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(eventually(
+        Duration::from_secs(60),
+        "readyz ready again",
+        || async {
+            let v: serde_json::Value = json_of(c.get(gw.url("/readyz"))).await;
+            v["status"] == "ready"
+        },
+    )))
     .await;
+    if let Err(p) = ready {
+        // Which check stayed down, and where the stream stood in each partition.
+        let readyz = c.get(gw.url("/readyz")).send().await.unwrap().text().await.unwrap();
+        let stream = c.get(gw.url("/admin/stream")).send().await.unwrap().text().await.unwrap();
+        eprintln!("not ready again: /readyz {readyz}\n/admin/stream {stream}");
+        std::panic::resume_unwind(p);
+    }
     // On failure, say where the stream stood in each partition.
     let seen = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(eventually(
         Duration::from_secs(20),

@@ -298,6 +298,21 @@ pub struct PartitionPosition {
 }
 
 impl PartitionPosition {
+    /// The next offset the stream will consume.
+    pub fn next_offset(&self) -> i64 {
+        self.high_watermark - self.lag
+    }
+
+    /// Whether events wait in this partition and the stream consumed none of
+    /// them since the previous check (`before`).
+    pub fn stalled(&self, before: &[PartitionPosition]) -> bool {
+        self.lag > 0
+            && before
+                .iter()
+                .find(|o| o.topic == self.topic && o.partition == self.partition)
+                .is_some_and(|o| o.lag > 0 && o.next_offset() == self.next_offset())
+    }
+
     /// Whether the stream has consumed everything the partition held at the
     /// previous check (`before`): under a steady flow of events a partition
     /// is never at lag 0 when looked at, yet is current to within one check.

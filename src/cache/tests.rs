@@ -228,3 +228,22 @@ proptest::proptest! {
         proptest::prop_assert_eq!(&keep(&json, false)[..], &json[..]);
     }
 }
+
+#[test]
+fn a_partition_with_events_waiting_and_no_progress_is_stalled() {
+    let at = |next: i64, high: i64| PartitionPosition {
+        topic: "t".into(),
+        partition: 0,
+        position: Some(next),
+        high_watermark: high,
+        lag: high - next,
+        leader: Some(1),
+        leader_changes: 0,
+    };
+    assert!(at(10, 11).stalled(&[at(10, 11)]), "one waiting, none consumed");
+    assert!(at(10, 12).stalled(&[at(10, 11)]), "more arrived, none consumed");
+    assert!(!at(11, 12).stalled(&[at(10, 11)]), "progress");
+    assert!(!at(11, 11).stalled(&[at(11, 11)]), "caught up");
+    assert!(!at(10, 11).stalled(&[at(10, 10)]), "the first event just arrived");
+    assert!(!at(10, 11).stalled(&[]), "no earlier check");
+}

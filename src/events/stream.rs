@@ -65,6 +65,8 @@ pub fn spawn(config: &Config, cache: Arc<OrderCache>, decoder: Arc<Decoder>) -> 
             // When the positions were last read (what `reached` compares with).
             let mut previous_check = Instant::now();
             let mut starts = Arc::new(Vec::new());
+            // Partitions with events waiting and none consumed, since when.
+            let mut stalled_since: std::collections::HashMap<(String, i32), Instant> = Default::default();
             loop {
                 if !state.assigned.load(Ordering::Relaxed) {
                     match assign(&consumer, &names_only).await {
@@ -87,9 +89,32 @@ pub fn spawn(config: &Config, cache: Arc<OrderCache>, decoder: Arc<Decoder>) -> 
                 // Everything the partitions held at the previous check consumed:
                 // the stream is at most one check behind, though events keep coming.
                 let mut reached_previous = false;
+                let mut seeks = Vec::new();
                 if let Some(mut p) = positions {
                     let mut partitions = state.partitions.lock().unwrap_or_else(|e| e.into_inner());
                     reached_previous = !p.is_empty() && p.iter().all(|x| x.reached(&partitions));
+                    // A partition whose events wait unconsumed past
+                    // stream.max_staleness while the brokers answer: its
+                    // fetcher may not have resumed after a broker came back.
+                    // Seeking to where it stands restarts the fetch; nothing
+                    // is skipped, and an event read twice merges as once.
+                    stalled_since.retain(|k, _| p.iter().any(|x| x.topic == k.0 && x.partition == k.1));
+                    for x in &p {
+                        let key = (x.topic.clone(), x.partition);
+                        if !x.stalled(&partitions) {
+                            stalled_since.remove(&key);
+                            continue;
+                        }
+                        let since = *stalled_since.entry(key.clone()).or_insert(checked_at);
+                        if since.elapsed() > max_staleness {
+                            tracing::warn!(
+                                topic = %x.topic, partition = x.partition, offset = x.next_offset(), waiting = x.lag,
+                                "stream: no event consumed from a partition with events waiting; fetching it again from where it stands"
+                            );
+                            seeks.push((key.0.clone(), key.1, x.next_offset()));
+                            stalled_since.insert(key, checked_at);
+                        }
+                    }
                     for x in &mut p {
                         if let Some(from) = x.follow_leader(&partitions) {
                             tracing::info!(
@@ -99,6 +124,13 @@ pub fn spawn(config: &Config, cache: Arc<OrderCache>, decoder: Arc<Decoder>) -> 
                         }
                     }
                     *partitions = p;
+                }
+                for (topic, partition, next) in seeks {
+                    let consumer = consumer.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        consumer.seek(&topic, partition, Offset::Offset(next), Duration::from_secs(1))
+                    })
+                    .await;
                 }
                 let healthy = match lag {
                     Some(0) => {

@@ -211,8 +211,14 @@ impl TraceParent {
     /// The header value for a call made on behalf of this request whose own
     /// span is `span_id`.
     pub fn header_for(&self, span_id: u64) -> String {
-        format!("00-{}-{:016x}-{:02x}", self.trace_id, span_id, self.flags & 1)
+        traceparent_header(self.trace_id, span_id, self.flags)
     }
+}
+
+/// A `traceparent` value (version 00) naming `span_id` in `trace_id`, with
+/// the sampled flag of `flags` (the other bits are not ours to pass on).
+pub fn traceparent_header(trace_id: TraceId, span_id: u64, flags: u8) -> String {
+    format!("00-{trace_id}-{span_id:016x}-{:02x}", flags & 1)
 }
 
 /// Traces started here are sampled when the low 64 bits of their (random)

@@ -156,7 +156,7 @@ impl ClientSpan {
 
     /// The `traceparent` header value of the call: this span as its parent.
     pub fn traceparent(&self) -> String {
-        format!("00-{:032x}-{:016x}-{:02x}", self.trace_id, self.span_id, self.flags & 1)
+        super::context::traceparent_header(super::context::TraceId(self.trace_id), self.span_id, self.flags)
     }
 
     /// The caller's `tracestate`, passed on with it.

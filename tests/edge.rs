@@ -493,6 +493,93 @@ async fn a_client_too_slow_to_send_its_headers_is_cut_off() {
     assert_eq!(client().get(gw.url("/healthz")).send().await.unwrap().status(), 200);
 }
 
+/// Reads one HTTP/1.1 response (headers and a Content-Length body) from `s`.
+fn read_response(s: &mut std::net::TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).expect("a response head"), 1, "closed before a response: {got:?}");
+        got.push(byte[0]);
+    }
+    let head = String::from_utf8(got).unwrap();
+    let len = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    head + &String::from_utf8_lossy(&body)
+}
+
+/// How long until the server closes `s` (EOF or reset), within `wait`.
+fn closed_within(s: &mut std::net::TcpStream, wait: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    s.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = [0u8; 256];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(started.elapsed()),
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return None,
+            Err(_) => return Some(started.elapsed()),
+        }
+    }
+}
+
+// A proxy or pooled client reuses a keep-alive connection whenever it likes;
+// one the server closes after a short pause races the next request on the
+// wire, and that request fails with a reset. So an idle HTTP/1.1 connection
+// stays open server.idle_timeout, while a next head, once begun, still has
+// only server.header_read_timeout.
+#[tokio::test]
+async fn an_idle_keep_alive_connection_stays_open_for_idle_timeout_not_header_read_timeout() {
+    let gw = Gateway::start(&[
+        ("ORDER_GATEWAY__SERVER__HEADER_READ_TIMEOUT", "1s"),
+        ("ORDER_GATEWAY__SERVER__IDLE_TIMEOUT", "3s"),
+    ])
+    .await;
+    let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let request = b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n";
+    s.write_all(request).unwrap();
+    assert!(read_response(&mut s).starts_with("HTTP/1.1 200"));
+    // Twice header_read_timeout without a byte: the same connection answers.
+    std::thread::sleep(Duration::from_secs(2));
+    s.write_all(request).unwrap();
+    assert!(read_response(&mut s).starts_with("HTTP/1.1 200"), "reused after 2 s idle");
+    // And is closed once idle_timeout has passed.
+    let took = closed_within(&mut s, Duration::from_secs(10)).expect("closed once idle_timeout passed");
+    println!("idle keep-alive connection closed {took:?} after its last response");
+    assert!(
+        took >= Duration::from_millis(2500) && took <= Duration::from_secs(5),
+        "closed after {took:?}, idle_timeout is 3 s"
+    );
+}
+
+#[tokio::test]
+async fn a_next_head_begun_on_a_keep_alive_connection_has_header_read_timeout() {
+    let gw = Gateway::start(&[
+        ("ORDER_GATEWAY__SERVER__HEADER_READ_TIMEOUT", "1s"),
+        ("ORDER_GATEWAY__SERVER__IDLE_TIMEOUT", "60s"),
+    ])
+    .await;
+    let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n").unwrap();
+    assert!(read_response(&mut s).starts_with("HTTP/1.1 200"));
+    std::thread::sleep(Duration::from_millis(1500));
+    // Half of the next head, then nothing: cut off, not held for idle_timeout.
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHo").unwrap();
+    let took = closed_within(&mut s, Duration::from_secs(10)).expect("a stalled head is cut off");
+    println!("a stalled second head was cut off after {took:?}");
+    assert!(
+        took >= Duration::from_millis(800) && took <= Duration::from_secs(3),
+        "cut off after {took:?}, header_read_timeout is 1 s"
+    );
+}
+
 #[tokio::test]
 async fn reload_changes_a_limit_without_restart_and_a_bad_one_changes_nothing() {
     let dir = std::env::temp_dir().join(unique("reload"));

@@ -10,9 +10,14 @@
 //! - once it has served a request, it is shut down gracefully (HTTP/1 closes,
 //!   h2 sends GOAWAY) after `server.idle_timeout` without a request in
 //!   progress, and closed if it is still there `header_read_timeout` later.
-//!   h2 keep-alive pings alone do not keep it open. (HTTP/1 keep-alive is
-//!   usually closed sooner: hyper's header timeout runs while it waits for
-//!   the next head.)
+//!   h2 keep-alive pings alone do not keep it open;
+//! - on an HTTP/1.1 keep-alive connection, the next request head has
+//!   `header_read_timeout` from its first byte ([`Watched`] notes when that
+//!   arrives). hyper's own header timeout is off: it starts as soon as a
+//!   response is written, which would close every keep-alive connection
+//!   idle for `header_read_timeout` (10 s) instead of `idle_timeout`, and a
+//!   proxy or pooled client reusing it just then gets a reset instead of an
+//!   answer (the idle close and the next request cross on the wire).
 //!
 //! When every slot is taken, a new connection is not left in the kernel's
 //! backlog behind the ones holding the slots: the connection that has gone
@@ -26,7 +31,11 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use hyper_util::server::graceful::GracefulConnection;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
@@ -50,6 +59,9 @@ pub(super) enum Ending {
     NoRequest,
     /// Still open `server.header_read_timeout` after an idle shutdown began.
     Idle,
+    /// An HTTP/1.1 keep-alive connection's next request head was begun and
+    /// not complete within `server.header_read_timeout` of its first byte.
+    SlowHead,
     /// Closed to make room for a new connection while every slot was taken.
     Shed,
 }
@@ -89,6 +101,12 @@ pub(super) struct Tracker {
     polled: AtomicBool,
     /// Milliseconds after `epoch` when `active` last fell to 0 (or accept).
     idle_since_ms: AtomicU64,
+    /// Whether its requests are h2 (known from the first): bytes arriving
+    /// while an h2 connection is idle are pings and settings, not a head.
+    h2: AtomicBool,
+    /// Milliseconds after `epoch` when the first byte arrived with no request
+    /// in progress, or [`NO_HEAD`]: the start of the next request head.
+    head_since_ms: AtomicU64,
     /// Set by [`Slots::acquire`] when it picked this connection to close.
     shed: AtomicBool,
     shed_now: Notify,
@@ -150,6 +168,8 @@ impl Slots {
             served: AtomicBool::new(false),
             polled: AtomicBool::new(false),
             idle_since_ms: AtomicU64::new(millis_since(self.epoch, Instant::now())),
+            h2: AtomicBool::new(false),
+            head_since_ms: AtomicU64::new(NO_HEAD),
             shed: AtomicBool::new(false),
             shed_now: Notify::new(),
         });
@@ -198,10 +218,22 @@ impl Drop for Slot {
 
 impl Tracker {
     /// Marks a request head complete and its handler running, until the guard drops.
-    pub(super) fn request_started(self: &Arc<Self>) -> InProgress {
+    pub(super) fn request_started(self: &Arc<Self>, h2: bool) -> InProgress {
         self.active.fetch_add(1, Ordering::AcqRel);
+        self.head_since_ms.store(NO_HEAD, Ordering::Release);
+        if h2 {
+            self.h2.store(true, Ordering::Relaxed);
+        }
         self.served.store(true, Ordering::Release);
         InProgress(self.clone())
+    }
+
+    /// Bytes arrived: with no request in progress and none begun, they start
+    /// the next request head.
+    fn bytes_arrived(&self) {
+        if self.active.load(Ordering::Acquire) == 0 && self.head_since_ms.load(Ordering::Acquire) == NO_HEAD {
+            self.head_since_ms.store(millis_since(self.epoch, Instant::now()), Ordering::Release);
+        }
     }
 
     fn is_idle(&self) -> bool {
@@ -209,10 +241,13 @@ impl Tracker {
     }
 
     fn snapshot(&self) -> Snapshot {
+        let head = self.head_since_ms.load(Ordering::Acquire);
         Snapshot {
             active: self.active.load(Ordering::Acquire),
             served: self.served.load(Ordering::Acquire),
             idle_since: self.epoch + Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire)),
+            head_since: (head != NO_HEAD && !self.h2.load(Ordering::Relaxed))
+                .then(|| self.epoch + Duration::from_millis(head)),
         }
     }
 }
@@ -222,6 +257,60 @@ impl Drop for InProgress {
         // The time first, so whoever sees the count at 0 sees when it got there.
         self.0.idle_since_ms.store(millis_since(self.0.epoch, Instant::now()), Ordering::Release);
         self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// `head_since_ms` when no request head has begun since the last one.
+const NO_HEAD: u64 = u64::MAX;
+
+/// A connection's socket, noting in its [`Tracker`] when the bytes of a next
+/// request head begin to arrive (one clock read per request; writes pass
+/// straight through).
+pub(super) struct Watched<S> {
+    inner: S,
+    tracker: Arc<Tracker>,
+}
+
+impl<S> Watched<S> {
+    pub(super) fn new(inner: S, tracker: Arc<Tracker>) -> Self {
+        Watched { inner, tracker }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.tracker.bytes_arrived();
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -300,6 +389,8 @@ struct Snapshot {
     active: u32,
     served: bool,
     idle_since: Instant,
+    /// When the next HTTP/1.1 request head began, if it has (never for h2).
+    head_since: Option<Instant>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -312,13 +403,27 @@ enum Verdict {
 
 /// The watchdog's rules, as a plain function of what it knows.
 fn verdict(s: Snapshot, opened: Instant, now: Instant, closing: Option<Instant>, d: Deadlines) -> Verdict {
+    // The watchdog is not woken when a next head begins, so while a
+    // connection is open it looks at least every header_read: a head begun
+    // at t is then seen by t + header_read, its deadline.
+    let next_look = now + d.header_read;
     if s.active > 0 {
-        // A request's own deadlines bound it; look again once it may be idle.
-        return Verdict::WaitUntil(now + d.idle);
+        // A request's own deadlines bound it.
+        return Verdict::WaitUntil(next_look);
     }
     if !s.served {
         let due = opened + d.header_read;
         return if now >= due { Verdict::Close(Ending::NoRequest) } else { Verdict::WaitUntil(due) };
+    }
+    if let Some(began) = s.head_since {
+        let due = began + d.header_read;
+        if now >= due {
+            return Verdict::Close(Ending::SlowHead);
+        }
+        if closing.is_none() {
+            // A request on its way: not idle.
+            return Verdict::WaitUntil(due);
+        }
     }
     if let Some(since) = closing {
         // Time for the GOAWAY exchange and a last response to be read.
@@ -329,7 +434,7 @@ fn verdict(s: Snapshot, opened: Instant, now: Instant, closing: Option<Instant>,
     if now >= due {
         Verdict::Shutdown
     } else {
-        Verdict::WaitUntil(due)
+        Verdict::WaitUntil(due.min(next_look))
     }
 }
 
@@ -346,23 +451,43 @@ mod tests {
     #[test]
     fn a_connection_without_a_complete_head_is_closed_at_the_header_deadline() {
         let t0 = Instant::now();
-        let silent = Snapshot { active: 0, served: false, idle_since: t0 };
+        let silent = Snapshot { active: 0, served: false, idle_since: t0, head_since: None };
         assert_eq!(verdict(silent, t0, secs(t0, 3), None, D), Verdict::WaitUntil(secs(t0, 10)));
         assert_eq!(verdict(silent, t0, secs(t0, 10), None, D), Verdict::Close(Ending::NoRequest));
         // A first request still running at the deadline is not cut.
-        let busy = Snapshot { active: 1, served: true, idle_since: t0 };
-        assert_eq!(verdict(busy, t0, secs(t0, 10), None, D), Verdict::WaitUntil(secs(t0, 70)));
+        let busy = Snapshot { active: 1, served: true, idle_since: t0, head_since: None };
+        assert_eq!(verdict(busy, t0, secs(t0, 10), None, D), Verdict::WaitUntil(secs(t0, 20)));
     }
 
     #[test]
     fn an_idle_connection_is_shut_down_then_closed() {
         let t0 = Instant::now();
-        let idle = Snapshot { active: 0, served: true, idle_since: secs(t0, 5) };
-        assert_eq!(verdict(idle, t0, secs(t0, 30), None, D), Verdict::WaitUntil(secs(t0, 65)));
+        let idle = Snapshot { active: 0, served: true, idle_since: secs(t0, 5), head_since: None };
+        // Looked at every header_read, for a next head (see below).
+        assert_eq!(verdict(idle, t0, secs(t0, 30), None, D), Verdict::WaitUntil(secs(t0, 40)));
+        assert_eq!(verdict(idle, t0, secs(t0, 60), None, D), Verdict::WaitUntil(secs(t0, 65)));
         assert_eq!(verdict(idle, t0, secs(t0, 65), None, D), Verdict::Shutdown);
         // A client that answers pings but sends no request is closed after the GOAWAY grace.
         assert_eq!(verdict(idle, t0, secs(t0, 66), Some(secs(t0, 65)), D), Verdict::WaitUntil(secs(t0, 75)));
         assert_eq!(verdict(idle, t0, secs(t0, 75), Some(secs(t0, 65)), D), Verdict::Close(Ending::Idle));
+    }
+
+    #[test]
+    fn a_keep_alive_connection_is_idle_for_idle_timeout_but_a_begun_head_has_header_read() {
+        let t0 = Instant::now();
+        // Idle past header_read with nothing sent: still open (hyper's own
+        // header timeout would have closed it at t0 + 15).
+        let idle = Snapshot { active: 0, served: true, idle_since: secs(t0, 5), head_since: None };
+        assert_eq!(verdict(idle, t0, secs(t0, 20), None, D), Verdict::WaitUntil(secs(t0, 30)));
+        // Half a head at t0 + 40: seen at the next look (t0 + 40..50), cut at t0 + 50.
+        let begun = Snapshot { head_since: Some(secs(t0, 40)), ..idle };
+        assert_eq!(verdict(begun, t0, secs(t0, 45), None, D), Verdict::WaitUntil(secs(t0, 50)));
+        assert_eq!(verdict(begun, t0, secs(t0, 50), None, D), Verdict::Close(Ending::SlowHead));
+        // A head still arriving when idle_timeout passes is not shut down as idle.
+        let late = Snapshot { head_since: Some(secs(t0, 62)), ..idle };
+        assert_eq!(verdict(late, t0, secs(t0, 66), None, D), Verdict::WaitUntil(secs(t0, 72)));
+        // Once a shutdown began, the shutdown's grace and the head's deadline both hold.
+        assert_eq!(verdict(late, t0, secs(t0, 72), Some(secs(t0, 65)), D), Verdict::Close(Ending::SlowHead));
     }
 
     #[tokio::test]
@@ -375,7 +500,7 @@ mod tests {
         for s in [&old, &busy, &newer] {
             s.tracker.polled.store(true, Ordering::Release);
         }
-        let _request = busy.tracker().request_started();
+        let _request = busy.tracker().request_started(false);
         // `busy` is the oldest but has a request in progress; `old` went idle first.
         let shed = old.tracker();
         let waiting = tokio::spawn({

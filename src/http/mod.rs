@@ -81,14 +81,14 @@ pub async fn serve(
         let service = service_fn(move |req| {
             let state = state.clone();
             let router = router.clone();
-            let in_progress = tracker.request_started();
+            let in_progress = tracker.request_started(req.version() == hyper::Version::HTTP_2);
             async move {
                 let resp = handle(&state, &router, surface, peer, req).await;
                 drop(in_progress);
                 Ok::<_, Infallible>(resp)
             }
         });
-        let io = TokioIo::new(stream);
+        let io = TokioIo::new(conn::Watched::new(stream, slot.tracker()));
         let drain = drain_rx.clone();
         metrics::gauge!(names::HTTP_CONNECTIONS_OPEN).increment(1.0);
         match &builder {
@@ -128,7 +128,11 @@ macro_rules! http1_settings {
     ($builder:expr, $cfg:expr, $max_header_bytes:expr) => {
         $builder
             .timer(TokioTimer::new())
-            .header_read_timeout($cfg.header_read_timeout)
+            // Off: conn::drive keeps server.header_read_timeout per request
+            // head, from its first byte, and lets keep-alive idle for
+            // server.idle_timeout (hyper's would close it header_read_timeout
+            // after each response).
+            .header_read_timeout(None)
             .max_buf_size($max_header_bytes)
             .keep_alive(true)
     };

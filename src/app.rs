@@ -57,7 +57,9 @@ pub struct AppState {
     /// Order views, kept current by the stream.
     pub cache: Arc<OrderCache>,
     /// The cache with the backends behind it: what order lookups call.
-    pub orders: ReadThrough<BackendStore>,
+    pub orders: Arc<ReadThrough<BackendStore>>,
+    /// The subscribers of live order updates, fed by the stream.
+    pub hub: Arc<crate::live::Hub>,
     /// Signs and checks search cursors.
     pub cursors: CursorCodec,
     /// Avro decoder with its schema cache, shared with the stream.
@@ -80,7 +82,14 @@ impl AppState {
             clickhouse: backends.clickhouse.clone(),
             read_alias: config.elasticsearch.read_alias.clone(),
         };
-        let orders = ReadThrough::new(cache.clone(), store, config.cache.max_ttl);
+        let orders = Arc::new(ReadThrough::new(cache.clone(), store, config.cache.max_ttl));
+        let s = &config.subscribe;
+        let hub = crate::live::Hub::new(crate::live::Limits {
+            max_streams: s.max_streams,
+            max_streams_per_client: s.max_streams_per_client,
+            queue: s.queue,
+            max_lag: s.max_lag,
+        });
         let analytics = Answers::new(
             config.analytics.settled_cache_ttl.max(config.analytics.cache_ttl),
             config.analytics.cache_max_bytes,
@@ -97,6 +106,7 @@ impl AppState {
             draining: AtomicBool::new(false),
             cache,
             orders,
+            hub,
             cursors,
             decoder,
             analytics,

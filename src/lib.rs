@@ -6,8 +6,9 @@
 //! (Elasticsearch, ClickHouse, Kafka, schema registry). Nothing reaches back up.
 //!
 //! An event travels `events` (decode) -> `model` (`OrderView::apply`) ->
-//! `ingest` (Elasticsearch and ClickHouse) or the cache. `setup` and `seed`
-//! are the pipeline's tools.
+//! `ingest` (Elasticsearch and ClickHouse) or the cache, and from the cache
+//! to `live` (the subscribers of Server-Sent Events). `setup` and `seed` are
+//! the pipeline's tools.
 
 pub mod api;
 pub mod app;
@@ -18,6 +19,7 @@ pub mod edge;
 pub mod events;
 pub mod http;
 pub mod ingest;
+pub mod live;
 pub mod model;
 pub mod route;
 pub mod seed;

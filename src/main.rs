@@ -146,7 +146,7 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
     let state = Arc::new(state);
     telemetry::names::describe_cache();
     telemetry::names::init_serve_series();
-    order_gateway::events::stream::spawn(&state.config, state.cache.clone(), state.decoder.clone())?;
+    order_gateway::events::stream::spawn(&state.config, state.cache.clone(), state.hub.clone(), state.decoder.clone())?;
     spawn_rate_limit_pruning(state.clone());
 
     // SIGHUP re-reads the configuration; a bad one is logged and changes nothing.

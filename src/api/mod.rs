@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod analytics;
+pub mod events;
 pub mod health;
 pub mod openapi;
 pub mod orders;

@@ -78,20 +78,31 @@ fn render(
     headers: &HeaderMap,
     pii: bool,
 ) -> Result<HttpResponse, ApiError> {
+    let (entry, status) = served_view(outcome, key, key_name)?;
+    Ok(view_response(&entry, status, headers, pii))
+}
+
+/// The view a lookup's outcome serves and how it was answered, or the
+/// problem naming why there is none (also the first view of a live stream).
+pub(super) fn served_view(
+    outcome: Outcome,
+    key: &str,
+    key_name: &str,
+) -> Result<(std::sync::Arc<CachedView>, CacheStatus), ApiError> {
     if let Some(why) = outcome.view().and_then(|e| e.withheld) {
         return Err(ApiError::NotFound(format!("the order with {key_name} {key} {why}")));
     }
-    let status = match &outcome {
-        Outcome::Hit(_) => CacheStatus::Hit,
-        Outcome::Miss(_) => CacheStatus::Miss,
-        Outcome::Stale(_) => CacheStatus::Stale,
+    Ok(match outcome {
+        Outcome::Hit(entry) => (entry, CacheStatus::Hit),
+        Outcome::Miss(entry) => (entry, CacheStatus::Miss),
+        Outcome::Stale(entry) => (entry, CacheStatus::Stale),
         Outcome::NotFound => return Err(ApiError::NotFound(format!("no order with {key_name} {key}"))),
         Outcome::Unavailable { backend, reason } => {
             return Err(match reason {
-                Reason::Failed(e) => ApiError::Backend(e.clone()),
+                Reason::Failed(e) => ApiError::Backend(e),
                 Reason::Behind { seen, got } => ApiError::Unavailable(format!(
                     "order {key}: the stream delivered version {seen}, {} still has {got}; retry shortly",
-                    backend_title(*backend)
+                    backend_title(backend)
                 )),
                 Reason::NotYetVisible { min, current: Some(current) } => ApiError::Unavailable(format!(
                     "order {key}: version {min} is not visible yet (current version {current}); retry shortly"
@@ -101,9 +112,7 @@ fn render(
                 }
             })
         }
-    };
-    let entry = outcome.view().expect("hit, miss and stale carry a view");
-    Ok(view_response(entry, status, headers, pii))
+    })
 }
 
 fn backend_title(b: Backend) -> &'static str {

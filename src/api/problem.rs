@@ -35,6 +35,9 @@ pub enum ApiError {
     /// A valid credential without the scope the route needs (403).
     #[error("{0}")]
     Forbidden(String),
+    /// The client has `subscribe.max_streams_per_client` live streams open (429).
+    #[error("{0}")]
+    TooManyStreams(String),
     /// The client's (or everyone's) rate limit is spent (429).
     #[error("{}", rate_limited_detail(info, *global))]
     RateLimited { info: crate::edge::RateInfo, global: bool },
@@ -111,7 +114,7 @@ impl ApiError {
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::TooManyStreams(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -132,6 +135,7 @@ impl ApiError {
             ApiError::Unauthorized { .. } => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::RateLimited { .. } => "rate-limited",
+            ApiError::TooManyStreams(_) => "too-many-streams",
             ApiError::Overloaded(_) => "overloaded",
             ApiError::RequestTimeout(_) => "request-timeout",
             ApiError::PayloadTooLarge(_) => "payload-too-large",

@@ -73,6 +73,9 @@ pub struct CachedView {
     redacted: std::sync::OnceLock<Bytes>,
 }
 
+/// Why a deleted order is withheld (`CachedView::withheld`).
+pub const DELETED: &str = "was deleted at its source";
+
 /// The order header's version (0 when absent) and each fulfilment's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ComponentVersions {
@@ -117,6 +120,11 @@ impl ComponentVersions {
         )
     }
 
+    /// Whether these versions are at least every one of `other`'s.
+    pub fn covers(&self, other: &ComponentVersions) -> bool {
+        self.at_least(other.order, other.fulfillments.iter().copied())
+    }
+
     /// Whether the order header is at `order` or later and every fulfilment
     /// listed is held at its version or later.
     fn at_least(&self, order: u64, mut fulfillments: impl Iterator<Item = (u64, u64)>) -> bool {
@@ -134,7 +142,7 @@ impl CachedView {
             redacted_etag: http::HeaderValue::from_str(&view.redacted_etag()).expect("etags are ASCII"),
             versions: ComponentVersions::of(view),
             withheld: match &view.order {
-                Some(o) if o.deleted => Some("was deleted at its source"),
+                Some(o) if o.deleted => Some(DELETED),
                 Some(o) if o.cdc.as_ref().is_some_and(|r| r.header == 0) => {
                     Some("is not known yet: only some of its lines have arrived from the legacy database")
                 }
@@ -146,6 +154,12 @@ impl CachedView {
             source,
             redacted: Default::default(),
         }
+    }
+
+    /// A complete entry of `view`, as the stream would make it.
+    #[cfg(test)]
+    pub(crate) fn for_tests(view: &OrderView) -> Self {
+        Self::new(view, true, Source::Stream, true)
     }
 
     /// The parsed view (a copy made from the cached JSON).
@@ -365,6 +379,14 @@ pub enum Filled {
     },
 }
 
+/// An event that changed the cache: the order's new entry, and its customer
+/// when the view knows it (for the subscribers of `live`).
+pub struct Applied {
+    pub order_id: String,
+    pub customer_id: Option<String>,
+    pub entry: Arc<CachedView>,
+}
+
 /// The cache itself.
 pub struct OrderCache {
     views: moka::sync::Cache<String, Arc<CachedView>>,
@@ -481,8 +503,8 @@ impl OrderCache {
 
     /// Applies one event: updates the entry if cached, creates one otherwise
     /// (complete only for a brand-new order), clears a negative entry (of
-    /// its id, and of its number).
-    pub fn apply_event(&self, c: Component) -> bool {
+    /// its id, and of its number). Returns the new entry when it changed.
+    pub fn apply_event(&self, c: Component) -> Option<Applied> {
         let id = c.order_id().to_owned();
         self.negative.invalidate(&id);
         if let Component::Order(o) = &c {
@@ -490,25 +512,26 @@ impl OrderCache {
         }
         self.remember(&c);
         let brand_new = matches!(&c, Component::Order(o) if o.version == 1);
+        let mut customer_id = None;
         let result = self.views.entry(id.clone()).and_compute_with(|current| {
             let (mut view, complete) = match &current {
                 Some(e) => (e.value().view(), e.value().complete),
                 None => (OrderView::new(&id), brand_new),
             };
             if view.apply(c) || current.is_none() {
+                customer_id = view.order.as_ref().map(|o| o.customer_id.clone());
                 Op::Put(Arc::new(CachedView::new(&view, complete, Source::Stream, self.packed)))
             } else {
                 Op::Nop
             }
         });
-        let changed = matches!(
-            result,
-            moka::ops::compute::CompResult::Inserted(_) | moka::ops::compute::CompResult::ReplacedWith(_)
-        );
-        if changed {
-            self.applied.notify_waiters();
+        match result {
+            moka::ops::compute::CompResult::Inserted(e) | moka::ops::compute::CompResult::ReplacedWith(e) => {
+                self.applied.notify_waiters();
+                Some(Applied { order_id: id, customer_id, entry: e.into_value() })
+            }
+            _ => None,
         }
-        changed
     }
 
     /// Merges a backend's answer for `id` into the cache. `None` means the

@@ -50,6 +50,7 @@ pub struct Config {
     pub stream: StreamConfig,
     pub api: ApiConfig,
     pub analytics: AnalyticsConfig,
+    pub subscribe: SubscribeConfig,
     pub auth: AuthConfig,
     pub rate_limit: RateLimitConfig,
     pub admin: AdminConfig,
@@ -464,6 +465,23 @@ pub struct AnalyticsConfig {
     pub cache_max_bytes: u64,
 }
 
+/// Live order updates (Server-Sent Events): `crate::live`, `api::events`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscribeConfig {
+    pub max_streams: usize,
+    pub max_streams_per_client: usize,
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_idle: Duration,
+    pub queue: usize,
+    #[serde(with = "humantime_serde")]
+    pub max_lag: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry: Duration,
+}
+
 /// A configuration that could not be loaded; the message names the key, the
 /// value and where it came from.
 #[derive(Debug, thiserror::Error)]
@@ -572,9 +590,20 @@ impl Config {
             ("kafka.timeout", self.kafka.timeout),
             ("schema_registry.timeout", self.schema_registry.timeout),
             ("breaker.open_for", self.breaker.open_for),
+            ("subscribe.heartbeat", self.subscribe.heartbeat),
+            ("subscribe.max_idle", self.subscribe.max_idle),
+            ("subscribe.max_lag", self.subscribe.max_lag),
         ] {
             if d.is_zero() {
                 return bad(key, &humantime::format_duration(d), "must be greater than zero");
+            }
+        }
+        for (key, v) in [
+            ("subscribe.max_streams_per_client", self.subscribe.max_streams_per_client),
+            ("subscribe.queue", self.subscribe.queue),
+        ] {
+            if v < 1 {
+                return bad(key, &v, "must be at least 1");
             }
         }
         if self.breaker.failure_threshold < 1 {

@@ -41,12 +41,15 @@ impl Policy {
                 (open_or_admin(self.public_health), if self.public_health { 0 } else { c.admin })
             }
             Route::Metrics => (open_or_admin(self.public_metrics), if self.public_metrics { 0 } else { c.admin }),
-            Route::OpenApi | Route::DocsRoot | Route::DocsIndex | Route::Docs => {
+            Route::OpenApi | Route::DocsRoot | Route::DocsIndex | Route::Docs | Route::Redoc | Route::RedocFile => {
                 (if self.public_docs { Access::Public } else { Access::Scope(Scope::OrdersRead) }, c.docs)
             }
-            Route::Order | Route::OrderByNumber => (Access::Scope(Scope::OrdersRead), c.lookup),
+            // A live stream costs its kind of read once, when it opens.
+            Route::Order | Route::OrderByNumber | Route::OrderEvents => (Access::Scope(Scope::OrdersRead), c.lookup),
             Route::OrdersBatchGet => (Access::Scope(Scope::OrdersRead), c.batch_get),
-            Route::Orders | Route::CustomerOrders => (Access::Scope(Scope::OrdersRead), c.search),
+            Route::Orders | Route::CustomerOrders | Route::CustomerOrderEvents => {
+                (Access::Scope(Scope::OrdersRead), c.search)
+            }
             Route::Kpis | Route::Timeseries | Route::TopSkus | Route::StatusFunnel => {
                 (Access::Scope(Scope::AnalyticsRead), c.analytics)
             }

@@ -21,11 +21,14 @@ use super::{decode_json, Decoder, Limits, Stream};
 use crate::backends::kafka::KafkaContext;
 use crate::cache::{OrderCache, PartitionPosition};
 use crate::config::{Config, WireFormat};
+use crate::live::Hub;
 use crate::telemetry::names;
 
 /// Starts the consumer and its lag watcher; returns at once. With
-/// `stream.enabled = false` the cache relies on TTLs alone.
-pub fn spawn(config: &Config, cache: Arc<OrderCache>, decoder: Arc<Decoder>) -> anyhow::Result<()> {
+/// `stream.enabled = false` the cache relies on TTLs alone. Each change to
+/// the cache goes to the live-update subscribers (`hub`), who are also told
+/// when the stream falls behind.
+pub fn spawn(config: &Config, cache: Arc<OrderCache>, hub: Arc<Hub>, decoder: Arc<Decoder>) -> anyhow::Result<()> {
     let state = cache.stream.clone();
     state.enabled.store(config.stream.enabled, Ordering::Relaxed);
     if !config.stream.enabled {
@@ -57,6 +60,7 @@ pub fn spawn(config: &Config, cache: Arc<OrderCache>, decoder: Arc<Decoder>) -> 
     // Assignment (retried until the brokers answer) and the lag watcher.
     {
         let cache = cache.clone();
+        let hub = hub.clone();
         let consumer = consumer.clone();
         let state = state.clone();
         let names_only: Vec<String> = topics.iter().map(|t| t.0.clone()).collect();
@@ -152,6 +156,7 @@ pub fn spawn(config: &Config, cache: Arc<OrderCache>, decoder: Arc<Decoder>) -> 
                 state.lag_messages.store(lag.unwrap_or(-1), Ordering::Relaxed);
                 state.lag_ms.store(lag_ms, Ordering::Relaxed);
                 let was = state.healthy.swap(healthy, Ordering::Relaxed);
+                hub.set_stream_healthy(healthy);
                 if was != healthy {
                     if healthy {
                         tracing::info!("stream healthy again: cache entries are current");
@@ -196,7 +201,9 @@ pub fn spawn(config: &Config, cache: Arc<OrderCache>, decoder: Arc<Decoder>) -> 
             };
             match decoded {
                 Ok(event) if msg.key() == Some(event.order_id().as_bytes()) => {
-                    cache.apply_event(event.component);
+                    if let Some(changed) = cache.apply_event(event.component) {
+                        hub.publish(&changed.order_id, changed.customer_id.as_deref(), &changed.entry);
+                    }
                     metrics::counter!(names::STREAM_EVENTS, "outcome" => "applied", "topic" => topic.clone())
                         .increment(1);
                 }

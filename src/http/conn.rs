@@ -64,6 +64,8 @@ pub(super) enum Ending {
     SlowHead,
     /// Closed to make room for a new connection while every slot was taken.
     Shed,
+    /// Cut by its request (a live-update subscriber that lagged without reading).
+    Cut,
 }
 
 /// The connection slots of one listener, and the connections holding them.
@@ -110,6 +112,8 @@ pub(super) struct Tracker {
     /// Set by [`Slots::acquire`] when it picked this connection to close.
     shed: AtomicBool,
     shed_now: Notify,
+    /// Told to close the connection at once, busy or not ([`Tracker::cut`]).
+    cut_now: Notify,
 }
 
 /// Held while a request is being handled on a connection.
@@ -172,6 +176,7 @@ impl Slots {
             head_since_ms: AtomicU64::new(NO_HEAD),
             shed: AtomicBool::new(false),
             shed_now: Notify::new(),
+            cut_now: Notify::new(),
         });
         self.open.lock().unwrap_or_else(|p| p.into_inner()).insert(id, tracker.clone());
         Slot { slots: self.clone(), id, tracker, _permit: permit }
@@ -226,6 +231,11 @@ impl Tracker {
         }
         self.served.store(true, Ordering::Release);
         InProgress(self.clone())
+    }
+
+    /// Closes the connection at once, whatever it is doing.
+    pub(super) fn cut(&self) {
+        self.cut_now.notify_one();
     }
 
     /// Bytes arrived: with no request in progress and none begun, they start
@@ -349,6 +359,7 @@ where
         tokio::select! {
             biased;
             done = conn.as_mut() => return done.map(|()| Ending::Finished),
+            () = tracker.cut_now.notified() => return Ok(Ending::Cut),
             _ = tracker.shed_now.notified() => {
                 if tracker.is_idle() {
                     return Ok(Ending::Shed);

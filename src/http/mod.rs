@@ -27,6 +27,11 @@ use crate::telemetry::context::{RequestContext, REQUEST_ID};
 use crate::telemetry::names;
 use router::{Matched, Route, Router};
 
+/// A response body as the server writes it: whole (every handler's answer),
+/// or a live-update stream (`api::events`), which a handler's response
+/// carries out in an extension ([`crate::live::LiveBody::take_from`]).
+pub type Body = http_body_util::Either<http_body_util::Full<bytes::Bytes>, crate::live::LiveBody>;
+
 /// Which routes a listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Surface {
@@ -82,9 +87,17 @@ pub async fn serve(
             let state = state.clone();
             let router = router.clone();
             let in_progress = tracker.request_started(req.version() == hyper::Version::HTTP_2);
+            let tracker = tracker.clone();
             async move {
-                let resp = handle(&state, &router, surface, peer, req).await;
-                drop(in_progress);
+                let mut resp = handle(&state, &router, surface, peer, req).await;
+                match resp.body_mut() {
+                    // A live stream keeps its connection busy while it is
+                    // open (never shed or closed as idle), and can cut it.
+                    http_body_util::Either::Right(live) => {
+                        live.hold(Box::new(in_progress), Box::new(move || tracker.cut()))
+                    }
+                    http_body_util::Either::Left(_) => drop(in_progress),
+                }
                 Ok::<_, Infallible>(resp)
             }
         });
@@ -102,6 +115,9 @@ pub async fn serve(
 
     drop(listener);
     state.draining.store(true, Ordering::Relaxed);
+    // Live streams end now (each with a `shutdown` event): the drain would
+    // otherwise wait the whole grace for them.
+    state.hub.end_all();
     let _ = drain_tx.send(true);
     let grace = cfg.shutdown_grace;
     tracing::info!(grace_secs = grace.as_secs_f64(), "shutting down: draining in-flight requests");
@@ -209,7 +225,7 @@ pub async fn handle<B>(
     surface: Surface,
     peer: SocketAddr,
     req: Request<B>,
-) -> HttpResponse
+) -> http::Response<Body>
 where
     B: hyper::body::Body<Data = bytes::Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -266,7 +282,7 @@ where
                     }
                     match with_body(state, started, req, slot).await {
                         // `_slot` holds the in-flight permit until the handler is done.
-                        Ok((req, _slot)) => dispatch(state, route, &params, &ctx, &admitted, req).await,
+                        Ok((req, _slot)) => dispatch(state, route, &params, &ctx, &admitted, peer, req).await,
                         Err(e) => Err(e),
                     }
                 }
@@ -333,7 +349,11 @@ where
         status_label(resp.status()),
         started.elapsed().as_secs_f64(),
     );
-    resp
+    // A HEAD request's stream is dropped with the rest of its body.
+    match crate::live::LiveBody::take_from(&mut resp).filter(|_| method != Method::HEAD) {
+        Some(live) => resp.map(|_| http_body_util::Either::Right(live)),
+        None => resp.map(http_body_util::Either::Left),
+    }
 }
 
 /// A span id as logged: 16 lowercase hex digits, as in `traceparent`.
@@ -491,6 +511,7 @@ async fn dispatch(
     params: &router::Params<'_>,
     ctx: &RequestContext,
     admitted: &Admitted,
+    peer: SocketAddr,
     req: Request<http_body_util::Full<bytes::Bytes>>,
 ) -> Result<HttpResponse, ApiError> {
     let param = |name: &str| params.get(name);
@@ -516,6 +537,17 @@ async fn dispatch(
         Route::CustomerOrders => {
             Box::pin(api::orders::customer_orders(state, &decode(param("customer_id"))?, query, ctx, pii)).await
         }
+        Route::OrderEvents => {
+            let id = decode(param("order_id"))?;
+            let client = subscriber_name(admitted, peer);
+            Box::pin(api::events::order_events(state, &id, query, req.headers(), &ctx.trace, pii, client)).await
+        }
+        Route::CustomerOrderEvents => {
+            let id = decode(param("customer_id"))?;
+            let client = subscriber_name(admitted, peer);
+            Box::pin(api::events::customer_events(state, &id, query, &ctx.trace, pii, client)).await
+        }
+        Route::Redoc | Route::RedocFile => Err(ApiError::NotFound("ReDoc pending".into())),
         Route::OpenApi => Ok(api::json_bytes(StatusCode::OK, api::openapi::json())),
         Route::Kpis => Box::pin(api::analytics::kpis(state, query, &ctx.trace)).await,
         Route::Timeseries => Box::pin(api::analytics::timeseries(state, query, &ctx.trace)).await,
@@ -541,6 +573,16 @@ async fn dispatch(
             }
             Ok(r)
         }
+    }
+}
+
+/// Whose live streams a subscription counts against
+/// (`subscribe.max_streams_per_client`): the credential's client name, or the
+/// address of an anonymous caller.
+fn subscriber_name(admitted: &Admitted, peer: SocketAddr) -> Arc<str> {
+    match &admitted.principal {
+        Some(p) => p.client.clone(),
+        None => Arc::from(peer.ip().to_string()),
     }
 }
 

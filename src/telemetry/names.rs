@@ -14,6 +14,16 @@ pub const READINESS_STATE: &str = "readiness_state";
 pub const READINESS_CHANGES: &str = "readiness_changes_total";
 /// Always 1, labelled with the version and source revision of the binary.
 pub const BUILD_INFO: &str = "build_info";
+/// Gauge: live-update streams open.
+pub const LIVE_SUBSCRIBERS: &str = "live_subscribers";
+/// Counter by `event`: Server-Sent Events written.
+pub const LIVE_EVENTS: &str = "live_events_total";
+/// The `event` label values of [`LIVE_EVENTS`].
+pub const LIVE_EVENT_NAMES: &[&str] = &["order", "deleted", "degraded", "recovered", "lagged", "idle", "shutdown"];
+/// Counter: order versions coalesced (replaced before being sent).
+pub const LIVE_COALESCED: &str = "live_coalesced_total";
+/// Counter: subscribers ended as lagged.
+pub const LIVE_LAGGED: &str = "live_lagged_total";
 /// Requests answered, by `route` (the route template, never the raw path),
 /// `method` and `status`.
 pub const HTTP_REQUESTS: &str = "http_requests_total";
@@ -77,6 +87,12 @@ pub const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1
 /// that does not exist yet is empty rather than 0.
 pub fn init_serve_series() {
     metrics::counter!(HTTP_SHED).absolute(0);
+    metrics::gauge!(LIVE_SUBSCRIBERS).set(0.0);
+    metrics::counter!(LIVE_COALESCED).absolute(0);
+    metrics::counter!(LIVE_LAGGED).absolute(0);
+    for event in LIVE_EVENT_NAMES {
+        metrics::counter!(LIVE_EVENTS, "event" => *event).absolute(0);
+    }
     for scope in ["client", "global"] {
         metrics::counter!(RATE_LIMITED, "scope" => scope).absolute(0);
     }
@@ -112,6 +128,10 @@ fn init_common_series() {
 
 /// Registers help texts so `/metrics` explains itself.
 pub fn describe() {
+    describe_gauge!(LIVE_SUBSCRIBERS, "Live-update streams (Server-Sent Events) open on this replica");
+    describe_counter!(LIVE_EVENTS, "Server-Sent Events written to subscribers, by event name");
+    describe_counter!(LIVE_COALESCED, "Order versions replaced by a newer one before a subscriber was sent them");
+    describe_counter!(LIVE_LAGGED, "Subscribers that fell too far behind and were ended with `lagged`");
     describe_gauge!(BUILD_INFO, "Always 1; the labels name the binary's version and source revision");
     describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by route template, method and status");
     describe_histogram!(HTTP_REQUEST_DURATION, Unit::Seconds, "HTTP request latency by route template");

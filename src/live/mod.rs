@@ -1,0 +1,333 @@
+//! Live order updates: every change the stream applies to the cache, handed
+//! to the subscribers of that order or of its customer.
+//!
+//! An event travels stream → cache ([`crate::cache::OrderCache::apply_event`]
+//! returns the new entry) → [`Hub::publish`] → each subscriber's
+//! [`Pending`] set → the subscriber's response body (`api::events`), which
+//! writes it as a Server-Sent Event.
+//!
+//! A subscriber never holds more than `subscribe.queue` orders waiting: a
+//! newer version of an order already waiting replaces it (the body sends the
+//! latest view, never each intermediate one), and a subscriber that has had
+//! an update waiting for `subscribe.max_lag`, or more distinct orders than
+//! the queue holds, is lagged: it is dropped from the hub, its body ends with
+//! a `lagged` event, and its connection is cut if the client is not reading.
+
+mod body;
+pub mod sse;
+pub mod token;
+
+pub use body::LiveBody;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{watch, Notify};
+
+use crate::cache::CachedView;
+use crate::telemetry::names;
+
+/// What a subscription follows.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Topic {
+    Order(Box<str>),
+    Customer(Box<str>),
+}
+
+/// The hub's limits (`[subscribe]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_streams: usize,
+    pub max_streams_per_client: usize,
+    pub queue: usize,
+    pub max_lag: Duration,
+}
+
+/// Why a subscription was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// `subscribe.max_streams` streams are open on this replica.
+    Replica(usize),
+    /// The client has `subscribe.max_streams_per_client` open.
+    Client(usize),
+}
+
+/// Every open subscription of this replica, by what it follows.
+pub struct Hub {
+    limits: Limits,
+    by_topic: Mutex<HashMap<Topic, Vec<Arc<Subscriber>>>>,
+    per_client: Mutex<HashMap<Arc<str>, usize>>,
+    /// Open subscriptions: `publish` costs one atomic load while there are none.
+    open: AtomicUsize,
+    next_id: AtomicU64,
+    /// Whether the event stream is healthy (subscribers are told when not).
+    healthy: watch::Sender<bool>,
+    /// Turned true when the server stops: every body ends with `shutdown`.
+    ending: watch::Sender<bool>,
+}
+
+/// One subscriber's side of the hub: what waits to be sent, and the bell.
+pub struct Subscriber {
+    id: u64,
+    pending: Mutex<Pending>,
+    wake: Notify,
+    lagged: AtomicBool,
+    /// Set when the body ended: its connection may be serving another request.
+    finished: AtomicBool,
+    /// Cuts the subscriber's connection (set by the HTTP layer): the way to
+    /// reach a client whose body is not being polled because it does not read.
+    cut: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
+}
+
+/// Updates waiting for one subscriber, oldest first, one per order.
+#[derive(Default)]
+pub struct Pending {
+    views: Vec<(Box<str>, Arc<CachedView>)>,
+    /// When the oldest waiting update arrived.
+    since: Option<Instant>,
+    /// Versions replaced by a newer one before they were sent.
+    pub coalesced: u64,
+}
+
+/// What [`Pending::offer`] made of an update.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Offered {
+    Queued,
+    /// Replaced a waiting version of the same order.
+    Coalesced,
+    /// The subscriber has fallen too far behind.
+    Lagged,
+}
+
+impl Pending {
+    /// Adds `view` of `order_id`: replaces a waiting version of that order,
+    /// else joins the queue, unless the queue is full or its oldest update
+    /// has waited longer than `max_lag`.
+    pub fn offer(&mut self, order_id: &str, view: Arc<CachedView>, now: Instant, limits: &Limits) -> Offered {
+        if self.since.is_some_and(|s| now.saturating_duration_since(s) > limits.max_lag) {
+            return Offered::Lagged;
+        }
+        if let Some(slot) = self.views.iter_mut().find(|(id, _)| &**id == order_id) {
+            slot.1 = view;
+            self.coalesced += 1;
+            return Offered::Coalesced;
+        }
+        if self.views.len() >= limits.queue {
+            return Offered::Lagged;
+        }
+        self.views.push((order_id.into(), view));
+        self.since.get_or_insert(now);
+        Offered::Queued
+    }
+
+    /// Everything waiting, oldest first; the queue is empty after.
+    pub fn take(&mut self) -> Vec<(Box<str>, Arc<CachedView>)> {
+        self.since = None;
+        std::mem::take(&mut self.views)
+    }
+}
+
+/// A registered subscription: unregistered when dropped (the body ends, the
+/// client goes away).
+pub struct Subscription {
+    hub: Arc<Hub>,
+    topic: Topic,
+    client: Arc<str>,
+    pub subscriber: Arc<Subscriber>,
+}
+
+impl Hub {
+    pub fn new(limits: Limits) -> Arc<Hub> {
+        Arc::new(Hub {
+            limits,
+            by_topic: Mutex::new(HashMap::new()),
+            per_client: Mutex::new(HashMap::new()),
+            open: AtomicUsize::new(0),
+            next_id: AtomicU64::new(0),
+            healthy: watch::Sender::new(true),
+            ending: watch::Sender::new(false),
+        })
+    }
+
+    /// Registers a subscription for `client`, within the replica's and the
+    /// client's limits.
+    pub fn subscribe(self: &Arc<Self>, topic: Topic, client: Arc<str>) -> Result<Subscription, Refused> {
+        {
+            let mut per_client = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
+            if self.open.load(Ordering::Acquire) >= self.limits.max_streams {
+                return Err(Refused::Replica(self.limits.max_streams));
+            }
+            let n = per_client.entry(client.clone()).or_insert(0);
+            if *n >= self.limits.max_streams_per_client {
+                return Err(Refused::Client(self.limits.max_streams_per_client));
+            }
+            *n += 1;
+            self.open.fetch_add(1, Ordering::AcqRel);
+        }
+        let subscriber = Arc::new(Subscriber {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            pending: Mutex::new(Pending::default()),
+            wake: Notify::new(),
+            lagged: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+            cut: Mutex::new(None),
+        });
+        self.by_topic
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(topic.clone())
+            .or_default()
+            .push(subscriber.clone());
+        metrics::gauge!(names::LIVE_SUBSCRIBERS).increment(1.0);
+        Ok(Subscription { hub: self.clone(), topic, client, subscriber })
+    }
+
+    /// Hands a changed order to its subscribers and its customer's.
+    pub fn publish(&self, order_id: &str, customer_id: Option<&str>, view: &Arc<CachedView>) {
+        if self.open.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let mut lagged = Vec::new();
+        {
+            let topics = self.by_topic.lock().unwrap_or_else(|p| p.into_inner());
+            let order = topics.get(&Topic::Order(order_id.into()));
+            let customer = customer_id.and_then(|c| topics.get(&Topic::Customer(c.into())));
+            for s in order.into_iter().chain(customer).flatten() {
+                if s.lagged.load(Ordering::Acquire) {
+                    continue;
+                }
+                let offered = s.pending.lock().unwrap_or_else(|p| p.into_inner()).offer(
+                    order_id,
+                    view.clone(),
+                    now,
+                    &self.limits,
+                );
+                match offered {
+                    Offered::Queued => s.wake.notify_one(),
+                    Offered::Coalesced => {
+                        metrics::counter!(names::LIVE_COALESCED).increment(1);
+                        s.wake.notify_one();
+                    }
+                    Offered::Lagged => lagged.push(s.clone()),
+                }
+            }
+        }
+        for s in lagged {
+            s.lag();
+        }
+    }
+
+    /// Records the event stream's health; subscribers are told of a change.
+    pub fn set_stream_healthy(&self, healthy: bool) {
+        self.healthy.send_if_modified(|h| std::mem::replace(h, healthy) != healthy);
+    }
+
+    /// The event stream's health, watched by each body.
+    pub fn stream_health(&self) -> watch::Receiver<bool> {
+        self.healthy.subscribe()
+    }
+
+    /// Ends every subscription (each body sends `shutdown`): the server stops.
+    pub fn end_all(&self) {
+        self.ending.send_replace(true);
+    }
+
+    /// Turns true when the server stops.
+    pub fn ending(&self) -> watch::Receiver<bool> {
+        self.ending.subscribe()
+    }
+
+    /// Subscriptions open on this replica.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    fn unregister(&self, topic: &Topic, client: &Arc<str>, id: u64) {
+        {
+            let mut topics = self.by_topic.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(subs) = topics.get_mut(topic) {
+                subs.retain(|s| s.id != id);
+                if subs.is_empty() {
+                    topics.remove(topic);
+                }
+            }
+        }
+        let mut per_client = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = per_client.get_mut(client) {
+            *n -= 1;
+            if *n == 0 {
+                per_client.remove(client);
+            }
+        }
+        self.open.fetch_sub(1, Ordering::AcqRel);
+        metrics::gauge!(names::LIVE_SUBSCRIBERS).decrement(1.0);
+    }
+}
+
+impl Subscriber {
+    /// Waits until an update, a lag or nothing (a permit left by an earlier
+    /// offer counts) has rung.
+    pub async fn rung(&self) {
+        self.wake.notified().await;
+    }
+
+    /// Takes what is waiting.
+    pub fn take(&self) -> Vec<(Box<str>, Arc<CachedView>)> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// Whether the subscriber fell too far behind (its body ends with `lagged`).
+    pub fn is_lagged(&self) -> bool {
+        self.lagged.load(Ordering::Acquire)
+    }
+
+    /// How to cut the subscriber's connection when it lags.
+    pub fn on_lag(&self, cut: Box<dyn Fn() + Send + Sync>) {
+        *self.cut.lock().unwrap_or_else(|p| p.into_inner()) = Some(cut);
+    }
+
+    fn lag(self: &Arc<Self>) {
+        if self.lagged.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        metrics::counter!(names::LIVE_LAGGED).increment(1);
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.wake.notify_one();
+        // The body writes `lagged` if it is polled; a client that reads
+        // nothing never polls it, so its connection is cut after a grace
+        // that lets a reading client get the `lagged` event first.
+        if self.cut.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+            let me = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(CUT_AFTER_LAG).await;
+                let cut = me.cut.lock().unwrap_or_else(|p| p.into_inner()).take();
+                if let Some(cut) = cut.filter(|_| !me.finished.load(Ordering::Acquire)) {
+                    cut();
+                }
+            });
+        }
+    }
+
+    /// The body ended: its connection is no longer the subscriber's to cut.
+    pub fn ended(&self) {
+        self.finished.store(true, Ordering::Release);
+        self.cut.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
+/// How long a lagged subscriber's connection is left for its body to write
+/// the `lagged` event before it is cut.
+const CUT_AFTER_LAG: Duration = Duration::from_secs(5);
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.subscriber.ended();
+        self.hub.unregister(&self.topic, &self.client, self.subscriber.id);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,380 @@
+//! Live order updates (Server-Sent Events) against the real stack: events
+//! produced to Kafka reach subscribers through the gateway's stream and cache.
+
+mod common;
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use common::world::*;
+use common::*;
+use rdkafka::producer::FutureRecord;
+use serde_json::Value;
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone)]
+struct Ev {
+    name: String,
+    id: Option<String>,
+    data: String,
+}
+
+impl Ev {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.data).unwrap_or_else(|e| panic!("{e}: {}", self.data))
+    }
+}
+
+/// A subscriber reading a `text/event-stream` answer.
+struct Sse {
+    resp: reqwest::Response,
+    buf: Vec<u8>,
+    comments: usize,
+    ended: bool,
+}
+
+impl Sse {
+    async fn open(c: &reqwest::Client, url: &str, last_event_id: Option<&str>) -> Sse {
+        let mut req = c.get(url);
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{url}");
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        Sse { resp, buf: Vec::new(), comments: 0, ended: false }
+    }
+
+    /// The next event within `within`; None when the stream ended or nothing came.
+    async fn next(&mut self, within: Duration) -> Option<Ev> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = self.buf.drain(..end + 2).collect();
+                let text = String::from_utf8(block).unwrap();
+                let (mut name, mut id, mut data) = (None, None, None);
+                for line in text.lines() {
+                    if line.starts_with(':') {
+                        self.comments += 1;
+                    } else if let Some(v) = line.strip_prefix("event: ") {
+                        name = Some(v.to_string());
+                    } else if let Some(v) = line.strip_prefix("id: ") {
+                        id = Some(v.to_string());
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data = Some(v.to_string());
+                    }
+                }
+                if let (Some(name), Some(data)) = (name, data) {
+                    return Some(Ev { name, id, data });
+                }
+                continue;
+            }
+            if self.ended {
+                return None;
+            }
+            match tokio::time::timeout_at(deadline, self.resp.chunk()).await {
+                Err(_) => return None,
+                Ok(Ok(Some(chunk))) => self.buf.extend_from_slice(&chunk),
+                Ok(Ok(None)) | Ok(Err(_)) => self.ended = true,
+            }
+        }
+    }
+
+    /// The next `order` event (other events are returned too: the caller checks).
+    async fn expect(&mut self, name: &str, within: Duration) -> Ev {
+        let ev = self.next(within).await.unwrap_or_else(|| panic!("no `{name}` event within {within:?}"));
+        assert_eq!(ev.name, name, "{ev:?}");
+        ev
+    }
+}
+
+/// A client for streams: no overall deadline (a stream lasts), the test key.
+fn stream_client(h2: bool) -> reqwest::Client {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(reqwest::header::AUTHORIZATION, format!("Bearer {TEST_KEY}").parse().unwrap());
+    let b = reqwest::Client::builder().tls_built_in_root_certs(false).default_headers(h);
+    if h2 { b.http2_prior_knowledge() } else { b }.build().unwrap()
+}
+
+async fn produce(topic: &str, o: order_gateway::model::Order) {
+    let key = o.order_id.clone();
+    producer().send(FutureRecord::to(topic).key(&key).payload(&event(o)), Duration::from_secs(10)).await.unwrap();
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+async fn metric(gw: &Gateway, name: &str) -> f64 {
+    let text = client().get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn an_order_stream_sends_the_view_then_each_version_in_order_and_resumes_from_last_event_id() {
+    let w = World::new();
+    let gw = w.gateway(&[("ORDER_GATEWAY__SUBSCRIBE__HEARTBEAT", "300ms")]).await;
+    let id = format!("live-{}", uuid::Uuid::new_v4().simple());
+    w.index_order(order(&id, 1)).await;
+    let c = stream_client(false);
+    let url = gw.url(&format!("/v1/orders/{id}/events"));
+
+    let mut s = Sse::open(&c, &url, None).await;
+    let first = s.expect("order", Duration::from_secs(5)).await;
+    assert_eq!(version_of(&first.json()), 1);
+    let first_token = first.id.clone().expect("an order event has an id");
+
+    let sent_at = Instant::now();
+    produce(&w.orders_topic, order(&id, 2)).await;
+    let second = s.expect("order", Duration::from_secs(10)).await;
+    println!("produce to pushed: {:?}", sent_at.elapsed());
+    assert_eq!(version_of(&second.json()), 2);
+    for v in 3..=5 {
+        produce(&w.orders_topic, order(&id, v)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut seen = vec![2];
+    while *seen.last().unwrap() < 5 {
+        let ev = s.expect("order", Duration::from_secs(10)).await;
+        seen.push(version_of(&ev.json()));
+    }
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "versions only rise: {seen:?}");
+    // Nothing more was produced: heartbeats only.
+    assert!(s.next(Duration::from_millis(800)).await.is_none(), "no event without a change");
+    assert!(s.comments >= 1, "a heartbeat comment within 800 ms (subscribe.heartbeat = 300ms)");
+    drop(s);
+
+    // Resuming from the latest version: no view is sent again, the next change is.
+    let mut fifth = Sse::open(&c, &url, None).await;
+    let token5 = fifth.expect("order", Duration::from_secs(5)).await.id.unwrap();
+    drop(fifth);
+    let mut resumed = Sse::open(&c, &url, Some(&token5)).await;
+    assert!(resumed.next(Duration::from_millis(700)).await.is_none(), "the client already has version 5");
+    produce(&w.orders_topic, order(&id, 6)).await;
+    assert_eq!(version_of(&resumed.expect("order", Duration::from_secs(10)).await.json()), 6);
+    // Resuming from version 1: the current view first.
+    let mut behind = Sse::open(&c, &url, Some(&first_token)).await;
+    assert_eq!(version_of(&behind.expect("order", Duration::from_secs(5)).await.json()), 6);
+
+    // A deleted order: `deleted`, then the stream ends.
+    let mut gone = order(&id, 7);
+    gone.deleted = true;
+    produce(&w.orders_topic, gone).await;
+    for stream in [&mut resumed, &mut behind] {
+        let ev = stream.expect("deleted", Duration::from_secs(10)).await;
+        assert_eq!(ev.json()["order_id"], id.as_str());
+        assert!(stream.next(Duration::from_secs(5)).await.is_none() && stream.ended, "the stream ends after `deleted`");
+    }
+
+    // Bad requests are problems, not streams.
+    let (_, p) = expect_problem(client().get(&url).header("last-event-id", "zzz"), 400).await;
+    assert!(p["detail"].as_str().unwrap().contains("does not start with 'o'"), "{p}");
+    assert_eq!(p["invalid_params"][0]["name"], "Last-Event-ID");
+    let (_, p) = expect_problem(client().get(gw.url("/v1/orders/no-such-order-live/events")), 404).await;
+    assert!(p["detail"].as_str().unwrap().contains("no-such-order-live"), "{p}");
+}
+
+const READER: &str = "ogw_live_reader_without_pii";
+
+#[tokio::test]
+async fn a_reader_without_pii_scope_never_sees_pii_and_stream_limits_hold_and_sigterm_ends_streams() {
+    let w = World::new();
+    let keys = keys_env(&[format!(
+        "{{name=\"reader\",hash=\"{}\",scopes=[\"orders:read\"],tier=\"unlimited\"}}",
+        order_gateway::edge::auth::hash_key(READER)
+    )]);
+    let gw = w
+        .gateway(&[
+            ("ORDER_GATEWAY__AUTH__KEYS", &keys),
+            ("ORDER_GATEWAY__SUBSCRIBE__MAX_STREAMS_PER_CLIENT", "2"),
+            ("ORDER_GATEWAY__SERVER__SHUTDOWN_DELAY", "300ms"),
+        ])
+        .await;
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert("x-api-key", READER.parse().unwrap());
+    let reader = reqwest::Client::builder().tls_built_in_root_certs(false).default_headers(h).build().unwrap();
+    let customer = format!("cust-{}", uuid::Uuid::new_v4().simple());
+    let mut o = order(&format!("live-pii-{}", uuid::Uuid::new_v4().simple()), 1);
+    o.customer_id = customer.clone();
+    let id = o.order_id.clone();
+    w.index_order(o.clone()).await;
+
+    let mut by_order = Sse::open(&reader, &gw.url(&format!("/v1/orders/{id}/events")), None).await;
+    let first = by_order.expect("order", Duration::from_secs(5)).await;
+    assert!(first.json()["order"].get("email").is_none(), "no e-mail without orders:pii: {}", first.data);
+    let mut by_customer = Sse::open(&reader, &gw.url(&format!("/v1/customers/{customer}/orders/events")), None).await;
+
+    // The client's third stream is refused; another client's is not.
+    let (_, p) = expect_problem(reader.get(gw.url(&format!("/v1/orders/{id}/events"))), 429).await;
+    assert_eq!(p["type"], "urn:order-gateway:problem:too-many-streams");
+    assert!(p["detail"].as_str().unwrap().contains("subscribe.max_streams_per_client"), "{p}");
+    let mut with_pii = Sse::open(&stream_client(false), &gw.url(&format!("/v1/orders/{id}/events")), None).await;
+    assert_eq!(with_pii.expect("order", Duration::from_secs(5)).await.json()["order"]["email"], "someone@example.com");
+
+    // A change, and a new order of the customer.
+    let mut o2 = o.clone();
+    o2.version = 2;
+    produce(&w.orders_topic, o2).await;
+    let mut new_order = order(&format!("live-new-{}", uuid::Uuid::new_v4().simple()), 1);
+    new_order.customer_id = customer.clone();
+    produce(&w.orders_topic, new_order.clone()).await;
+    let ev = by_order.expect("order", Duration::from_secs(10)).await;
+    assert_eq!(version_of(&ev.json()), 2);
+    assert!(!ev.data.contains("someone@example.com"));
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let ev = by_customer.expect("order", Duration::from_secs(10)).await;
+        assert!(!ev.data.contains("someone@example.com"), "{}", ev.data);
+        got.push(ev.json()["order"]["order_id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(got, [id.clone(), new_order.order_id.clone()]);
+    assert_eq!(version_of(&with_pii.expect("order", Duration::from_secs(10)).await.json()), 2);
+
+    // SIGTERM: every stream gets `shutdown` and ends; the process exits well within its grace.
+    let mut gw = gw;
+    let t = Instant::now();
+    gw.terminate();
+    for s in [&mut by_order, &mut by_customer, &mut with_pii] {
+        let ev = s.expect("shutdown", Duration::from_secs(10)).await;
+        assert!(ev.json()["detail"].as_str().unwrap().contains("Last-Event-ID"));
+        assert!(s.next(Duration::from_secs(5)).await.is_none() && s.ended);
+    }
+    assert_eq!(gw.wait_exit(Duration::from_secs(20)).await, Some(0));
+    println!("SIGTERM to exit with three open streams: {:?}", t.elapsed());
+}
+
+/// An HTTP/1.1 subscriber that sends its request and then reads nothing.
+fn stalled_subscriber(gw: &Gateway, path: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {TEST_KEY}\r\n\r\n").unwrap();
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_subscribers_over_h2c_see_versions_only_rise_and_a_reader_that_stops_is_cut() {
+    const ORDERS: usize = 10;
+    const PER_ORDER: usize = 100;
+    const VERSIONS: u64 = 20;
+    let w = World::new();
+    let gw = w
+        .gateway(&[
+            ("ORDER_GATEWAY__SUBSCRIBE__MAX_STREAMS_PER_CLIENT", "2000"),
+            ("ORDER_GATEWAY__SUBSCRIBE__MAX_LAG", "1s"),
+        ])
+        .await;
+    let pid = gw.child.id();
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let ids: Vec<String> = (0..ORDERS).map(|i| format!("live-k-{run}-{i}")).collect();
+    for id in &ids {
+        w.index_order(order(id, 1)).await;
+    }
+    // The stalled reader follows an order with large views (many lines).
+    let big_id = format!("live-big-{run}");
+    let big = |v: u64| {
+        let mut o = order(&big_id, v);
+        o.lines = (0..150)
+            .map(|i| order_gateway::model::OrderLine {
+                line_id: format!("l{i}"),
+                sku: format!("SKU-{i:06}"),
+                name: "A line long enough to make the view weigh some kilobytes".into(),
+                quantity: 1,
+                unit_price: 100,
+                status: order_gateway::model::LineStatus::Open,
+            })
+            .collect();
+        o
+    };
+    w.index_order(big(1)).await;
+    let rss_before = rss_kib(pid);
+
+    // Ten h2c connections, a hundred streams each.
+    let clients: Vec<reqwest::Client> = (0..ORDERS).map(|_| stream_client(true)).collect();
+    let mut subscribers = Vec::new();
+    for (i, c) in clients.iter().enumerate() {
+        for j in 0..PER_ORDER {
+            let (c, url) = (c.clone(), gw.url(&format!("/v1/orders/{}/events", ids[(i + j) % ORDERS])));
+            subscribers.push(tokio::spawn(async move {
+                let mut s = Sse::open(&c, &url, None).await;
+                let mut seen = Vec::new();
+                while seen.last() != Some(&(VERSIONS + 1)) {
+                    let ev = s.expect("order", Duration::from_secs(60)).await;
+                    seen.push(version_of(&ev.json()));
+                }
+                seen
+            }));
+        }
+    }
+    eventually(Duration::from_secs(60), "a thousand streams open", || async {
+        metric(&gw, "live_subscribers").await >= (ORDERS * PER_ORDER) as f64
+    })
+    .await;
+    let rss_open = rss_kib(pid);
+    let mut stalled = stalled_subscriber(&gw, &format!("/v1/orders/{big_id}/events"));
+
+    // Updates flow: every order through VERSIONS more versions, and the
+    // stalled reader's order through many large ones.
+    let p = producer();
+    let started = Instant::now();
+    for v in 2..=VERSIONS + 1 {
+        for id in &ids {
+            let o = order(id, v);
+            p.send(FutureRecord::to(&w.orders_topic).key(id).payload(&event(o)), Duration::from_secs(10))
+                .await
+                .unwrap();
+        }
+    }
+    let mut v = 2;
+    while started.elapsed() < Duration::from_secs(4) || metric(&gw, "live_lagged_total").await < 1.0 {
+        for _ in 0..50 {
+            p.send(FutureRecord::to(&w.orders_topic).key(&big_id).payload(&event(big(v))), Duration::from_secs(10))
+                .await
+                .unwrap();
+            v += 1;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the stalled reader was never found lagging");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("{} large versions produced before the stalled reader lagged", v - 2);
+
+    let mut max_seen = 0;
+    for s in subscribers {
+        let seen = s.await.unwrap();
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "a version went down: {seen:?}");
+        max_seen = max_seen.max(seen.len());
+    }
+    let rss_after = rss_kib(pid);
+    let coalesced = metric(&gw, "live_coalesced_total").await;
+    println!(
+        "gateway RSS: {rss_before} KiB before, {rss_open} KiB with {} streams open ({:.1} KiB per stream), {rss_after} KiB after the updates; {coalesced} versions coalesced",
+        ORDERS * PER_ORDER,
+        (rss_open.saturating_sub(rss_before)) as f64 / (ORDERS * PER_ORDER) as f64
+    );
+    assert!(
+        rss_open.saturating_sub(rss_before) < 100 * 1024,
+        "a thousand streams should take well under 100 MiB: {rss_before} -> {rss_open} KiB"
+    );
+
+    // The stalled reader's connection is cut (5 s after it lagged): reading
+    // now drains what was buffered and ends.
+    stalled.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let t = Instant::now();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0usize;
+    loop {
+        match stalled.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n,
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "the stalled reader's connection was not cut");
+    }
+    println!("the stalled reader's connection ended after {total} bytes");
+    // The gateway still answers lookups and new subscriptions.
+    let mut again = Sse::open(&stream_client(false), &gw.url(&format!("/v1/orders/{}/events", ids[0])), None).await;
+    assert_eq!(version_of(&again.expect("order", Duration::from_secs(5)).await.json()), VERSIONS + 1);
+}

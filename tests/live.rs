@@ -378,3 +378,107 @@ async fn a_thousand_subscribers_over_h2c_see_versions_only_rise_and_a_reader_tha
     let mut again = Sse::open(&stream_client(false), &gw.url(&format!("/v1/orders/{}/events", ids[0])), None).await;
     assert_eq!(version_of(&again.expect("order", Duration::from_secs(5)).await.json()), VERSIONS + 1);
 }
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// The benchmark of BENCHMARKS.md ("Live updates"): produce → pushed latency
+/// with 1 and with 1,000 subscribers of one order, and the gateway's resident
+/// memory per open stream. `make bench-live` runs it against the release
+/// binary; it asserts nothing about time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: make bench-live"]
+async fn live_push_benchmark() {
+    let updates: u64 = std::env::var("LIVE_UPDATES").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let w = World::new();
+    let gw = w.gateway(&[("ORDER_GATEWAY__SUBSCRIBE__MAX_STREAMS_PER_CLIENT", "2000")]).await;
+    let pid = gw.child.id();
+    let p = producer();
+    let run = uuid::Uuid::new_v4().simple().to_string();
+
+    // One subscriber: each update produced, acknowledged, then awaited.
+    let one = format!("live-bench-one-{run}");
+    w.index_order(order(&one, 1)).await;
+    let mut s = Sse::open(&stream_client(false), &gw.url(&format!("/v1/orders/{one}/events")), None).await;
+    s.expect("order", Duration::from_secs(5)).await;
+    let mut lat = Vec::new();
+    for v in 2..updates + 2 {
+        let t0 = Instant::now();
+        p.send(FutureRecord::to(&w.orders_topic).key(&one).payload(&event(order(&one, v))), Duration::from_secs(10))
+            .await
+            .unwrap();
+        let ev = s.expect("order", Duration::from_secs(10)).await;
+        assert_eq!(version_of(&ev.json()), v);
+        lat.push(t0.elapsed());
+    }
+    lat.sort();
+    println!(
+        "1 subscriber, {updates} updates: produce -> pushed p50 {:?} p99 {:?} max {:?}",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        lat.last().unwrap()
+    );
+    drop(s);
+
+    // A thousand subscribers of one order over ten h2c connections.
+    let many = format!("live-bench-many-{run}");
+    w.index_order(order(&many, 1)).await;
+    let rss_before = rss_kib(pid);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Instant)>();
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let c = stream_client(true);
+        for _ in 0..100 {
+            let (c, url, tx) = (c.clone(), gw.url(&format!("/v1/orders/{many}/events")), tx.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut s = Sse::open(&c, &url, None).await;
+                loop {
+                    let ev = s.expect("order", Duration::from_secs(60)).await;
+                    let v = version_of(&ev.json());
+                    let _ = tx.send((v, Instant::now()));
+                    if v == updates + 1 {
+                        return;
+                    }
+                }
+            }));
+        }
+    }
+    drop(tx);
+    eventually(Duration::from_secs(60), "a thousand streams open", || async {
+        metric(&gw, "live_subscribers").await >= 1000.0
+    })
+    .await;
+    let rss_open = rss_kib(pid);
+    // One update every 50 ms: each reaches every subscriber before the next.
+    let mut produced = std::collections::HashMap::new();
+    for v in 2..updates + 2 {
+        produced.insert(v, Instant::now());
+        p.send(FutureRecord::to(&w.orders_topic).key(&many).payload(&event(order(&many, v))), Duration::from_secs(10))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut lat = Vec::new();
+    while let Some((v, at)) = rx.recv().await {
+        if let Some(t0) = produced.get(&v) {
+            lat.push(at.saturating_duration_since(*t0));
+        }
+    }
+    lat.sort();
+    println!(
+        "1,000 subscribers, {updates} updates: {} deliveries, produce -> pushed p50 {:?} p99 {:?} max {:?}; coalesced {}",
+        lat.len(),
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        lat.last().unwrap(),
+        metric(&gw, "live_coalesced_total").await
+    );
+    println!(
+        "gateway RSS {rss_before} KiB -> {rss_open} KiB with 1,000 streams open: {:.1} KiB per stream",
+        rss_open.saturating_sub(rss_before) as f64 / 1000.0
+    );
+}

@@ -71,6 +71,7 @@ pub async fn order_events(
         }
         _ => {
             first.push(order_event(id, &entry, pii, false));
+            count("order");
             sent.insert(id.into(), entry.versions.clone());
         }
     }
@@ -270,31 +271,42 @@ impl Body {
             ));
             return;
         }
-        for (id, mut entry) in subscriber.take() {
+        let pii = self.feed.pii;
+        for update in subscriber.take() {
+            let id = &update.order_id;
+            let mut entry = update.entry.clone();
             // An event for an order not cached makes a partial entry: the
             // read-through completes it (its merge keeps the event's versions).
-            if !entry.complete {
-                match self.feed.orders.get(&id, &self.feed.trace).await {
+            let completed = !entry.complete;
+            if completed {
+                match self.feed.orders.get(id, &self.feed.trace).await {
                     Outcome::Hit(e) | Outcome::Miss(e) | Outcome::Stale(e) if e.complete => entry = e,
                     _ => continue,
                 }
             }
-            if let Some(had) = self.sent.get(&id) {
+            if let Some(had) = self.sent.get(id) {
                 if !newer(&entry.versions, had) {
                     continue;
                 }
             }
             let deleted = is_deleted(&entry);
+            if entry.withheld.is_some() && !deleted {
+                continue;
+            }
             self.sent.insert(id.clone(), entry.versions.clone());
             self.idle_until = tokio::time::Instant::now() + self.feed.max_idle;
-            if deleted {
-                self.out.push_back(order_event(&id, &entry, self.feed.pii, true));
-                if self.feed.ends_on_delete {
-                    self.done = true;
-                    return;
-                }
-            } else if entry.withheld.is_none() {
-                self.out.push_back(order_event(&id, &entry, self.feed.pii, false));
+            // The shared update's bytes, made once for all its subscribers;
+            // a view completed here is this subscriber's own.
+            let frame = if completed {
+                order_event(id, &entry, pii, deleted)
+            } else {
+                update.frame(pii, |e| order_event(id, e, pii, deleted))
+            };
+            self.out.push_back(frame);
+            count(if deleted { "deleted" } else { "order" });
+            if deleted && self.feed.ends_on_delete {
+                self.done = true;
+                return;
             }
         }
     }
@@ -310,10 +322,8 @@ fn order_event(id: &str, entry: &CachedView, pii: bool, deleted: bool) -> Bytes 
     let token = token::of(&entry.versions);
     if deleted {
         let data = serde_json::json!({ "order_id": id, "version": entry.order_version() });
-        count("deleted");
         return sse::event("deleted", Some(&token), &serde_json::to_vec(&data).expect("JSON values serialise"));
     }
-    count("order");
     sse::event("order", Some(&token), &entry.body(pii))
 }
 

@@ -81,10 +81,31 @@ pub struct Subscriber {
     cut: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
 }
 
+/// One change, as every subscriber of it shares it: the entry, and its
+/// event's bytes made once for each kind of reader (with and without PII)
+/// rather than once per subscriber.
+pub struct Update {
+    pub order_id: Box<str>,
+    pub entry: Arc<CachedView>,
+    frames: [std::sync::OnceLock<bytes::Bytes>; 2],
+}
+
+impl Update {
+    pub fn new(order_id: &str, entry: Arc<CachedView>) -> Self {
+        Update { order_id: order_id.into(), entry, frames: Default::default() }
+    }
+
+    /// The event for a reader who may (`pii`) or may not see personal data,
+    /// made by `render` the first time it is asked for.
+    pub fn frame(&self, pii: bool, render: impl FnOnce(&CachedView) -> bytes::Bytes) -> bytes::Bytes {
+        self.frames[usize::from(pii)].get_or_init(|| render(&self.entry)).clone()
+    }
+}
+
 /// Updates waiting for one subscriber, oldest first, one per order.
 #[derive(Default)]
 pub struct Pending {
-    views: Vec<(Box<str>, Arc<CachedView>)>,
+    views: Vec<Arc<Update>>,
     /// When the oldest waiting update arrived.
     since: Option<Instant>,
     /// Versions replaced by a newer one before they were sent.
@@ -105,25 +126,25 @@ impl Pending {
     /// Adds `view` of `order_id`: replaces a waiting version of that order,
     /// else joins the queue, unless the queue is full or its oldest update
     /// has waited longer than `max_lag`.
-    pub fn offer(&mut self, order_id: &str, view: Arc<CachedView>, now: Instant, limits: &Limits) -> Offered {
+    pub fn offer(&mut self, update: Arc<Update>, now: Instant, limits: &Limits) -> Offered {
         if self.since.is_some_and(|s| now.saturating_duration_since(s) > limits.max_lag) {
             return Offered::Lagged;
         }
-        if let Some(slot) = self.views.iter_mut().find(|(id, _)| &**id == order_id) {
-            slot.1 = view;
+        if let Some(slot) = self.views.iter_mut().find(|u| u.order_id == update.order_id) {
+            *slot = update;
             self.coalesced += 1;
             return Offered::Coalesced;
         }
         if self.views.len() >= limits.queue {
             return Offered::Lagged;
         }
-        self.views.push((order_id.into(), view));
+        self.views.push(update);
         self.since.get_or_insert(now);
         Offered::Queued
     }
 
     /// Everything waiting, oldest first; the queue is empty after.
-    pub fn take(&mut self) -> Vec<(Box<str>, Arc<CachedView>)> {
+    pub fn take(&mut self) -> Vec<Arc<Update>> {
         self.since = None;
         std::mem::take(&mut self.views)
     }
@@ -195,16 +216,13 @@ impl Hub {
             let topics = self.by_topic.lock().unwrap_or_else(|p| p.into_inner());
             let order = topics.get(&Topic::Order(order_id.into()));
             let customer = customer_id.and_then(|c| topics.get(&Topic::Customer(c.into())));
+            let mut update = None;
             for s in order.into_iter().chain(customer).flatten() {
                 if s.lagged.load(Ordering::Acquire) {
                     continue;
                 }
-                let offered = s.pending.lock().unwrap_or_else(|p| p.into_inner()).offer(
-                    order_id,
-                    view.clone(),
-                    now,
-                    &self.limits,
-                );
+                let update = update.get_or_insert_with(|| Arc::new(Update::new(order_id, view.clone()))).clone();
+                let offered = s.pending.lock().unwrap_or_else(|p| p.into_inner()).offer(update, now, &self.limits);
                 match offered {
                     Offered::Queued => s.wake.notify_one(),
                     Offered::Coalesced => {
@@ -275,7 +293,7 @@ impl Subscriber {
     }
 
     /// Takes what is waiting.
-    pub fn take(&self) -> Vec<(Box<str>, Arc<CachedView>)> {
+    pub fn take(&self) -> Vec<Arc<Update>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 

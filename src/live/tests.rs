@@ -12,19 +12,23 @@ fn view(id: &str, version: u64) -> Arc<CachedView> {
     Arc::new(CachedView::for_tests(&v))
 }
 
+fn up(id: &str, version: u64) -> Arc<Update> {
+    Arc::new(Update::new(id, view(id, version)))
+}
+
 #[test]
 fn a_newer_version_replaces_the_waiting_one_and_a_full_queue_lags() {
     let l = limits(2, 60_000);
     let t0 = Instant::now();
     let mut p = Pending::default();
-    assert_eq!(p.offer("a", view("a", 1), t0, &l), Offered::Queued);
-    assert_eq!(p.offer("a", view("a", 2), t0, &l), Offered::Coalesced);
-    assert_eq!(p.offer("b", view("b", 1), t0, &l), Offered::Queued);
-    assert_eq!(p.offer("c", view("c", 1), t0, &l), Offered::Lagged, "a third order with a queue of 2");
+    assert_eq!(p.offer(up("a", 1), t0, &l), Offered::Queued);
+    assert_eq!(p.offer(up("a", 2), t0, &l), Offered::Coalesced);
+    assert_eq!(p.offer(up("b", 1), t0, &l), Offered::Queued);
+    assert_eq!(p.offer(up("c", 1), t0, &l), Offered::Lagged, "a third order with a queue of 2");
     let taken = p.take();
-    assert_eq!(taken.iter().map(|(id, v)| (&**id, v.order_version())).collect::<Vec<_>>(), [("a", 2), ("b", 1)]);
+    assert_eq!(taken.iter().map(|u| (&*u.order_id, u.entry.order_version())).collect::<Vec<_>>(), [("a", 2), ("b", 1)]);
     assert_eq!(p.coalesced, 1);
-    assert_eq!(p.offer("c", view("c", 1), t0, &l), Offered::Queued, "room again once taken");
+    assert_eq!(p.offer(up("c", 1), t0, &l), Offered::Queued, "room again once taken");
 }
 
 #[test]
@@ -32,11 +36,11 @@ fn an_update_waiting_longer_than_max_lag_lags_the_subscriber() {
     let l = limits(8, 100);
     let t0 = Instant::now();
     let mut p = Pending::default();
-    p.offer("a", view("a", 1), t0, &l);
-    assert_eq!(p.offer("a", view("a", 2), t0 + Duration::from_millis(50), &l), Offered::Coalesced);
-    assert_eq!(p.offer("a", view("a", 3), t0 + Duration::from_millis(150), &l), Offered::Lagged);
+    p.offer(up("a", 1), t0, &l);
+    assert_eq!(p.offer(up("a", 2), t0 + Duration::from_millis(50), &l), Offered::Coalesced);
+    assert_eq!(p.offer(up("a", 3), t0 + Duration::from_millis(150), &l), Offered::Lagged);
     p.take();
-    assert_eq!(p.offer("a", view("a", 4), t0 + Duration::from_secs(10), &l), Offered::Queued, "taken: caught up");
+    assert_eq!(p.offer(up("a", 4), t0 + Duration::from_secs(10), &l), Offered::Queued, "taken: caught up");
 }
 
 #[test]
@@ -61,12 +65,21 @@ fn an_update_reaches_the_order_and_customer_subscribers_only() {
     let customer = hub.subscribe(Topic::Customer("cust-1".into()), client.clone()).unwrap();
     let other = hub.subscribe(Topic::Order("o2".into()), "d".into()).unwrap();
     hub.publish("o1", Some("cust-1"), &view("o1", 3));
-    assert_eq!(order.subscriber.take().len(), 1);
-    assert_eq!(customer.subscriber.take().len(), 1);
+    let (a, b) = (order.subscriber.take(), customer.subscriber.take());
+    assert_eq!((a.len(), b.len()), (1, 1));
+    assert!(Arc::ptr_eq(&a[0], &b[0]), "one update shared by every subscriber");
+    let made = std::sync::atomic::AtomicUsize::new(0);
+    let render = |_: &CachedView| {
+        made.fetch_add(1, Ordering::Relaxed);
+        bytes::Bytes::from_static(b"x")
+    };
+    a[0].frame(false, render);
+    b[0].frame(false, render);
+    assert_eq!(made.load(Ordering::Relaxed), 1, "its event is made once per kind of reader");
     assert!(other.subscriber.take().is_empty());
     hub.publish("o9", Some("cust-1"), &view("o9", 1));
     assert!(order.subscriber.take().is_empty());
-    assert_eq!(customer.subscriber.take()[0].0.as_ref(), "o9", "a new order of the customer");
+    assert_eq!(&*customer.subscriber.take()[0].order_id, "o9", "a new order of the customer");
 }
 
 #[test]

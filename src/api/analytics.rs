@@ -6,6 +6,9 @@
 //! top SKUs to whole minutes, a time series to whole buckets of its interval
 //! (see `backends::analytics`), so requests a few milliseconds apart share
 //! one answer and every point of a series counts its whole bucket.
+//!
+//! `from` and `to` are RFC 3339 timestamps or dates; a date is the start of
+//! that day in the request's `tz` (UTC when absent), on every route.
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -20,13 +23,25 @@ use crate::model::{Channel, OrderStatus, Timestamp};
 use crate::telemetry::context::TraceParent;
 
 /// The scope of a query: its range widened to whole minutes (`max_range`
-/// applies to the range as asked), its filters checked.
-fn scope(state: &AppState, q: &std::collections::BTreeMap<String, String>) -> Result<Scope, ApiError> {
-    let from =
-        params::time("from", q.get("from").ok_or_else(|| ApiError::bad_param("from", "from is required (RFC 3339)"))?)?;
-    let to = params::time("to", q.get("to").ok_or_else(|| ApiError::bad_param("to", "to is required (RFC 3339)"))?)?;
+/// applies to the range as asked), its filters checked, and the request's
+/// time zone.
+fn scope<'q>(
+    state: &AppState,
+    q: &'q std::collections::BTreeMap<String, String>,
+) -> Result<(Scope, &'q str), ApiError> {
+    let tz = time_zone(q)?;
+    let (from_asked, to_asked) = (bound(q, "from")?, bound(q, "to")?);
+    let from = start(from_asked, "from", tz)?;
+    let to = start(to_asked, "to", tz)?;
     if from >= to {
-        return Err(ApiError::bad_param("from", format!("from ({from}) must be before to ({to})")));
+        let shown = |b: params::Bound, t: Timestamp| match b {
+            params::Bound::Day(day) => format!("{day} in {tz}, {t}"),
+            params::Bound::Instant(_) => t.to_string(),
+        };
+        return Err(ApiError::bad_param(
+            "from",
+            format!("from ({}) must be before to ({})", shown(from_asked, from), shown(to_asked, to)),
+        ));
     }
     let max = state.config.analytics.max_range;
     if (to.millis() - from.millis()) as u128 > max.as_millis() {
@@ -50,7 +65,58 @@ fn scope(state: &AppState, q: &std::collections::BTreeMap<String, String>) -> Re
         None => String::new(),
     };
     let (from_ms, to_ms) = queries::align_to_minutes(from.millis(), to.millis());
-    Ok(Scope { from_ms, to_ms, channel, currency })
+    Ok((Scope { from_ms, to_ms, channel, currency }, tz))
+}
+
+/// The request's `tz` (default UTC): where a date in `from` or `to` starts,
+/// and where a series' buckets start. Checked against the zones ClickHouse
+/// knows, as a series passes it to ClickHouse.
+fn time_zone(q: &std::collections::BTreeMap<String, String>) -> Result<&str, ApiError> {
+    let tz = q.get("tz").map(String::as_str).unwrap_or("UTC");
+    if !queries::known_time_zone(tz) {
+        return Err(ApiError::bad_param(
+            "tz",
+            format!("tz must be an IANA time zone such as Europe/Berlin, got {tz:?}"),
+        ));
+    }
+    Ok(tz)
+}
+
+/// `from` or `to`, required: an RFC 3339 timestamp or a date.
+fn bound(q: &std::collections::BTreeMap<String, String>, param: &str) -> Result<params::Bound, ApiError> {
+    let v = q.get(param).ok_or_else(|| {
+        ApiError::bad_param(
+            param,
+            format!(
+                "{param} is required: an RFC 3339 timestamp such as 2025-01-31T00:00:00Z or a date such as 2025-01-31"
+            ),
+        )
+    })?;
+    params::time_or_date(param, v)
+}
+
+/// The instant a bound names. A date is the start of that day in `tz` on
+/// every route alike, as a BI user in Berlin means Berlin's January: KPIs
+/// over a range of dates then add up to the daily series over the same dates.
+fn start(b: params::Bound, param: &str, tz: &str) -> Result<Timestamp, ApiError> {
+    match b {
+        params::Bound::Instant(t) => Ok(t),
+        day => day.start_in(param, &zone(tz)?, tz),
+    }
+}
+
+/// The rules of a zone ClickHouse knows, from the database bundled into the
+/// binary; only a date needs them (ClickHouse itself places a series' buckets).
+fn zone(tz: &str) -> Result<jiff::tz::TimeZone, ApiError> {
+    if tz == "UTC" {
+        return Ok(jiff::tz::TimeZone::UTC);
+    }
+    jiff::tz::TimeZone::get(tz).map_err(|e| {
+        ApiError::bad_param(
+            "tz",
+            format!("the gateway cannot place a date in {tz} ({e}); give from and to as RFC 3339 timestamps"),
+        )
+    })
 }
 
 /// Upper bounds of the groups of `group_by` that a series can have, for
@@ -121,10 +187,10 @@ struct KpiBody {
     revenue: Vec<MoneyLine>,
 }
 
-/// `GET /v1/analytics/kpis?from=&to=&channel=&currency=`.
+/// `GET /v1/analytics/kpis?from=&to=&tz=&channel=&currency=`.
 pub async fn kpis(state: &AppState, query: Option<&str>, trace: &TraceParent) -> Result<HttpResponse, ApiError> {
-    let q = params::query(query, &["from", "to", "channel", "currency"])?;
-    let s = scope(state, &q)?;
+    let q = params::query(query, &["from", "to", "tz", "channel", "currency"])?;
+    let (s, _) = scope(state, &q)?;
     let key = format!("kpis|{s:?}");
     let ch = state.backends.clickhouse.clone();
     let scope = s.clone();
@@ -158,15 +224,15 @@ pub async fn kpis(state: &AppState, query: Option<&str>, trace: &TraceParent) ->
     .await
 }
 
-/// `GET /v1/analytics/status-funnel?from=&to=&channel=&currency=`: how many
+/// `GET /v1/analytics/status-funnel?from=&to=&tz=&channel=&currency=`: how many
 /// orders reached each stage (cancelled orders count as created only).
 pub async fn status_funnel(
     state: &AppState,
     query: Option<&str>,
     trace: &TraceParent,
 ) -> Result<HttpResponse, ApiError> {
-    let q = params::query(query, &["from", "to", "channel", "currency"])?;
-    let s = scope(state, &q)?;
+    let q = params::query(query, &["from", "to", "tz", "channel", "currency"])?;
+    let (s, _) = scope(state, &q)?;
     let ch = state.backends.clickhouse.clone();
     let scope = s.clone();
     let trace = trace.clone();
@@ -203,10 +269,10 @@ pub fn funnel(n: impl Fn(OrderStatus) -> u64) -> serde_json::Value {
     })
 }
 
-/// `GET /v1/analytics/top-skus?from=&to=&limit=&by=units|revenue&channel=&currency=`.
+/// `GET /v1/analytics/top-skus?from=&to=&tz=&limit=&by=units|revenue&channel=&currency=`.
 pub async fn top_skus(state: &AppState, query: Option<&str>, trace: &TraceParent) -> Result<HttpResponse, ApiError> {
-    let q = params::query(query, &["from", "to", "limit", "by", "channel", "currency"])?;
-    let s = scope(state, &q)?;
+    let q = params::query(query, &["from", "to", "tz", "limit", "by", "channel", "currency"])?;
+    let (s, _) = scope(state, &q)?;
     let limit = q.get("limit").map(|v| params::int_in("limit", v, 1, 1000)).transpose()?.unwrap_or(10);
     let by_revenue = match q.get("by").map(String::as_str) {
         None | Some("units") => false,
@@ -248,7 +314,7 @@ pub async fn top_skus(state: &AppState, query: Option<&str>, trace: &TraceParent
 /// `GET /v1/analytics/timeseries?metric=&interval=&from=&to=&group_by=&tz=&channel=&currency=`.
 pub async fn timeseries(state: &AppState, query: Option<&str>, trace: &TraceParent) -> Result<HttpResponse, ApiError> {
     let q = params::query(query, &["metric", "interval", "from", "to", "group_by", "tz", "channel", "currency"])?;
-    let s = scope(state, &q)?;
+    let (s, tz) = scope(state, &q)?;
     const METRICS: &[&str] =
         &["orders", "revenue", "average_order_value", "units_per_order", "cancellation_rate", "return_rate"];
     let metric = q.get("metric").map(String::as_str).unwrap_or("orders");
@@ -277,13 +343,6 @@ pub async fn timeseries(state: &AppState, query: Option<&str>, trace: &TracePare
         return Err(ApiError::bad_param(
             "metric",
             format!("{metric} needs currency= or group_by=currency: amounts in different currencies do not add up"),
-        ));
-    }
-    let tz = q.get("tz").map(String::as_str).unwrap_or("UTC");
-    if !queries::known_time_zone(tz) {
-        return Err(ApiError::bad_param(
-            "tz",
-            format!("tz must be an IANA time zone such as Europe/Berlin, got {tz:?}"),
         ));
     }
     // In UTC the buckets are known here, so the range is widened to them at
@@ -395,6 +454,46 @@ mod tests {
         assert_eq!(refused(check_points(&twenty_years, day, true, "", 5000)).as_deref(), Some("interval"));
         // Outside UTC each end may add a partial bucket.
         assert_eq!(refused(check_points(&two_years, day, false, "", 731)).as_deref(), Some("interval"));
+    }
+
+    /// A zone passes `tz` when ClickHouse knows it; a date in it must then
+    /// have a start here too, or the request would be refused for a zone it may name.
+    #[test]
+    fn every_zone_clickhouse_knows_can_place_a_date() {
+        let unplaced: Vec<&str> = include_str!("../../schemas/clickhouse/time_zones.txt")
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter(|tz| {
+                let day = params::Bound::Day(jiff::civil::date(2025, 3, 30));
+                zone(tz).and_then(|z| day.start_in("from", &z, tz)).is_err()
+            })
+            .collect();
+        assert_eq!(unplaced, Vec::<&str>::new());
+    }
+
+    #[test]
+    fn a_date_is_midnight_in_tz_on_every_route() {
+        let q = |pairs: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let at = |pairs: &[(&str, &str)], param: &str| {
+            let q = q(pairs);
+            let tz = time_zone(&q).unwrap();
+            start(bound(&q, param).unwrap(), param, tz).unwrap().to_rfc3339()
+        };
+        assert_eq!(at(&[("from", "2025-01-01")], "from"), "2025-01-01T00:00:00.000Z", "UTC when tz is absent");
+        assert_eq!(at(&[("to", "2025-01-01"), ("tz", "Europe/Berlin")], "to"), "2024-12-31T23:00:00.000Z");
+        assert_eq!(
+            at(&[("to", "2025-01-01T00:00:00Z"), ("tz", "Europe/Berlin")], "to"),
+            "2025-01-01T00:00:00.000Z",
+            "tz leaves a timestamp alone"
+        );
+        let missing = bound(&q(&[]), "from").unwrap_err();
+        assert!(
+            matches!(&missing, ApiError::BadRequest { param, detail, .. }
+            if param == "from" && detail.contains("RFC 3339") && detail.contains("date")),
+            "{missing:?}"
+        );
     }
 
     #[test]

@@ -547,7 +547,17 @@ async fn dispatch(
             let client = subscriber_name(admitted, peer);
             Box::pin(api::events::customer_events(state, &id, query, &ctx.trace, pii, client)).await
         }
-        Route::Redoc | Route::RedocFile => Err(ApiError::NotFound("ReDoc pending".into())),
+        Route::Redoc | Route::RedocFile => {
+            let (body, content_type) = api::openapi::redoc_file(param("file"))
+                .ok_or_else(|| ApiError::NotFound(format!("no such documentation file {}", param("file"))))?;
+            let mut r = http::Response::new(http_body_util::Full::new(body));
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            // The script changes only with the binary: a day in the browser's cache.
+            if !param("file").is_empty() {
+                r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=86400"));
+            }
+            Ok(r)
+        }
         Route::OpenApi => Ok(api::json_bytes(StatusCode::OK, api::openapi::json())),
         Route::Kpis => Box::pin(api::analytics::kpis(state, query, &ctx.trace)).await,
         Route::Timeseries => Box::pin(api::analytics::timeseries(state, query, &ctx.trace)).await,

@@ -4,9 +4,13 @@ mod common;
 
 use std::time::Duration;
 
+use common::sse::{stream_client, Sse};
 use common::world::*;
 use common::*;
 use rdkafka::producer::FutureRecord;
+
+/// How long a live subscriber waits for each event (a broker's restart included).
+const LIVE_WAIT: Duration = Duration::from_secs(90);
 
 #[tokio::test]
 async fn reads_go_on_without_kafka_and_the_cache_catches_up_after() {
@@ -20,8 +24,8 @@ async fn reads_go_on_without_kafka_and_the_cache_catches_up_after() {
     assert_eq!(c.get(gw.url(&format!("/v1/orders/{id}"))).send().await.unwrap().status(), 200);
     // A live subscriber of the order: told when the stream goes down and
     // comes back, and sent the version written meanwhile.
-    let mut live = LiveStream::open(&gw, &format!("/v1/orders/{id}/events")).await;
-    assert!(live.next_named("order").await.contains("\"version\":1"));
+    let mut live = Sse::open(&stream_client(false), &gw.url(&format!("/v1/orders/{id}/events")), None).await;
+    assert_eq!(version_of(&live.expect("order", LIVE_WAIT).await.json()), 1);
 
     stack("stop", "kafka");
     let outcome = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async {
@@ -40,7 +44,7 @@ async fn reads_go_on_without_kafka_and_the_cache_catches_up_after() {
     if let Err(p) = outcome {
         std::panic::resume_unwind(p);
     }
-    live.next_named("degraded").await;
+    live.expect("degraded", LIVE_WAIT).await;
     // An event written as soon as the broker is back, before the gateway has
     // reconnected, still reaches the cache: the stream resumes where it
     // stood instead of jumping to a new end.
@@ -81,10 +85,10 @@ async fn reads_go_on_without_kafka_and_the_cache_catches_up_after() {
     }
     // The version written on reconnect and the all-clear, in whichever
     // order: events flow before the lag watcher sees the stream caught up.
-    let mut two = [live.next_event().await, live.next_event().await];
-    two.sort();
-    assert_eq!((two[0].0.as_str(), two[1].0.as_str()), ("order", "recovered"), "{two:?}");
-    assert!(two[0].1.contains("\"version\":5"), "{}", two[0].1);
+    let mut two = [live.next(LIVE_WAIT).await.unwrap(), live.next(LIVE_WAIT).await.unwrap()];
+    two.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!((two[0].name.as_str(), two[1].name.as_str()), ("order", "recovered"), "{two:?}");
+    assert_eq!(version_of(&two[0].json()), 5);
     // And one written once the gateway is ready again.
     producer()
         .send(FutureRecord::to(&w.orders_topic).key(&id).payload(&event(order(&id, 6))), Duration::from_secs(10))
@@ -95,45 +99,4 @@ async fn reads_go_on_without_kafka_and_the_cache_catches_up_after() {
         r.status() == 200 && version_of(&r.json().await.unwrap()) == 6
     })
     .await;
-}
-
-/// A Server-Sent Events subscriber, read event by event.
-struct LiveStream {
-    resp: reqwest::Response,
-    buf: String,
-}
-
-impl LiveStream {
-    async fn open(gw: &Gateway, path: &str) -> LiveStream {
-        let c = reqwest::Client::builder().tls_built_in_root_certs(false).build().unwrap();
-        let resp = c.get(gw.url(path)).bearer_auth(TEST_KEY).send().await.unwrap();
-        assert_eq!(resp.status(), 200);
-        LiveStream { resp, buf: String::new() }
-    }
-
-    /// The data of the next event, which must be named `name`.
-    async fn next_named(&mut self, name: &str) -> String {
-        let (event, data) = self.next_event().await;
-        assert_eq!(event, name, "{data}");
-        data
-    }
-
-    /// The next event's name and data (heartbeats are skipped), within 90 s.
-    async fn next_event(&mut self) -> (String, String) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-        loop {
-            while let Some(end) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..end + 2).collect();
-                let Some(event) = block.lines().find_map(|l| l.strip_prefix("event: ")) else { continue };
-                let data = block.lines().find_map(|l| l.strip_prefix("data: ")).unwrap_or_default();
-                return (event.to_string(), data.to_string());
-            }
-            let chunk = tokio::time::timeout_at(deadline, self.resp.chunk())
-                .await
-                .unwrap_or_else(|_| panic!("no event within 90 s"))
-                .unwrap()
-                .unwrap_or_else(|| panic!("the stream ended"));
-            self.buf.push_str(std::str::from_utf8(&chunk).unwrap());
-        }
-    }
 }

@@ -6,6 +6,7 @@
 pub mod haproxy;
 pub mod load;
 pub mod pipeline;
+pub mod sse;
 pub mod tls_proxy;
 pub mod world;
 

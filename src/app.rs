@@ -85,10 +85,13 @@ impl AppState {
         let orders = Arc::new(ReadThrough::new(cache.clone(), store, config.cache.max_ttl));
         let s = &config.subscribe;
         let hub = crate::live::Hub::new(crate::live::Limits {
-            max_streams: s.max_streams,
+            // Each HTTP/1.1 stream holds a connection that is never shed:
+            // streams alone must not take every slot from lookups and probes.
+            max_streams: s.max_streams.min(config.server.max_connections / 4 * 3),
             max_streams_per_client: s.max_streams_per_client,
             queue: s.queue,
             max_lag: s.max_lag,
+            heartbeat: s.heartbeat,
         });
         let analytics = Answers::new(
             config.analytics.settled_cache_ttl.max(config.analytics.cache_ttl),

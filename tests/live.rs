@@ -76,8 +76,22 @@ async fn an_order_stream_sends_the_view_then_each_version_in_order_and_resumes_f
     let mut behind = Sse::open(&c, &url, Some(&first_token)).await;
     assert_eq!(version_of(&behind.expect("order", Duration::from_secs(5)).await.json()), 6);
 
+    // The order leaves the cache (evicted, or expired); a change after that
+    // still reaches its subscribers, whole: the subscriber's last view with
+    // the change merged in (Elasticsearch, still at version 1, is behind).
+    let evicted = client().delete(gw.url(&format!("/admin/cache/orders/{id}"))).send().await.unwrap();
+    assert!(evicted.status().is_success(), "{}", evicted.status());
+    produce(&w.orders_topic, order(&id, 7)).await;
+    for stream in [&mut resumed, &mut behind] {
+        let ev = stream.expect("order", Duration::from_secs(10)).await;
+        assert_eq!(version_of(&ev.json()), 7);
+        assert_eq!(ev.json()["order"]["email"], "someone@example.com", "the whole view");
+    }
+    let r = client().get(gw.url(&format!("/v1/orders/{id}"))).send().await.unwrap();
+    assert_eq!(r.headers()["x-cache"], "HIT", "the completed view is cached again");
+
     // A deleted order: `deleted`, then the stream ends.
-    let mut gone = order(&id, 7);
+    let mut gone = order(&id, 8);
     gone.deleted = true;
     produce(&w.orders_topic, gone).await;
     for stream in [&mut resumed, &mut behind] {

@@ -26,14 +26,15 @@ use tokio::sync::watch;
 
 use super::{params, ApiError, HttpResponse};
 use crate::app::AppState;
-use crate::cache::{BackendStore, CachedView, ComponentVersions, Outcome, ReadThrough};
-use crate::live::{sse, token, Hub, LiveBody, Refused, Subscription, Topic};
+use crate::cache::{BackendStore, CachedView, ComponentVersions, Filled, OrderCache, Outcome, ReadThrough, Source};
+use crate::live::{sse, token, Hub, LiveBody, Refused, Subscription, Topic, Update};
 use crate::telemetry::context::TraceParent;
 use crate::telemetry::names;
 
 /// What each subscriber's body needs besides its subscription.
 struct Feed {
     hub: Arc<Hub>,
+    cache: Arc<OrderCache>,
     orders: Arc<ReadThrough<BackendStore>>,
     trace: TraceParent,
     pii: bool,
@@ -75,7 +76,8 @@ pub async fn order_events(
             sent.insert(id.into(), entry.versions.clone());
         }
     }
-    Ok(respond(state, subscription, first, sent, trace, pii, true))
+    let bases = HashMap::from([(Box::<str>::from(id), entry)]);
+    Ok(respond(state, subscription, first, Seen { sent, bases }, trace, pii, true))
 }
 
 /// `GET /v1/customers/{customer_id}/orders/events`.
@@ -94,7 +96,7 @@ pub async fn customer_events(
     // EventSource sends it on every reconnect, so refusing it would break them.
     let subscription = subscribe(state, Topic::Customer(id.into()), client)?;
     let first = vec![sse::retry(state.config.subscribe.retry.as_millis())];
-    Ok(respond(state, subscription, first, HashMap::new(), trace, pii, false))
+    Ok(respond(state, subscription, first, Seen::default(), trace, pii, false))
 }
 
 /// Whether `current` is newer than `had`: at least every version of it, and not the same.
@@ -127,11 +129,30 @@ fn subscribe(state: &AppState, topic: Topic, client: Arc<str>) -> Result<Subscri
     })
 }
 
+/// What a subscriber has been sent, per order.
+#[derive(Default)]
+struct Seen {
+    /// The versions last sent (the monotonic rule).
+    sent: HashMap<Box<str>, ComponentVersions>,
+    /// The last whole view sent, to complete a partial entry with (at most
+    /// [`MAX_BASES`] orders).
+    bases: HashMap<Box<str>, Arc<CachedView>>,
+}
+
+/// Most orders whose last view one subscriber keeps: an order stream has
+/// one; a customer's, the orders that changed while it was open.
+const MAX_BASES: usize = 1024;
+
+/// How often, and how far apart, a subscriber tries again to complete a
+/// partial entry whose backends could not.
+const COMPLETE_ATTEMPTS: u8 = 5;
+const COMPLETE_AGAIN_AFTER: Duration = Duration::from_secs(1);
+
 fn respond(
     state: &AppState,
     subscription: Subscription,
     first: Vec<Bytes>,
-    sent: HashMap<Box<str>, ComponentVersions>,
+    seen: Seen,
     trace: &TraceParent,
     pii: bool,
     ends_on_delete: bool,
@@ -139,6 +160,7 @@ fn respond(
     let cfg = &state.config.subscribe;
     let feed = Feed {
         hub: state.hub.clone(),
+        cache: state.cache.clone(),
         orders: state.orders.clone(),
         trace: trace.clone(),
         pii,
@@ -147,7 +169,7 @@ fn respond(
         ends_on_delete,
     };
     let subscriber = subscription.subscriber.clone();
-    let frames = futures_util::stream::unfold(Body::new(feed, subscription, first, sent), |mut body| async move {
+    let frames = futures_util::stream::unfold(Body::new(feed, subscription, first, seen), |mut body| async move {
         body.next().await.map(|b| (b, body))
     });
     let mut r = http::Response::new(http_body_util::Full::new(Bytes::new()));
@@ -168,6 +190,7 @@ enum Wake {
     Health,
     Heartbeat,
     Idle,
+    Retry,
 }
 
 /// One subscriber's stream of frames.
@@ -175,8 +198,11 @@ struct Body {
     feed: Feed,
     subscription: Subscription,
     out: std::collections::VecDeque<Bytes>,
-    /// The versions last sent of each order.
-    sent: HashMap<Box<str>, ComponentVersions>,
+    seen: Seen,
+    /// Updates whose partial entry could not be completed yet, with the
+    /// attempts made, and when to try again.
+    retry: Vec<(Arc<Update>, u8)>,
+    retry_at: Option<tokio::time::Instant>,
     health: watch::Receiver<bool>,
     ending: watch::Receiver<bool>,
     heartbeat: tokio::time::Interval,
@@ -185,12 +211,7 @@ struct Body {
 }
 
 impl Body {
-    fn new(
-        feed: Feed,
-        subscription: Subscription,
-        first: Vec<Bytes>,
-        sent: HashMap<Box<str>, ComponentVersions>,
-    ) -> Self {
+    fn new(feed: Feed, subscription: Subscription, first: Vec<Bytes>, seen: Seen) -> Self {
         let mut health = feed.hub.stream_health();
         let mut out: std::collections::VecDeque<Bytes> = first.into();
         if !*health.borrow_and_update() {
@@ -205,7 +226,9 @@ impl Body {
             feed,
             subscription,
             out,
-            sent,
+            seen,
+            retry: Vec::new(),
+            retry_at: None,
             health,
             heartbeat,
             done: false,
@@ -216,6 +239,7 @@ impl Body {
     async fn next(&mut self) -> Option<Bytes> {
         loop {
             if let Some(frame) = self.out.pop_front() {
+                self.subscription.subscriber.wrote();
                 return Some(frame);
             }
             if self.done {
@@ -226,10 +250,13 @@ impl Body {
             let wake = tokio::select! {
                 biased;
                 _ = self.ending.wait_for(|e| *e) => Wake::Ending,
-                () = subscriber.rung() => Wake::Rung,
+                // Before updates: a burst of them (a catch-up after an
+                // outage) must not hold back `recovered`.
                 _ = self.health.changed() => Wake::Health,
+                () = subscriber.rung() => Wake::Rung,
                 _ = self.heartbeat.tick() => Wake::Heartbeat,
                 () = tokio::time::sleep_until(self.idle_until) => Wake::Idle,
+                () = sleep_until_some(self.retry_at) => Wake::Retry,
             };
             match wake {
                 Wake::Ending => self.finish(json_event(
@@ -238,7 +265,15 @@ impl Body {
                         "detail": "this replica is shutting down; reconnect (with Last-Event-ID) to be served by another"
                     }),
                 )),
-                Wake::Rung => self.deliver().await,
+                Wake::Rung => {
+                    let updates = subscriber.take().into_iter().map(|u| (u, 0)).collect();
+                    self.deliver(updates).await
+                }
+                Wake::Retry => {
+                    self.retry_at = None;
+                    let again = std::mem::take(&mut self.retry);
+                    self.deliver(again).await
+                }
                 Wake::Health => {
                     let healthy = *self.health.borrow_and_update();
                     self.out.push_back(if healthy { recovered() } else { degraded() });
@@ -259,8 +294,8 @@ impl Body {
         self.done = true;
     }
 
-    /// Writes what waits for the subscriber, in the order it arrived.
-    async fn deliver(&mut self) {
+    /// Writes `updates` (with the attempts made at each), in the order they arrived.
+    async fn deliver(&mut self, updates: Vec<(Arc<Update>, u8)>) {
         let subscriber = self.subscription.subscriber.clone();
         if subscriber.is_lagged() {
             self.finish(json_event(
@@ -272,19 +307,27 @@ impl Body {
             return;
         }
         let pii = self.feed.pii;
-        for update in subscriber.take() {
+        for (update, attempts) in updates {
             let id = &update.order_id;
             let mut entry = update.entry.clone();
-            // An event for an order not cached makes a partial entry: the
-            // read-through completes it (its merge keeps the event's versions).
+            // An event for an order not cached (evicted, expired) makes a
+            // partial entry, which is completed before it is sent.
             let completed = !entry.complete;
             if completed {
-                match self.feed.orders.get(id, &self.feed.trace).await {
-                    Outcome::Hit(e) | Outcome::Miss(e) | Outcome::Stale(e) if e.complete => entry = e,
-                    _ => continue,
+                match self.complete(id, &entry).await {
+                    Some(e) => entry = e,
+                    None if attempts + 1 < COMPLETE_ATTEMPTS => {
+                        self.retry.push((update.clone(), attempts + 1));
+                        self.retry_at = Some(tokio::time::Instant::now() + COMPLETE_AGAIN_AFTER);
+                        continue;
+                    }
+                    None => {
+                        tracing::warn!(order_id = %id, "live update not sent: its order could not be read whole");
+                        continue;
+                    }
                 }
             }
-            if let Some(had) = self.sent.get(id) {
+            if let Some(had) = self.seen.sent.get(id) {
                 if !newer(&entry.versions, had) {
                     continue;
                 }
@@ -293,7 +336,10 @@ impl Body {
             if entry.withheld.is_some() && !deleted {
                 continue;
             }
-            self.sent.insert(id.clone(), entry.versions.clone());
+            self.seen.sent.insert(id.clone(), entry.versions.clone());
+            if self.seen.bases.len() < MAX_BASES || self.seen.bases.contains_key(id) {
+                self.seen.bases.insert(id.clone(), entry.clone());
+            }
             self.idle_until = tokio::time::Instant::now() + self.feed.max_idle;
             // The shared update's bytes, made once for all its subscribers;
             // a view completed here is this subscriber's own.
@@ -309,6 +355,33 @@ impl Body {
                 return;
             }
         }
+    }
+}
+
+impl Body {
+    /// A whole view for a partial entry: the last whole view this subscriber
+    /// was sent with the entry's newer components merged in (and cached, so
+    /// lookups have it too), else the read-through's.
+    async fn complete(&self, id: &str, partial: &CachedView) -> Option<Arc<CachedView>> {
+        if let Some(base) = self.seen.bases.get(id) {
+            let mut view = base.view();
+            view.merge(partial.view());
+            if let Some(Filled::Ok(e)) = self.feed.cache.fill(id, Some(view), Source::Stream) {
+                return Some(e);
+            }
+        }
+        match self.feed.orders.get(id, &self.feed.trace).await {
+            Outcome::Hit(e) | Outcome::Miss(e) | Outcome::Stale(e) if e.complete => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Resolves at `at`, or never.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -91,15 +91,17 @@ pub struct ComponentVersions {
     pub fulfillments: Box<[(u64, u64)]>,
 }
 
-/// A fulfilment id as a 64-bit key (the standard library's SipHash with its
-/// fixed keys: the same for the life of the process, which is as long as any
-/// key is kept). Two fulfilments of one order sharing a key, the only case in
-/// which their versions would be confused, has odds of about 2^-64.
+/// A fulfilment id as a 64-bit key: FNV-1a of its UTF-8 bytes. Fixed by
+/// this definition, not by the toolchain (the standard library's hasher may
+/// change between Rust releases): live-update resume tokens carry these keys
+/// from one replica, and one release, to another. Two fulfilments of one
+/// order sharing a key, the only case in which their versions would be
+/// confused, has odds of about 2^-64 (ids come from the order service, not
+/// from clients).
 pub fn fulfillment_key(id: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::hash::DefaultHasher::new();
-    id.hash(&mut h);
-    h.finish()
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    id.bytes().fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME))
 }
 
 impl ComponentVersions {

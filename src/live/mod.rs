@@ -43,6 +43,8 @@ pub struct Limits {
     pub max_streams_per_client: usize,
     pub queue: usize,
     pub max_lag: Duration,
+    /// A body writes at least this often (a heartbeat if nothing else).
+    pub heartbeat: Duration,
 }
 
 /// Why a subscription was refused.
@@ -66,11 +68,26 @@ pub struct Hub {
     healthy: watch::Sender<bool>,
     /// Turned true when the server stops: every body ends with `shutdown`.
     ending: watch::Sender<bool>,
+    /// The customer of each order seen with one while its customer had
+    /// subscribers: an event that does not name it (a fulfilment of an order
+    /// not cached) still reaches them. At most [`MAX_CUSTOMERS_KNOWN`].
+    customer_of: Mutex<HashMap<Box<str>, Box<str>>>,
+    /// What subscribers' write times count from.
+    epoch: Instant,
+    /// Whether the sweeper runs (started with the first subscription).
+    sweeping: AtomicBool,
 }
 
 /// One subscriber's side of the hub: what waits to be sent, and the bell.
 pub struct Subscriber {
     id: u64,
+    topic: Topic,
+    client: Arc<str>,
+    /// Set once its place in the hub is given back (lagged, or ended).
+    released: AtomicBool,
+    /// Milliseconds after the hub's epoch when its body last wrote a frame.
+    wrote_ms: AtomicU64,
+    epoch: Instant,
     pending: Mutex<Pending>,
     wake: Notify,
     lagged: AtomicBool,
@@ -151,11 +168,9 @@ impl Pending {
 }
 
 /// A registered subscription: unregistered when dropped (the body ends, the
-/// client goes away).
+/// client goes away), unless a lag released it first.
 pub struct Subscription {
     hub: Arc<Hub>,
-    topic: Topic,
-    client: Arc<str>,
     pub subscriber: Arc<Subscriber>,
 }
 
@@ -169,6 +184,9 @@ impl Hub {
             next_id: AtomicU64::new(0),
             healthy: watch::Sender::new(true),
             ending: watch::Sender::new(false),
+            customer_of: Mutex::new(HashMap::new()),
+            epoch: Instant::now(),
+            sweeping: AtomicBool::new(false),
         })
     }
 
@@ -189,20 +207,61 @@ impl Hub {
         }
         let subscriber = Arc::new(Subscriber {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            topic: topic.clone(),
+            client,
+            released: AtomicBool::new(false),
+            wrote_ms: AtomicU64::new(millis_since(self.epoch, Instant::now())),
+            epoch: self.epoch,
             pending: Mutex::new(Pending::default()),
             wake: Notify::new(),
             lagged: AtomicBool::new(false),
             finished: AtomicBool::new(false),
             cut: Mutex::new(None),
         });
-        self.by_topic
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(topic.clone())
-            .or_default()
-            .push(subscriber.clone());
+        self.by_topic.lock().unwrap_or_else(|p| p.into_inner()).entry(topic).or_default().push(subscriber.clone());
         metrics::gauge!(names::LIVE_SUBSCRIBERS).increment(1.0);
-        Ok(Subscription { hub: self.clone(), topic, client, subscriber })
+        self.start_sweeper();
+        Ok(Subscription { hub: self.clone(), subscriber })
+    }
+
+    /// Starts the task that finds stalled subscribers, once, if there is a
+    /// runtime to run it (unit tests of the hub have none).
+    fn start_sweeper(self: &Arc<Self>) {
+        if self.sweeping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let hub = Arc::downgrade(self);
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP_EVERY);
+            loop {
+                tick.tick().await;
+                let Some(hub) = hub.upgrade() else { return };
+                hub.sweep(Instant::now());
+            }
+        });
+    }
+
+    /// Lags every subscriber that has stalled (see [`Subscriber::stalled`]).
+    /// A body that is not polled (its client reads nothing, so its
+    /// connection cannot take more) learns of no update and of no timer: it
+    /// is found here, not by a new update that may never come.
+    pub fn sweep(&self, now: Instant) {
+        let stalled: Vec<Arc<Subscriber>> = {
+            let topics = self.by_topic.lock().unwrap_or_else(|p| p.into_inner());
+            topics.values().flatten().filter(|s| s.stalled(now, &self.limits)).cloned().collect()
+        };
+        for s in stalled {
+            self.lag(&s);
+        }
+    }
+
+    /// Ends `s` as lagged and gives its place back at once: its body may
+    /// never be polled again to drop it.
+    fn lag(&self, s: &Arc<Subscriber>) {
+        if s.lag() {
+            self.release(s);
+        }
     }
 
     /// Hands a changed order to its subscribers and its customer's.
@@ -215,7 +274,16 @@ impl Hub {
         {
             let topics = self.by_topic.lock().unwrap_or_else(|p| p.into_inner());
             let order = topics.get(&Topic::Order(order_id.into()));
-            let customer = customer_id.and_then(|c| topics.get(&Topic::Customer(c.into())));
+            let customer = match customer_id {
+                Some(c) => {
+                    let subs = topics.get(&Topic::Customer(c.into()));
+                    if subs.is_some() {
+                        self.remember_customer(order_id, c);
+                    }
+                    subs
+                }
+                None => self.customer_of(order_id).and_then(|c| topics.get(&Topic::Customer(c))),
+            };
             let mut update = None;
             for s in order.into_iter().chain(customer).flatten() {
                 if s.lagged.load(Ordering::Acquire) {
@@ -234,8 +302,25 @@ impl Hub {
             }
         }
         for s in lagged {
-            s.lag();
+            self.lag(&s);
         }
+    }
+
+    fn remember_customer(&self, order_id: &str, customer_id: &str) {
+        let mut known = self.customer_of.lock().unwrap_or_else(|p| p.into_inner());
+        if known.get(order_id).is_some_and(|c| &**c == customer_id) {
+            return;
+        }
+        if known.len() >= MAX_CUSTOMERS_KNOWN {
+            // Rare and bounded: forgetting costs only the routing of
+            // fulfilment events of orders not cached, until seen again.
+            known.clear();
+        }
+        known.insert(order_id.into(), customer_id.into());
+    }
+
+    fn customer_of(&self, order_id: &str) -> Option<Box<str>> {
+        self.customer_of.lock().unwrap_or_else(|p| p.into_inner()).get(order_id).cloned()
     }
 
     /// Records the event stream's health; subscribers are told of a change.
@@ -263,21 +348,25 @@ impl Hub {
         self.open.load(Ordering::Acquire)
     }
 
-    fn unregister(&self, topic: &Topic, client: &Arc<str>, id: u64) {
+    /// Gives `s`'s place back (once, whoever asks first).
+    fn release(&self, s: &Subscriber) {
+        if s.released.swap(true, Ordering::AcqRel) {
+            return;
+        }
         {
             let mut topics = self.by_topic.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(subs) = topics.get_mut(topic) {
-                subs.retain(|s| s.id != id);
+            if let Some(subs) = topics.get_mut(&s.topic) {
+                subs.retain(|other| other.id != s.id);
                 if subs.is_empty() {
-                    topics.remove(topic);
+                    topics.remove(&s.topic);
                 }
             }
         }
         let mut per_client = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = per_client.get_mut(client) {
+        if let Some(n) = per_client.get_mut(&s.client) {
             *n -= 1;
             if *n == 0 {
-                per_client.remove(client);
+                per_client.remove(&s.client);
             }
         }
         self.open.fetch_sub(1, Ordering::AcqRel);
@@ -307,9 +396,27 @@ impl Subscriber {
         *self.cut.lock().unwrap_or_else(|p| p.into_inner()) = Some(cut);
     }
 
-    fn lag(self: &Arc<Self>) {
+    /// Whether it has stalled: an update has waited longer than `max_lag`,
+    /// or its body has written nothing (not even a heartbeat) for
+    /// `heartbeat + max_lag`.
+    pub fn stalled(&self, now: Instant, limits: &Limits) -> bool {
+        let waited = self.pending.lock().unwrap_or_else(|p| p.into_inner()).since;
+        let silent =
+            now.saturating_duration_since(self.epoch + Duration::from_millis(self.wrote_ms.load(Ordering::Acquire)));
+        !self.lagged.load(Ordering::Acquire)
+            && (waited.is_some_and(|t| now.saturating_duration_since(t) > limits.max_lag)
+                || silent > limits.heartbeat + limits.max_lag)
+    }
+
+    /// Its body has written a frame.
+    pub fn wrote(&self) {
+        self.wrote_ms.store(millis_since(self.epoch, Instant::now()), Ordering::Release);
+    }
+
+    /// Marks it lagged; false if it already was.
+    fn lag(self: &Arc<Self>) -> bool {
         if self.lagged.swap(true, Ordering::AcqRel) {
-            return;
+            return false;
         }
         metrics::counter!(names::LIVE_LAGGED).increment(1);
         self.pending.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -321,18 +428,24 @@ impl Subscriber {
             let me = self.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(CUT_AFTER_LAG).await;
-                let cut = me.cut.lock().unwrap_or_else(|p| p.into_inner()).take();
-                if let Some(cut) = cut.filter(|_| !me.finished.load(Ordering::Acquire)) {
-                    cut();
+                // Under the lock `ended` takes: a body that ends meanwhile
+                // cannot have its connection (now serving another request) cut.
+                let mut cut = me.cut.lock().unwrap_or_else(|p| p.into_inner());
+                if !me.finished.load(Ordering::Acquire) {
+                    if let Some(cut) = cut.take() {
+                        cut();
+                    }
                 }
             });
         }
+        true
     }
 
     /// The body ended: its connection is no longer the subscriber's to cut.
     pub fn ended(&self) {
+        let mut cut = self.cut.lock().unwrap_or_else(|p| p.into_inner());
         self.finished.store(true, Ordering::Release);
-        self.cut.lock().unwrap_or_else(|p| p.into_inner()).take();
+        cut.take();
     }
 }
 
@@ -340,10 +453,20 @@ impl Subscriber {
 /// the `lagged` event before it is cut.
 const CUT_AFTER_LAG: Duration = Duration::from_secs(5);
 
+/// Most orders whose customer the hub remembers.
+const MAX_CUSTOMERS_KNOWN: usize = 100_000;
+
+/// How often the hub looks for stalled subscribers.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+fn millis_since(epoch: Instant, t: Instant) -> u64 {
+    u64::try_from(t.saturating_duration_since(epoch).as_millis()).unwrap_or(u64::MAX)
+}
+
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.subscriber.ended();
-        self.hub.unregister(&self.topic, &self.client, self.subscriber.id);
+        self.hub.release(&self.subscriber);
     }
 }
 

@@ -1,7 +1,13 @@
 use super::*;
 
 fn limits(queue: usize, max_lag_ms: u64) -> Limits {
-    Limits { max_streams: 3, max_streams_per_client: 2, queue, max_lag: Duration::from_millis(max_lag_ms) }
+    Limits {
+        max_streams: 3,
+        max_streams_per_client: 2,
+        queue,
+        max_lag: Duration::from_millis(max_lag_ms),
+        heartbeat: Duration::from_secs(1),
+    }
 }
 
 fn view(id: &str, version: u64) -> Arc<CachedView> {
@@ -92,4 +98,45 @@ fn a_lagged_subscriber_gets_nothing_more() {
     assert!(s.subscriber.take().is_empty(), "what waited is dropped");
     hub.publish("o1", Some("cust"), &view("o1", 2));
     assert!(s.subscriber.take().is_empty());
+}
+
+#[test]
+fn a_subscriber_whose_body_writes_nothing_is_found_stalled_and_its_place_given_back() {
+    let hub = Hub::new(limits(8, 2_000));
+    let s = hub.subscribe(Topic::Order("o1".into()), "c".into()).unwrap();
+    let t0 = Instant::now();
+    assert!(!s.subscriber.stalled(t0 + Duration::from_secs(2), &hub.limits), "within heartbeat + max_lag");
+    s.subscriber.wrote();
+    assert!(s.subscriber.stalled(t0 + Duration::from_secs(4), &hub.limits), "no frame for 3 s + (1 s + 2 s)");
+    hub.sweep(t0 + Duration::from_secs(4));
+    assert!(s.subscriber.is_lagged());
+    assert_eq!(hub.open(), 0, "released at once, before its body is dropped");
+    let _other = hub.subscribe(Topic::Order("o2".into()), "c".into()).unwrap();
+    drop(s);
+    assert_eq!(hub.open(), 1, "dropping the lagged one does not release twice");
+}
+
+#[test]
+fn an_update_waiting_past_max_lag_is_found_by_the_sweep_without_a_new_one() {
+    let hub = Hub::new(limits(8, 100));
+    let s = hub.subscribe(Topic::Order("o1".into()), "c".into()).unwrap();
+    hub.publish("o1", None, &view("o1", 2));
+    let now = Instant::now();
+    hub.sweep(now);
+    assert!(!s.subscriber.is_lagged());
+    hub.sweep(now + Duration::from_millis(300));
+    assert!(s.subscriber.is_lagged());
+}
+
+#[test]
+fn an_event_without_its_customer_reaches_the_customer_once_the_order_was_seen_with_it() {
+    let hub = Hub::new(limits(8, 60_000));
+    let customer = hub.subscribe(Topic::Customer("cust-1".into()), "c".into()).unwrap();
+    hub.publish("o1", None, &view("o1", 1));
+    assert!(customer.subscriber.take().is_empty(), "not known yet");
+    hub.publish("o1", Some("cust-1"), &view("o1", 2));
+    customer.subscriber.take();
+    // A fulfilment of o1 after o1 left the cache: the event names no customer.
+    hub.publish("o1", None, &view("o1", 3));
+    assert_eq!(customer.subscriber.take().len(), 1);
 }

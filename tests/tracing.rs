@@ -192,7 +192,8 @@ async fn an_unreachable_receiver_costs_no_request_and_its_spans_are_counted_as_f
 
 #[tokio::test]
 async fn ingest_continues_the_trace_that_seed_started_in_a_kafka_header() {
-    let mut p = common::pipeline::Pipeline::new("json");
+    // Avro: ingest asks the registry for each schema id it has not seen.
+    let mut p = common::pipeline::Pipeline::new("avro");
     let service = unique("pipe-traces");
     let otlp = otlp_endpoint();
     for (k, v) in [
@@ -237,6 +238,21 @@ async fn ingest_continues_the_trace_that_seed_started_in_a_kafka_header() {
         assert_eq!(tag(send, "span.kind"), "producer");
         assert_eq!(t["processes"][send["processID"].as_str().unwrap()]["serviceName"], seed_service.as_str());
     }
+    // The registry calls of decoding (the first message of each schema) are
+    // client spans under that message's processing span.
+    let mut registry_calls = 0;
+    for t in &traces {
+        let spans = t["spans"].as_array().unwrap();
+        let process = spans.iter().find(|s| s["operationName"].as_str().is_some_and(|n| n.starts_with("process ")));
+        for call in
+            spans.iter().filter(|s| s["operationName"].as_str().is_some_and(|n| n.starts_with("schema_registry ")))
+        {
+            registry_calls += 1;
+            assert_eq!(tag(call, "span.kind"), "client");
+            assert_eq!(parent_of(call).as_deref(), process.and_then(|p| p["spanID"].as_str()), "{t}");
+        }
+    }
+    assert!(registry_calls >= 1, "no schema_registry span in ingest's traces");
 }
 
 /// What an export request carries, read off the socket: the path, the JSON

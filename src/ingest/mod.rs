@@ -44,6 +44,10 @@ pub struct Msg {
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
     pub headers: Vec<(String, Vec<u8>)>,
+    /// The producer's sampled trace (its `traceparent` header), with this
+    /// message's consumer span id, when tracing is on: the registry call of
+    /// its decoding and the span of its processing share it.
+    pub trace: Option<telemetry::context::TraceParent>,
 }
 
 impl Msg {
@@ -106,16 +110,7 @@ fn consumer_spans(batch: &[Msg], taken_unix_nanos: u64) {
     }
     let end = trace::unix_nanos();
     for msg in batch {
-        let Some(parent) = msg
-            .headers
-            .iter()
-            .find(|(k, _)| k == telemetry::context::TRACEPARENT)
-            .and_then(|(_, v)| std::str::from_utf8(v).ok())
-            .and_then(telemetry::context::TraceParent::parse)
-            .filter(|t| t.sampled())
-        else {
-            continue;
-        };
+        let Some(parent) = &msg.trace else { continue };
         trace::record(SpanRecord {
             trace_id: parent.trace_id.0,
             span_id: parent.span_id,
@@ -444,7 +439,7 @@ impl Ingest {
                 (Stream::Fulfillments, t.fulfillments_format)
             };
             match format {
-                WireFormat::Avro => self.decoder.decode(stream, payload).await.map(Some),
+                WireFormat::Avro => self.decoder.decode_traced(stream, payload, msg.trace.as_ref()).await.map(Some),
                 WireFormat::Json => events::decode_json(stream, payload).map(Some),
             }
         };
@@ -630,10 +625,11 @@ fn retry_label(backend: Backend) -> &'static str {
 }
 
 fn own(m: rdkafka::message::BorrowedMessage<'_>) -> Msg {
-    let headers = m
+    let headers: Vec<(String, Vec<u8>)> = m
         .headers()
         .map(|h| h.iter().map(|x| (x.key.to_owned(), x.value.map(<[u8]>::to_vec).unwrap_or_default())).collect())
         .unwrap_or_default();
+    let trace = telemetry::trace::enabled().then(|| sampled_trace(&headers)).flatten();
     Msg {
         topic: m.topic().to_owned(),
         partition: m.partition(),
@@ -641,7 +637,18 @@ fn own(m: rdkafka::message::BorrowedMessage<'_>) -> Msg {
         key: m.key().map(<[u8]>::to_vec),
         payload: m.payload().map(<[u8]>::to_vec),
         headers,
+        trace,
     }
+}
+
+/// The producer's trace from a message's `traceparent` header, if sampled.
+fn sampled_trace(headers: &[(String, Vec<u8>)]) -> Option<telemetry::context::TraceParent> {
+    headers
+        .iter()
+        .find(|(k, _)| k == telemetry::context::TRACEPARENT)
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        .and_then(telemetry::context::TraceParent::parse)
+        .filter(|t| t.sampled())
 }
 
 #[cfg(test)]

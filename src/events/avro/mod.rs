@@ -30,6 +30,7 @@ use super::{validate, DecodeError, Limits, Stream};
 use crate::backends::schema_registry::RegistryClient;
 use crate::config::Config;
 use crate::model::*;
+use crate::telemetry::context::TraceParent;
 
 pub use bounds::MAX_DEPTH;
 
@@ -261,21 +262,37 @@ impl Decoder {
 
     /// Decodes one message of `stream`.
     pub async fn decode(&self, stream: Stream, payload: &[u8]) -> Result<Event, DecodeError> {
+        self.decode_traced(stream, payload, None).await
+    }
+
+    /// [`Decoder::decode`] for a message whose trace is `trace`: a call to
+    /// the registry (a schema id not seen before) is a client span of it.
+    pub async fn decode_traced(
+        &self,
+        stream: Stream,
+        payload: &[u8],
+        trace: Option<&TraceParent>,
+    ) -> Result<Event, DecodeError> {
         self.limits.check_size(payload)?;
         let (id, body) = split_frame(payload)?;
-        let writer = self.writer_schema(id, stream).await?;
+        let writer = self.writer_schema(id, stream, trace).await?;
         decode_body_with(stream, &writer, body, &self.limits)
     }
 
     /// The writer schema `id`, if a message of `stream` may use it.
-    async fn writer_schema(&self, id: u32, stream: Stream) -> Result<Arc<WriterSchema>, DecodeError> {
+    async fn writer_schema(
+        &self,
+        id: u32,
+        stream: Stream,
+        trace: Option<&TraceParent>,
+    ) -> Result<Arc<WriterSchema>, DecodeError> {
         if let Some(schema) = self.known(id, stream) {
             return Ok(schema);
         }
         if let Some(refusal) = self.refused.as_ref().and_then(|r| r.get(&(id, stream))) {
             return Err(refusal);
         }
-        let fetched = self.fetch(id, stream).await;
+        let fetched = self.fetch(id, stream, trace).await;
         if let (Err(e), Some(refused)) = (&fetched, &self.refused) {
             // A registry that is down is asked again next time.
             if !e.is_transient() {
@@ -295,10 +312,16 @@ impl Decoder {
 
     /// Asks the registry: the subjects of `id` first (unless any is
     /// allowed), then its schema if not parsed yet.
-    async fn fetch(&self, id: u32, stream: Stream) -> Result<Arc<WriterSchema>, DecodeError> {
+    async fn fetch(
+        &self,
+        id: u32,
+        stream: Stream,
+        trace: Option<&TraceParent>,
+    ) -> Result<Arc<WriterSchema>, DecodeError> {
         if let Some(subjects) = &self.subjects {
             let subject = subjects.of(stream);
-            let versions: Vec<SubjectVersion> = self.registry_json(&format!("schemas/ids/{id}/versions"), id).await?;
+            let versions: Vec<SubjectVersion> =
+                self.registry_json(&format!("schemas/ids/{id}/versions"), id, trace, "schema_versions").await?;
             if !versions.iter().any(|v| v.subject == subject) {
                 return Err(DecodeError::ForeignSchema { id, subject: subject.to_owned() });
             }
@@ -307,7 +330,8 @@ impl Decoder {
         let schema = match parsed {
             Some(s) => s,
             None => {
-                let body: serde_json::Value = self.registry_json(&format!("schemas/ids/{id}"), id).await?;
+                let body: serde_json::Value =
+                    self.registry_json(&format!("schemas/ids/{id}"), id, trace, "schema").await?;
                 let text = body.get("schema").and_then(|s| s.as_str()).ok_or(DecodeError::UnknownSchema(id))?;
                 let schema = Schema::parse_str(text)
                     .map_err(|e| DecodeError::Malformed(format!("schema {id} does not parse: {e}")))?;
@@ -324,15 +348,31 @@ impl Decoder {
 
     /// A registry answer as JSON; 404 is an unknown id, any other failure
     /// the registry's (transient).
-    async fn registry_json<T: serde::de::DeserializeOwned>(&self, path: &str, id: u32) -> Result<T, DecodeError> {
-        let resp = self.registry.get(path).send().await.map_err(|e| DecodeError::RegistryUnavailable(e.to_string()))?;
-        if resp.status() == reqwest::StatusCode::NOT_FOUND {
-            return Err(DecodeError::UnknownSchema(id));
-        }
-        if !resp.status().is_success() {
-            return Err(DecodeError::RegistryUnavailable(format!("status {}", resp.status())));
-        }
-        resp.json().await.map_err(|e| DecodeError::RegistryUnavailable(e.to_string()))
+    async fn registry_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        id: u32,
+        trace: Option<&TraceParent>,
+        operation: &'static str,
+    ) -> Result<T, DecodeError> {
+        crate::telemetry::trace::call(trace, "schema_registry", operation, |p| async move {
+            let mut request = self.registry.get(path);
+            if let Some(p) = p {
+                request = request.header(crate::telemetry::context::TRACEPARENT, p.traceparent);
+                if let Some(state) = p.tracestate {
+                    request = request.header("tracestate", state);
+                }
+            }
+            let resp = request.send().await.map_err(|e| DecodeError::RegistryUnavailable(e.to_string()))?;
+            if resp.status() == reqwest::StatusCode::NOT_FOUND {
+                return Err(DecodeError::UnknownSchema(id));
+            }
+            if !resp.status().is_success() {
+                return Err(DecodeError::RegistryUnavailable(format!("status {}", resp.status())));
+            }
+            resp.json().await.map_err(|e| DecodeError::RegistryUnavailable(e.to_string()))
+        })
+        .await
     }
 }
 

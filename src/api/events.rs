@@ -64,7 +64,7 @@ pub async fn order_events(
     let outcome = state.orders.get(id, trace).await;
     let entry = super::orders::served_view(outcome, id, "id")?.0;
     let mut sent = HashMap::new();
-    let mut first = vec![sse::retry(state.config.subscribe.retry.as_millis())];
+    let mut first = Vec::new();
     match resume {
         // The client has this view or a newer one (from another replica, say).
         Some(had) if !newer(&entry.versions, &had) => {
@@ -95,8 +95,7 @@ pub async fn customer_events(
     // reconnecting screen reads the list again), and a browser's
     // EventSource sends it on every reconnect, so refusing it would break them.
     let subscription = subscribe(state, Topic::Customer(id.into()), client)?;
-    let first = vec![sse::retry(state.config.subscribe.retry.as_millis())];
-    Ok(respond(state, subscription, first, Seen::default(), trace, pii, false))
+    Ok(respond(state, subscription, Vec::new(), Seen::default(), trace, pii, false))
 }
 
 /// Whether `current` is newer than `had`: at least every version of it, and not the same.
@@ -148,6 +147,7 @@ const MAX_BASES: usize = 1024;
 const COMPLETE_ATTEMPTS: u8 = 5;
 const COMPLETE_AGAIN_AFTER: Duration = Duration::from_secs(1);
 
+/// The stream's answer: the `retry:` field, then `first`, then the body's events.
 fn respond(
     state: &AppState,
     subscription: Subscription,
@@ -168,6 +168,7 @@ fn respond(
         max_idle: cfg.max_idle,
         ends_on_delete,
     };
+    let first = std::iter::once(sse::retry(cfg.retry.as_millis())).chain(first).collect();
     let subscriber = subscription.subscriber.clone();
     let frames = futures_util::stream::unfold(Body::new(feed, subscription, first, seen), |mut body| async move {
         body.next().await.map(|b| (b, body))
@@ -356,9 +357,7 @@ impl Body {
             }
         }
     }
-}
 
-impl Body {
     /// A whole view for a partial entry: the last whole view this subscriber
     /// was sent with the entry's newer components merged in (and cached, so
     /// lookups have it too), else the read-through's.

@@ -262,6 +262,15 @@ impl Tracker {
     }
 }
 
+impl InProgress {
+    /// Closes this request's connection when called (a live stream that
+    /// lagged); takes its own reference only then, not on every request.
+    pub(super) fn cutter(&self) -> impl Fn() + Send + Sync + 'static {
+        let tracker = self.0.clone();
+        move || tracker.cut()
+    }
+}
+
 impl Drop for InProgress {
     fn drop(&mut self) {
         // The time first, so whoever sees the count at 0 sees when it got there.

@@ -87,14 +87,14 @@ pub async fn serve(
             let state = state.clone();
             let router = router.clone();
             let in_progress = tracker.request_started(req.version() == hyper::Version::HTTP_2);
-            let tracker = tracker.clone();
             async move {
                 let mut resp = handle(&state, &router, surface, peer, req).await;
                 match resp.body_mut() {
                     // A live stream keeps its connection busy while it is
                     // open (never shed or closed as idle), and can cut it.
                     http_body_util::Either::Right(live) => {
-                        live.hold(Box::new(in_progress), Box::new(move || tracker.cut()))
+                        let cut = in_progress.cutter();
+                        live.hold(Box::new(in_progress), Box::new(cut))
                     }
                     http_body_util::Either::Left(_) => drop(in_progress),
                 }

@@ -65,9 +65,3 @@ impl hyper::body::Body for LiveBody {
         self.frames.poll_next_unpin(cx).map(|frame| frame.map(|b| Ok(Frame::data(b))))
     }
 }
-
-impl Drop for LiveBody {
-    fn drop(&mut self) {
-        self.subscriber.ended();
-    }
-}

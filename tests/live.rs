@@ -194,7 +194,7 @@ async fn a_thousand_subscribers_over_h2c_see_versions_only_rise_and_a_reader_tha
     let gw = w
         .gateway(&[
             ("ORDER_GATEWAY__SUBSCRIBE__MAX_STREAMS_PER_CLIENT", "2000"),
-            ("ORDER_GATEWAY__SUBSCRIBE__MAX_LAG", "1s"),
+            ("ORDER_GATEWAY__SUBSCRIBE__MAX_LAG", "5s"),
         ])
         .await;
     let pid = gw.child.id();

@@ -97,6 +97,10 @@ fn bench(c: &mut Criterion) {
     ];
     let states: Vec<(&str, AppState, Option<&str>)> =
         cases.into_iter().map(|(name, config, key)| (name, rt.block_on(async { state_from(config) }), key)).collect();
+    // What hyper's connection task holds and moves per request.
+    let (_, first, key) = &states[0];
+    let size = std::mem::size_of_val(&handle(first, &router, Surface::Main, peer, request(*key)));
+    println!("hit_path/handle_future_bytes: {size}");
     for (name, state, key) in &states {
         let run = |req| rt.block_on(handle(state, &router, Surface::Main, peer, req));
         let resp = run(request(*key));

@@ -15,6 +15,9 @@ use crate::backends::Backend;
 use crate::cache::{CachedView, Lookup, Outcome, Reason};
 use crate::telemetry::context::RequestContext;
 
+/// `X-Cache`, made at compile time (a name built from a `&str` is parsed per request).
+pub(crate) const X_CACHE: http::HeaderName = http::HeaderName::from_static("x-cache");
+
 /// How a view was answered, for `X-Cache`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheStatus {
@@ -48,7 +51,9 @@ pub async fn get_order(
     let outcome = match min_version {
         Some(min) => {
             let wait = state.live().config.cache.read_your_writes_wait;
-            state.orders.get_at_least(id, min, wait, &ctx.trace).await
+            // Boxed: its wait and second fill would make every lookup's
+            // future (moved on each request, hits included) a few KB larger.
+            Box::pin(state.orders.get_at_least(id, min, wait, &ctx.trace)).await
         }
         None => state.orders.get(id, &ctx.trace).await,
     };
@@ -329,7 +334,7 @@ fn view_response(e: &CachedView, status: CacheStatus, req_headers: &HeaderMap, p
     };
     let h = resp.headers_mut();
     h.insert(header::ETAG, etag);
-    h.insert(http::HeaderName::from_static("x-cache"), HeaderValue::from_static(status.as_str()));
+    h.insert(X_CACHE, HeaderValue::from_static(status.as_str()));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
     h.insert(header::VARY, HeaderValue::from_static(VARY_CREDENTIAL));
     if status == CacheStatus::Stale {

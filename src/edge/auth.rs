@@ -41,8 +41,8 @@ struct Mesh {
 /// The compiled `[auth]` section.
 pub struct Authenticator {
     mode: AuthMode,
-    /// By the SHA-256 of the key.
-    keys: std::collections::HashMap<[u8; 32], Principal>,
+    /// By the SHA-256 of the key (uniform bytes: a fast hash loses nothing).
+    keys: foldhash::HashMap<[u8; 32], Principal>,
     jwt: Option<JwtVerifier>,
     mesh: Option<Mesh>,
 }
@@ -83,7 +83,7 @@ impl Authenticator {
     /// Compiles the section; errors name the key and the bad value. Reads the
     /// JWT public key file, if any.
     pub fn new(cfg: &AuthConfig) -> Result<Self, String> {
-        let mut keys = std::collections::HashMap::with_capacity(cfg.keys.len());
+        let mut keys = foldhash::HashMap::with_capacity_and_hasher(cfg.keys.len(), Default::default());
         for (i, k) in cfg.keys.iter().enumerate() {
             let digest = parse_hash(&k.hash).map_err(|e| format!("auth.keys[{i}].hash ({:?}) {e}", k.name))?;
             let principal = Principal {
@@ -186,7 +186,9 @@ fn credential(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
         }
         return Ok(Some(secret));
     }
-    match headers.get("x-api-key") {
+    // Made at compile time: a `&str` name is parsed on every lookup.
+    const X_API_KEY: http::HeaderName = http::HeaderName::from_static("x-api-key");
+    match headers.get(&X_API_KEY) {
         Some(v) => {
             let s = v.to_str().map_err(|_| AuthError::UnknownKey)?.trim();
             if s.is_empty() {

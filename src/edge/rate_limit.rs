@@ -3,7 +3,6 @@
 //! `max_clients`, new clients share one overflow bucket per tier, so a flood
 //! of distinct keys cannot grow memory without limit.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -106,7 +105,8 @@ struct Tier {
 
 /// Compiled `[rate_limit]`.
 pub struct RateLimits {
-    tiers: HashMap<String, Tier>,
+    /// By name (from configuration, so a fast hash).
+    tiers: foldhash::HashMap<String, Tier>,
     global: Option<(DefaultDirectRateLimiter, u32, Duration)>,
     clock: DefaultClock,
     config: RateLimitConfig,
@@ -139,7 +139,7 @@ impl RateLimits {
                 return Err(format!("rate_limit.costs.{key} = 0: must be at least 1"));
             }
         }
-        let mut tiers = HashMap::new();
+        let mut tiers = foldhash::HashMap::default();
         for (name, t) in &cfg.tiers {
             tiers.insert(name.clone(), tier(name, t, max_cost, cfg.max_clients, &clock)?);
         }

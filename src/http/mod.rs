@@ -23,7 +23,7 @@ use crate::api::{self, ApiError, HttpResponse};
 use crate::app::AppState;
 use crate::config::Protocol;
 use crate::edge::Admitted;
-use crate::telemetry::context::{RequestContext, REQUEST_ID};
+use crate::telemetry::context::{RequestContext, REQUEST_ID_HEADER};
 use crate::telemetry::names;
 use router::{Matched, Route, Router};
 
@@ -339,7 +339,7 @@ where
         server_span(&ctx, &method, route_label, version, &resp, client, started);
     }
     // Moved, not cloned: the context is done with.
-    resp.headers_mut().insert(http::HeaderName::from_static(REQUEST_ID), ctx.into_request_id_header());
+    resp.headers_mut().insert(REQUEST_ID_HEADER, ctx.into_request_id_header());
     if let Some(info) = &rate {
         api::problem::rate_limit_headers(resp.headers_mut(), info);
     }
@@ -390,7 +390,7 @@ fn server_span(
     if let Some(c) = client {
         attributes.push(("order_gateway.client", Attr::from(c.to_string())));
     }
-    if let Some(cache) = resp.headers().get("x-cache").and_then(|v| v.to_str().ok()) {
+    if let Some(cache) = resp.headers().get(&api::orders::X_CACHE).and_then(|v| v.to_str().ok()) {
         attributes.push(("order_gateway.cache", Attr::from(cache.to_owned())));
     }
     trace::record(SpanRecord {
@@ -481,28 +481,34 @@ where
     }
     let counted = slot.is_some();
     drop(slot);
+    // Boxed: the timed read is a large future, and every request's future
+    // (moved on each request) would carry it, bodiless lookups included.
+    let body = Box::pin(read_body(state, started, body)).await?;
+    let slot = if counted { Some(in_flight_slot(state)?) } else { None };
+    Ok((Request::from_parts(parts, http_body_util::Full::new(body)), slot))
+}
+
+/// The body, read within `server.body_read_timeout` of the head and at most
+/// `server.max_body_bytes` long.
+async fn read_body<B>(state: &AppState, started: Instant, body: B) -> Result<bytes::Bytes, ApiError>
+where
+    B: hyper::body::Body<Data = bytes::Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let limits = &state.config.server;
     let deadline = tokio::time::Instant::from_std(started) + limits.body_read_timeout;
     let read = http_body_util::BodyExt::collect(http_body_util::Limited::new(body, limits.max_body_bytes));
-    // Boxed: the hot path (bodiless lookups) keeps a small future.
-    let body = match tokio::time::timeout_at(deadline, Box::pin(read)).await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            return Err(ApiError::PayloadTooLarge(format!(
-                "the request body exceeds {} bytes (server.max_body_bytes)",
-                limits.max_body_bytes
-            )));
-        }
-        Ok(Err(e)) => return Err(ApiError::bad_param("body", format!("cannot read the request body: {e}"))),
-        Err(_) => {
-            return Err(ApiError::RequestTimeout(format!(
-                "the request body did not arrive in full within {} (server.body_read_timeout)",
-                humantime::format_duration(limits.body_read_timeout)
-            )));
-        }
-    };
-    let slot = if counted { Some(in_flight_slot(state)?) } else { None };
-    Ok((Request::from_parts(parts, http_body_util::Full::new(body)), slot))
+    match tokio::time::timeout_at(deadline, read).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::PayloadTooLarge(
+            format!("the request body exceeds {} bytes (server.max_body_bytes)", limits.max_body_bytes),
+        )),
+        Ok(Err(e)) => Err(ApiError::bad_param("body", format!("cannot read the request body: {e}"))),
+        Err(_) => Err(ApiError::RequestTimeout(format!(
+            "the request body did not arrive in full within {} (server.body_read_timeout)",
+            humantime::format_duration(limits.body_read_timeout)
+        ))),
+    }
 }
 
 async fn dispatch(
@@ -598,8 +604,9 @@ fn subscriber_name(admitted: &Admitted, peer: SocketAddr) -> Arc<str> {
 
 /// Percent-decodes a path segment; ids are then checked by the handler.
 fn decode(segment: &str) -> Result<std::borrow::Cow<'_, str>, ApiError> {
-    // Ids are plain ASCII almost always: no copy then.
-    if !segment.contains(['%', '+']) {
+    // Ids are plain ASCII almost always: no copy then. A byte search, not a
+    // char pattern: this runs on every lookup, and both are ASCII.
+    if memchr::memchr2(b'%', b'+', segment.as_bytes()).is_none() {
         return Ok(std::borrow::Cow::Borrowed(segment));
     }
     url::form_urlencoded::parse(format!("x={}", segment.replace('+', "%2B")).as_bytes())

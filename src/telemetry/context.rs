@@ -1,6 +1,6 @@
 //! Per-request identity: the request id and the W3C trace context.
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// Header carrying the request id, taken from the client or generated.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -12,6 +12,12 @@ pub const TRACESTATE: &str = "tracestate";
 /// is what the spec asks every vendor to keep at least). A longer one is
 /// dropped, not cut, so no member is passed on half.
 const MAX_TRACESTATE: usize = 512;
+
+// The same names as `HeaderName`s made at compile time: a lookup or insert by
+// `&str` parses and validates the name on every request.
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static(REQUEST_ID);
+const TRACEPARENT_HEADER: HeaderName = HeaderName::from_static(TRACEPARENT);
+const TRACESTATE_HEADER: HeaderName = HeaderName::from_static(TRACESTATE);
 
 /// Identity of one request, logged on every line and passed to backends.
 #[derive(Debug, Clone)]
@@ -26,11 +32,11 @@ impl RequestContext {
     /// Takes a well-formed request id and traceparent from the headers, or makes new ones.
     pub fn from_headers(headers: &HeaderMap) -> Self {
         let request_id = headers
-            .get(REQUEST_ID)
+            .get(&REQUEST_ID_HEADER)
             .filter(|v| v.to_str().is_ok_and(valid_request_id))
             .cloned()
             .unwrap_or_else(new_request_id);
-        let trace = match headers.get(TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(TraceParent::parse) {
+        let trace = match headers.get(&TRACEPARENT_HEADER).and_then(|v| v.to_str().ok()).and_then(TraceParent::parse) {
             Some(mut t) => {
                 t.state = tracestate(headers);
                 t
@@ -57,7 +63,7 @@ impl RequestContext {
 /// commas (W3C: they are one list split across headers); none when the
 /// whole is longer than [`MAX_TRACESTATE`].
 fn tracestate(headers: &HeaderMap) -> Option<HeaderValue> {
-    let mut values = headers.get_all(TRACESTATE).iter();
+    let mut values = headers.get_all(&TRACESTATE_HEADER).iter();
     let first = values.next()?;
     let Some(second) = values.next() else {
         return (first.len() <= MAX_TRACESTATE).then(|| first.clone());

@@ -89,6 +89,10 @@ bench: ## criterion micro-benchmarks
 bench-live: prereqs release ## live updates: produce -> pushed latency with 1 and 1,000 subscribers, memory per stream, against the release gateway (LIVE_UPDATES=200)
 	scripts/stack/start && eval "$$(scripts/stack/env)" && ORDER_GATEWAY_BIN=$(CURDIR)/target/release/order-gateway $(CARGO) test --test live -- --ignored --nocapture live_push_benchmark
 
+.PHONY: bench-instructions
+bench-instructions: ## instructions per cache hit under callgrind, gateway server against the bare server, and where they go (HIT_SERVER=<binary> to measure another build)
+	@scripts/bench-instructions.sh
+
 .PHONY: bench-compare
 bench-compare: prereqs ## gateway vs Varnish, Elasticsearch, nginx and a bare hyper server, one table (ORDERS, FIXED_RATE, STEP_SECONDS, PIN; BASE=<rev> adds the gateway at that revision)
 	@scripts/bench-compare.sh

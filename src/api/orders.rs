@@ -136,7 +136,7 @@ fn backend_title(b: Backend) -> &'static str {
 /// (`server.max_body_bytes`, `server.body_read_timeout`).
 pub async fn batch_get(
     state: &AppState,
-    req: hyper::Request<http_body_util::Full<Bytes>>,
+    req: &hyper::Request<http_body_util::Full<Bytes>>,
     ctx: &RequestContext,
     pii: bool,
 ) -> Result<HttpResponse, ApiError> {
@@ -147,7 +147,8 @@ pub async fn batch_get(
     }
     params::query(req.uri().query(), &[])?;
     let max = state.config.api.max_batch_ids;
-    let bytes = match req.into_body().collect().await {
+    // A clone of a whole body shares its bytes.
+    let bytes = match req.body().clone().collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(never) => match never {},
     };

@@ -282,7 +282,7 @@ where
                     }
                     match with_body(state, started, req, slot).await {
                         // `_slot` holds the in-flight permit until the handler is done.
-                        Ok((req, _slot)) => dispatch(state, route, &params, &ctx, &admitted, peer, req).await,
+                        Ok((req, _slot)) => dispatch(state, route, &params, &ctx, &admitted, peer, &req).await,
                         Err(e) => Err(e),
                     }
                 }
@@ -518,7 +518,9 @@ async fn dispatch(
     ctx: &RequestContext,
     admitted: &Admitted,
     peer: SocketAddr,
-    req: Request<http_body_util::Full<bytes::Bytes>>,
+    // By reference: a request held by value is kept twice in the future
+    // (argument and local), which every request moves.
+    req: &Request<http_body_util::Full<bytes::Bytes>>,
 ) -> Result<HttpResponse, ApiError> {
     let param = |name: &str| params.get(name);
     let query = req.uri().query();

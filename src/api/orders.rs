@@ -52,7 +52,7 @@ pub async fn get_order(
         Some(min) => {
             let wait = state.live().config.cache.read_your_writes_wait;
             // Boxed: its wait and second fill would make every lookup's
-            // future (moved on each request, hits included) a few KB larger.
+            // future (moved on each request, hits included) larger.
             Box::pin(state.orders.get_at_least(id, min, wait, &ctx.trace)).await
         }
         None => state.orders.get(id, &ctx.trace).await,

@@ -174,6 +174,9 @@ fn anonymous(peer: IpAddr) -> Principal {
     }
 }
 
+/// The API key header, made at compile time: a `&str` name is parsed on every lookup.
+pub(crate) const X_API_KEY: http::HeaderName = http::HeaderName::from_static("x-api-key");
+
 /// The secret from `Authorization: Bearer …` or `x-api-key`; None when neither
 /// header is present.
 fn credential(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
@@ -186,8 +189,6 @@ fn credential(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
         }
         return Ok(Some(secret));
     }
-    // Made at compile time: a `&str` name is parsed on every lookup.
-    const X_API_KEY: http::HeaderName = http::HeaderName::from_static("x-api-key");
     match headers.get(&X_API_KEY) {
         Some(v) => {
             let s = v.to_str().map_err(|_| AuthError::UnknownKey)?.trim();

@@ -92,7 +92,7 @@ impl Edge {
             // Probes and scrapes: never charged, never refused here. A
             // credential sent along is still read (a bad one is ignored), so
             // that `/readyz` can show its details to an admin.
-            let sent = headers.contains_key(http::header::AUTHORIZATION) || headers.contains_key("x-api-key");
+            let sent = headers.contains_key(http::header::AUTHORIZATION) || headers.contains_key(&auth::X_API_KEY);
             let principal = if sent { self.auth.authenticate(headers, peer).ok() } else { None };
             return Ok(Admitted { principal, rate: None });
         }

@@ -21,7 +21,9 @@ async fn seeded_orders_reach_both_stores_exactly() {
     assert!(hot_count > 1000 && hot_count < 2000, "some orders lie outside the hot window: {hot_count}");
     let _ingest = Killed(p.spawn_ingest(2000));
     wait_for_truth(&p, &truth, Duration::from_secs(180)).await;
-    assert!(p.dead_letters().is_empty(), "a clean seed dead-letters nothing");
+    let letters = p.dead_letters();
+    let reasons: std::collections::BTreeSet<&str> = letters.iter().map(|(r, _, _)| r.as_str()).collect();
+    assert!(letters.is_empty(), "a clean seed dead-letters nothing: {} letter(s), reasons {reasons:?}", letters.len());
 
     // The API finds hot orders in Elasticsearch and older ones in ClickHouse
     // (which keeps no PII: those views come without address, e-mail, phone).

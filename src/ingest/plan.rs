@@ -130,7 +130,13 @@ pub fn plan_order(
         .chain(batch.fulfillments.into_iter().map(Component::Fulfillment))
         .collect();
 
-    // Messages below what is stored are stale; equal versions are replays.
+    // A component whose newest message in the batch is below what is stored
+    // is stale, with every message of it in the batch; equal versions are
+    // replays. An older message that the batch itself supersedes is folded,
+    // as it is when nothing is stored: a batch retried after its
+    // Elasticsearch write (a timeout, ClickHouse failing next) finds its own
+    // newest versions stored and is a replay, not a dead letter for every
+    // order that changed twice in it.
     // A legacy order's change carries one row, whose position is no version
     // of the whole order: the merge alone tells whether it is news.
     let floor = |c: &Component| -> Option<u64> {
@@ -147,7 +153,8 @@ pub fn plan_order(
     };
     for d in events {
         if let Some(v) = floor(&d.component) {
-            if rank(&d.component) < v {
+            let batch_newest = newest.iter().find(|c| key(c) == key(&d.component)).map_or(0, rank);
+            if batch_newest < v {
                 plan.stale.push(d.source.clone());
             }
         }
@@ -291,11 +298,39 @@ mod tests {
             Timestamp(0),
         );
         assert!(p.es.is_none(), "nothing new");
+        // Header 2 is folded into the batch's own header 3 (a replay); the
+        // fulfilment's only message is below the stored version 2.
         let stale: Vec<i64> = p.stale.iter().map(|m| m.offset).collect();
-        assert_eq!(stale, vec![7, 9]);
+        assert_eq!(stale, vec![9]);
         // The replayed header still goes to ClickHouse: Elasticsearch holding
         // version 3 does not prove ClickHouse does. The stale ones do not.
         assert_eq!(p.clickhouse, vec![order(3, 100, false)]);
+    }
+
+    #[test]
+    fn a_component_whose_batch_stays_below_the_stored_version_is_stale_with_every_message() {
+        let s = stored(vec![order(5, 100, false)]);
+        let p =
+            plan_order(ORDER_ID, &[d(order(2, 100, false), 7), d(order(4, 100, false), 8)], Some(&s), None, Timestamp(0));
+        let stale: Vec<i64> = p.stale.iter().map(|m| m.offset).collect();
+        assert_eq!(stale, vec![7, 8]);
+        assert!(p.es.is_none() && p.clickhouse.is_empty());
+    }
+
+    /// The batch written to Elasticsearch, then retried (ClickHouse failed, or
+    /// the bulk call timed out after Elasticsearch applied it): the second
+    /// attempt finds the batch's own newest versions stored. Nothing in it is
+    /// stale, ClickHouse still gets the newest, Elasticsearch nothing.
+    #[test]
+    fn a_batch_retried_after_its_elasticsearch_write_dead_letters_nothing() {
+        let batch = [d(order(1, 100, false), 0), d(ful(1), 1), d(order(2, 100, false), 2), d(ful(2), 3)];
+        let first = plan_order(ORDER_ID, &batch, None, None, Timestamp(0));
+        let Some(EsAction::Create { view }) = first.es else { panic!("{:?}", first.es) };
+        let written = Stored { index: "orders-000001".into(), seq_no: 0, primary_term: 1, view };
+        let again = plan_order(ORDER_ID, &batch, Some(&written), None, Timestamp(0));
+        assert!(again.stale.is_empty(), "{:?}", again.stale);
+        assert!(again.es.is_none());
+        assert_eq!(again.clickhouse, first.clickhouse);
     }
 
     #[test]

@@ -55,6 +55,7 @@ pub fn stream(state: &AppState) -> HttpResponse {
             "healthy": s.is_healthy(),
             "lag_messages": s.lag_messages.load(Ordering::Relaxed),
             "lag_ms": s.lag_ms.load(Ordering::Relaxed),
+            "last_error": s.last_error(),
             "partitions": partitions,
         }),
     )

@@ -36,7 +36,9 @@ pub async fn readyz(state: &AppState, details: bool) -> HttpResponse {
                 "lag_messages": lag,
                 "lag_seconds": lag_ms as f64 / 1000.0,
                 "detail": if healthy { "caught up within stream.max_staleness".to_string() }
-                          else if lag < 0 { "brokers not answering".to_string() }
+                          else if lag < 0 {
+                              stream.last_error().map_or_else(|| "brokers not answering".to_string(), |e| format!("brokers not answering: {e}"))
+                          }
                           else { format!("{lag} message(s) behind for {:.1}s", lag_ms as f64 / 1000.0) },
             }),
         );

@@ -294,6 +294,19 @@ pub struct StreamState {
     /// Position and high watermark of every assigned partition, as of the
     /// last lag check (for `/admin/stream`).
     pub partitions: std::sync::Mutex<Vec<PartitionPosition>>,
+    /// Why the brokers did not answer the last lag check (which call, and
+    /// librdkafka's error), None once they answer.
+    last_error: std::sync::Mutex<Option<String>>,
+}
+
+impl StreamState {
+    pub fn set_last_error(&self, why: Option<String>) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = why;
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 /// Where the stream stands in one partition.

@@ -432,6 +432,8 @@ pub struct StreamConfig {
     pub enabled: bool,
     #[serde(with = "humantime_serde")]
     pub max_staleness: Duration,
+    #[serde(with = "humantime_serde")]
+    pub reconnect_after: Duration,
     pub max_message_bytes: usize,
     pub max_zero_byte_values: usize,
 }
@@ -620,6 +622,13 @@ impl Config {
         }
         if self.ingest.batch_size == 0 {
             return bad("ingest.batch_size", &0, "must be at least 1");
+        }
+        if self.stream.reconnect_after < Duration::from_secs(1) {
+            return bad(
+                "stream.reconnect_after",
+                &humantime::format_duration(self.stream.reconnect_after),
+                "must be at least 1s",
+            );
         }
         if self.ingest.hot_window.is_zero() {
             return bad("ingest.hot_window", &"0s", "must be greater than zero");

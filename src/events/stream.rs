@@ -20,7 +20,7 @@ use super::debezium::Table;
 use super::{decode_json, Decoder, Limits, Stream};
 use crate::backends::kafka::KafkaContext;
 use crate::cache::{OrderCache, PartitionPosition};
-use crate::config::{Config, WireFormat};
+use crate::config::{Config, KafkaConfig, WireFormat};
 use crate::live::Hub;
 use crate::telemetry::names;
 
@@ -34,16 +34,11 @@ pub fn spawn(config: &Config, cache: Arc<OrderCache>, hub: Arc<Hub>, decoder: Ar
     if !config.stream.enabled {
         return Ok(());
     }
-    let consumer: StreamConsumer<KafkaContext> = crate::backends::kafka::base_config(&config.kafka)?
-        // librdkafka wants a group id even though assign() never joins a group.
-        .set("group.id", format!("{}-serve-{}", config.kafka.client_id, uuid::Uuid::new_v4().simple()))
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("fetch.wait.max.ms", "10")
-        .set("fetch.min.bytes", "1")
-        .create_with_context(KafkaContext::default())
-        .map_err(|e| anyhow::anyhow!("kafka stream consumer for {}: {e}", config.kafka.brokers))?;
-    let consumer = Arc::new(consumer);
+    let kafka = config.kafka.clone();
+    // The consumer in use; the lag watcher replaces it when the brokers have
+    // not answered it for `stream.reconnect_after` (see below), and the
+    // consume loop moves to the new one.
+    let (current, mut replaced) = tokio::sync::watch::channel(Arc::new(consumer(&kafka)?));
     let mut topics = vec![
         (config.topics.orders.clone(), Source::Service(Stream::Orders, config.topics.orders_format)),
         (config.topics.fulfillments.clone(), Source::Service(Stream::Fulfillments, config.topics.fulfillments_format)),
@@ -55,13 +50,13 @@ pub fn spawn(config: &Config, cache: Arc<OrderCache>, hub: Arc<Hub>, decoder: Ar
     }
     let cdc = Arc::new(config.cdc.clone());
     let max_staleness = config.stream.max_staleness;
+    let reconnect_after = config.stream.reconnect_after;
     let limits = Limits::of_stream(&config.stream);
 
     // Assignment (retried until the brokers answer) and the lag watcher.
     {
         let cache = cache.clone();
         let hub = hub.clone();
-        let consumer = consumer.clone();
         let state = state.clone();
         let names_only: Vec<String> = topics.iter().map(|t| t.0.clone()).collect();
         tokio::spawn(async move {
@@ -71,7 +66,10 @@ pub fn spawn(config: &Config, cache: Arc<OrderCache>, hub: Arc<Hub>, decoder: Ar
             let mut starts = Arc::new(Vec::new());
             // Partitions with events waiting and none consumed, since when.
             let mut stalled_since: std::collections::HashMap<(String, i32), Instant> = Default::default();
+            // Since when the brokers have not answered the consumer, and why.
+            let mut unanswered_since: Option<Instant> = None;
             loop {
+                let consumer = current.borrow().clone();
                 if !state.assigned.load(Ordering::Relaxed) {
                     match assign(&consumer, &names_only).await {
                         Ok(s) => {
@@ -84,7 +82,44 @@ pub fn spawn(config: &Config, cache: Arc<OrderCache>, hub: Arc<Hub>, decoder: Ar
                     }
                 }
                 let positions = if state.assigned.load(Ordering::Relaxed) {
-                    positions(&consumer, starts.clone()).await
+                    match positions(&consumer, starts.clone()).await {
+                        Ok(p) => {
+                            unanswered_since = None;
+                            state.set_last_error(None);
+                            Some(p)
+                        }
+                        Err(why) => {
+                            let since = *unanswered_since.get_or_insert_with(Instant::now);
+                            tracing::debug!(error = %why, "stream: positions unknown");
+                            // A client the brokers have not answered for this
+                            // long is replaced by a new one, assigned where the
+                            // old one stood: seen after a broker restart, this
+                            // client's calls kept failing for over a minute
+                            // while the readiness check's own client reached
+                            // the broker, and nothing recovered it. During a
+                            // real outage this only renews a client that
+                            // cannot connect either, once per interval.
+                            if since.elapsed() >= reconnect_after {
+                                let resume =
+                                    resume_points(&state.partitions.lock().unwrap_or_else(|e| e.into_inner()), &starts);
+                                match replace_consumer(&kafka, &resume) {
+                                    Ok(fresh) => {
+                                        tracing::warn!(
+                                            error = %why, unanswered_s = since.elapsed().as_secs(), partitions = resume.len(),
+                                            "stream: the brokers have not answered the consumer for stream.reconnect_after; replaced it with a new one, resuming where it stood"
+                                        );
+                                        metrics::counter!(names::STREAM_RECONNECTS).increment(1);
+                                        starts = Arc::new(resume);
+                                        retire(current.send_replace(fresh));
+                                    }
+                                    Err(e) => tracing::warn!(error = %e, "stream: cannot replace the consumer"),
+                                }
+                                unanswered_since = Some(Instant::now());
+                            }
+                            state.set_last_error(Some(why));
+                            None
+                        }
+                    }
                 } else {
                     None
                 };
@@ -178,7 +213,13 @@ pub fn spawn(config: &Config, cache: Arc<OrderCache>, hub: Arc<Hub>, decoder: Ar
     // The consume loop.
     tokio::spawn(async move {
         loop {
-            let msg = match consumer.recv().await {
+            let consumer = replaced.borrow_and_update().clone();
+            let received = tokio::select! {
+                r = consumer.recv() => r,
+                // Replaced: the old one is closed by `retire`.
+                _ = replaced.changed() => continue,
+            };
+            let msg = match received {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::debug!(error = %e, "stream: consume error");
@@ -272,15 +313,67 @@ async fn assign(consumer: &Arc<StreamConsumer<KafkaContext>>, topics: &[String])
     .await?
 }
 
+/// The stream's consumer: assigned partitions only, no group, no commits.
+fn consumer(kafka: &KafkaConfig) -> anyhow::Result<StreamConsumer<KafkaContext>> {
+    crate::backends::kafka::base_config(kafka)?
+        // librdkafka wants a group id even though assign() never joins a group.
+        .set("group.id", format!("{}-serve-{}", kafka.client_id, uuid::Uuid::new_v4().simple()))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("fetch.wait.max.ms", "10")
+        .set("fetch.min.bytes", "1")
+        .create_with_context(KafkaContext::default())
+        .map_err(|e| anyhow::anyhow!("kafka stream consumer for {}: {e}", kafka.brokers))
+}
+
+/// A new consumer assigned at `resume` (concrete offsets: no broker needs
+/// to answer for this).
+fn replace_consumer(kafka: &KafkaConfig, resume: &[Start]) -> anyhow::Result<Arc<StreamConsumer<KafkaContext>>> {
+    let fresh = consumer(kafka)?;
+    let mut tpl = TopicPartitionList::new();
+    for s in resume {
+        tpl.add_partition_offset(&s.topic, s.partition, Offset::Offset(s.offset))?;
+    }
+    fresh.assign(&tpl)?;
+    Ok(Arc::new(fresh))
+}
+
+/// Closes a replaced consumer once the consume loop has let go of it (within
+/// one message), on a blocking thread: closing waits for its threads.
+fn retire(old: Arc<StreamConsumer<KafkaContext>>) {
+    tokio::spawn(async move {
+        while Arc::strong_count(&old) > 1 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = tokio::task::spawn_blocking(move || drop(old)).await;
+    });
+}
+
+/// Where a new consumer resumes each partition: the next offset the stream
+/// stood at as of the last check, else where it started. An event applied
+/// since the last check is read again and merges as once; none is skipped.
+fn resume_points(last: &[PartitionPosition], starts: &[Start]) -> Vec<Start> {
+    let mut out: Vec<Start> = last
+        .iter()
+        .map(|p| Start { topic: p.topic.clone(), partition: p.partition, offset: p.next_offset() })
+        .collect();
+    for s in starts {
+        if !out.iter().any(|o| o.topic == s.topic && o.partition == s.partition) {
+            out.push(Start { topic: s.topic.clone(), partition: s.partition, offset: s.offset });
+        }
+    }
+    out
+}
+
 /// Position, high watermark and lag (messages between them) of every
-/// assigned partition; None when the brokers do not answer.
+/// assigned partition, or which call the brokers did not answer.
 async fn positions(
     consumer: &Arc<StreamConsumer<KafkaContext>>,
     starts: Arc<Vec<Start>>,
-) -> Option<Vec<PartitionPosition>> {
+) -> Result<Vec<PartitionPosition>, String> {
     let consumer = consumer.clone();
     tokio::task::spawn_blocking(move || {
-        let positions = consumer.position().ok()?;
+        let positions = consumer.position().map_err(|e| format!("positions: {e}"))?;
         let mut out = Vec::with_capacity(positions.count());
         // Who leads each partition (librdkafka answers from its metadata;
         // -1 while a partition has no leader).
@@ -288,13 +381,17 @@ async fn positions(
         let topics: std::collections::BTreeSet<&str> = elements.iter().map(|e| e.topic()).collect();
         let mut leaders = std::collections::HashMap::new();
         for topic in topics {
-            let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(1)).ok()?;
+            let md = consumer
+                .fetch_metadata(Some(topic), Duration::from_secs(1))
+                .map_err(|e| format!("metadata of {topic}: {e}"))?;
             for t in md.topics() {
                 leaders.extend(t.partitions().iter().map(|p| ((t.name().to_string(), p.id()), p.leader())));
             }
         }
         for e in elements {
-            let (_, high) = consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1)).ok()?;
+            let (_, high) = consumer
+                .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1))
+                .map_err(|x| format!("high watermark of {}/{}: {x}", e.topic(), e.partition()))?;
             // Until the first message is consumed librdkafka reports no
             // position; the stream then stands where it was assigned.
             let position = match e.offset() {
@@ -314,9 +411,42 @@ async fn positions(
                 leader_changes: 0,
             });
         }
-        Some(out)
+        Ok(out)
     })
     .await
-    .ok()
-    .flatten()
+    .map_err(|e| format!("positions task: {e}"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(topic: &str, partition: i32, high: i64, lag: i64) -> PartitionPosition {
+        PartitionPosition {
+            topic: topic.into(),
+            partition,
+            position: Some(high - lag),
+            high_watermark: high,
+            lag,
+            leader: Some(1),
+            leader_changes: 0,
+        }
+    }
+
+    #[test]
+    fn a_new_consumer_resumes_where_the_last_check_saw_the_stream_and_elsewhere_where_it_started() {
+        let last = [at("orders", 0, 10, 3), at("orders", 1, 4, 0)];
+        let starts = [
+            Start { topic: "orders".into(), partition: 0, offset: 2 },
+            Start { topic: "orders".into(), partition: 1, offset: 1 },
+            Start { topic: "fulfillments".into(), partition: 0, offset: 5 },
+        ];
+        let got: Vec<(String, i32, i64)> =
+            resume_points(&last, &starts).into_iter().map(|s| (s.topic, s.partition, s.offset)).collect();
+        assert_eq!(
+            got,
+            vec![("orders".into(), 0, 7), ("orders".into(), 1, 4), ("fulfillments".into(), 0, 5)],
+            "the unconsumed events of a partition are read, never skipped"
+        );
+    }
 }

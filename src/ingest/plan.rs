@@ -310,8 +310,13 @@ mod tests {
     #[test]
     fn a_component_whose_batch_stays_below_the_stored_version_is_stale_with_every_message() {
         let s = stored(vec![order(5, 100, false)]);
-        let p =
-            plan_order(ORDER_ID, &[d(order(2, 100, false), 7), d(order(4, 100, false), 8)], Some(&s), None, Timestamp(0));
+        let p = plan_order(
+            ORDER_ID,
+            &[d(order(2, 100, false), 7), d(order(4, 100, false), 8)],
+            Some(&s),
+            None,
+            Timestamp(0),
+        );
         let stale: Vec<i64> = p.stale.iter().map(|m| m.offset).collect();
         assert_eq!(stale, vec![7, 8]);
         assert!(p.es.is_none() && p.clickhouse.is_empty());

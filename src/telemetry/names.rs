@@ -217,6 +217,9 @@ pub const STREAM_LAG_MESSAGES: &str = "stream_lag_messages";
 pub const STREAM_LAG_SECONDS: &str = "stream_lag_seconds";
 /// 1 while the stream is healthy.
 pub const STREAM_HEALTHY: &str = "stream_healthy";
+/// The stream's Kafka client replaced after the brokers did not answer it
+/// for `stream.reconnect_after`.
+pub const STREAM_RECONNECTS: &str = "stream_reconnects_total";
 /// From the event's Kafka timestamp to its application in the cache.
 pub const STREAM_EVENT_TO_CACHE: &str = "stream_event_to_cache_seconds";
 
@@ -234,6 +237,7 @@ pub fn describe_cache() {
     describe_gauge!(STREAM_LAG_MESSAGES, "Unconsumed messages over all partitions of the order topics");
     describe_gauge!(STREAM_LAG_SECONDS, "Seconds since the stream was last caught up");
     describe_gauge!(STREAM_HEALTHY, "1 while the stream is connected and within max_staleness");
+    describe_counter!(STREAM_RECONNECTS, "Stream Kafka clients replaced after stream.reconnect_after unanswered");
     describe_histogram!(STREAM_EVENT_TO_CACHE, Unit::Seconds, "Event timestamp to applied in the cache");
     describe_counter!(ANALYTICS_CACHE, "Analytics answers by result: hit (cached) or miss (computed)");
 }

@@ -14,13 +14,6 @@ use crate::common::world::*;
 use crate::common::*;
 use crate::report::{scale, Row};
 
-/// The value of a series in a gateway's /metrics, summed over the lines
-/// that start with `prefix`.
-pub async fn metric_sum(gw: &Gateway, prefix: &str) -> f64 {
-    let text = client().get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
-}
-
 /// SIGKILL to a node's whole process group, by the stack's pid file.
 pub fn kill_node(node: &str) {
     let pid_file = std::env::var("STACK_DIR")

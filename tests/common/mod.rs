@@ -163,6 +163,13 @@ fn gateway_log() -> Stdio {
     }
 }
 
+/// The value of a series in a gateway's /metrics, summed over the lines
+/// that start with `prefix`.
+pub async fn metric_sum(gw: &Gateway, prefix: &str) -> f64 {
+    let text = client().get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+}
+
 /// The gateway binary running `serve` against the real stack.
 pub struct Gateway {
     pub child: Child,

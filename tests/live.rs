@@ -99,6 +99,15 @@ async fn an_order_stream_sends_the_view_then_each_version_in_order_and_resumes_f
         assert_eq!(ev.json()["order_id"], id.as_str());
         assert!(stream.next(Duration::from_secs(5)).await.is_none() && stream.ended, "the stream ends after `deleted`");
     }
+    // A client that missed `deleted` (it was reconnecting) and resumes with
+    // its last id is told `deleted`, and the stream ends; a new subscriber
+    // of the deleted order is answered 404, as a lookup is.
+    let mut late = Sse::open(&c, &url, Some(&token5)).await;
+    let ev = late.expect("deleted", Duration::from_secs(5)).await;
+    assert_eq!(ev.json()["order_id"], id.as_str());
+    assert!(late.next(Duration::from_secs(2)).await.is_none() && late.ended, "the resumed stream ends after `deleted`");
+    let (_, p) = expect_problem(client().get(&url), 404).await;
+    assert!(p["detail"].as_str().unwrap().contains("was deleted"), "{p}");
 
     // Bad requests are problems, not streams.
     let (_, p) = expect_problem(client().get(&url).header("last-event-id", "zzz"), 400).await;

@@ -62,6 +62,15 @@ pub async fn order_events(
     // already had it.
     let subscription = subscribe(state, Topic::Order(id.into()), client)?;
     let outcome = state.orders.get(id, trace).await;
+    // A client resuming after the order was deleted missed its `deleted`
+    // event (it was reconnecting, or on another replica): it is sent that,
+    // and the stream ends. A new subscriber of a deleted order is answered
+    // 404, as a lookup is.
+    if let Some(gone) = outcome.view().filter(|e| resume.is_some() && is_deleted(e)) {
+        count("deleted");
+        let last = order_event(id, gone, pii, true);
+        return Ok(respond(state, subscription, vec![last], Seen::default(), trace, pii, End::AfterFirst));
+    }
     let entry = super::orders::served_view(outcome, id, "id")?.0;
     let mut sent = HashMap::new();
     let mut first = Vec::new();
@@ -77,7 +86,7 @@ pub async fn order_events(
         }
     }
     let bases = HashMap::from([(Box::<str>::from(id), entry)]);
-    Ok(respond(state, subscription, first, Seen { sent, bases }, trace, pii, true))
+    Ok(respond(state, subscription, first, Seen { sent, bases }, trace, pii, End::OnDelete))
 }
 
 /// `GET /v1/customers/{customer_id}/orders/events`.
@@ -95,7 +104,7 @@ pub async fn customer_events(
     // reconnecting screen reads the list again), and a browser's
     // EventSource sends it on every reconnect, so refusing it would break them.
     let subscription = subscribe(state, Topic::Customer(id.into()), client)?;
-    Ok(respond(state, subscription, Vec::new(), Seen::default(), trace, pii, false))
+    Ok(respond(state, subscription, Vec::new(), Seen::default(), trace, pii, End::Never))
 }
 
 /// Whether `current` is newer than `had`: at least every version of it, and not the same.
@@ -155,7 +164,7 @@ fn respond(
     seen: Seen,
     trace: &TraceParent,
     pii: bool,
-    ends_on_delete: bool,
+    end: End,
 ) -> HttpResponse {
     let cfg = &state.config.subscribe;
     let feed = Feed {
@@ -166,13 +175,13 @@ fn respond(
         pii,
         heartbeat: cfg.heartbeat,
         max_idle: cfg.max_idle,
-        ends_on_delete,
+        ends_on_delete: end != End::Never,
     };
     let first = std::iter::once(sse::retry(cfg.retry.as_millis())).chain(first).collect();
     let subscriber = subscription.subscriber.clone();
-    let frames = futures_util::stream::unfold(Body::new(feed, subscription, first, seen), |mut body| async move {
-        body.next().await.map(|b| (b, body))
-    });
+    let mut body = Body::new(feed, subscription, first, seen);
+    body.done = end == End::AfterFirst;
+    let frames = futures_util::stream::unfold(body, |mut body| async move { body.next().await.map(|b| (b, body)) });
     let mut r = http::Response::new(http_body_util::Full::new(Bytes::new()));
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -182,6 +191,17 @@ fn respond(
     *r.status_mut() = StatusCode::OK;
     LiveBody::new(frames, subscriber).attach_to(&mut r);
     r
+}
+
+/// When a subscriber's stream ends on its own (besides idling, lagging and shutdown).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// A customer's stream: its orders come and go.
+    Never,
+    /// An order's stream: when the order is deleted.
+    OnDelete,
+    /// After the frames it starts with (the `deleted` of a resumed stream).
+    AfterFirst,
 }
 
 /// What woke a body up.

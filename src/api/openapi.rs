@@ -265,7 +265,8 @@ fn get_order() {}
 ///
 /// Each `order` event's `id` is a resume token (opaque). After a disconnect, reconnect with the
 /// last one in `Last-Event-ID` (a browser's `EventSource` does so by itself): the current view is
-/// then sent only if it is newer than the one the token names, from any replica.
+/// then sent only if it is newer than the one the token names, from any replica. If the order
+/// was deleted meanwhile, the stream sends `deleted` and ends.
 ///
 /// | event | data | then |
 /// |---|---|---|
@@ -292,7 +293,7 @@ fn get_order() {}
                 headers(("Cache-Control" = String, description = "no-store")),
                 example = "retry: 2000\n\nevent: order\nid: o1b-2a.3\ndata: {\"order_id\":\"ord-1001\",\"order\":{...},\"fulfillments\":[...]}\n\n: keep-alive\n\nevent: order\nid: o1c-2a.3\ndata: {\"order_id\":\"ord-1001\",\"order\":{...},\"fulfillments\":[...]}\n\n"),
               (status = 400, description = "order_id is malformed, a query parameter was given (none is taken), or Last-Event-ID is not a resume token", body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "No such order, or it is deleted", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "No such order, or it is deleted (a stream resumed with Last-Event-ID gets `deleted` instead)", body = Problem, content_type = "application/problem+json"),
               (status = 429, description = "Rate limit spent (Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset), or this client already has subscribe.max_streams_per_client streams open on this replica (type urn:order-gateway:problem:too-many-streams: close one first)", body = Problem, content_type = "application/problem+json"),
               (status = 503, description = "This replica already serves subscribe.max_streams streams (retry shortly, or on another replica), a backend failed and the order is not cached, or the gateway is overloaded (server.max_in_flight)", body = Problem, content_type = "application/problem+json",
                 headers(("Retry-After" = String, description = "Seconds")))))]

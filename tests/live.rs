@@ -214,20 +214,7 @@ async fn a_thousand_subscribers_over_h2c_see_versions_only_rise_and_a_reader_tha
     }
     // The stalled reader follows an order with large views (many lines).
     let big_id = format!("live-big-{run}");
-    let big = |v: u64| {
-        let mut o = order(&big_id, v);
-        o.lines = (0..150)
-            .map(|i| order_gateway::model::OrderLine {
-                line_id: format!("l{i}"),
-                sku: format!("SKU-{i:06}"),
-                name: "A line long enough to make the view weigh some kilobytes".into(),
-                quantity: 1,
-                unit_price: 100,
-                status: order_gateway::model::LineStatus::Open,
-            })
-            .collect();
-        o
-    };
+    let big = |v: u64| big_order(&big_id, v);
     w.index_order(big(1)).await;
     let rss_before = rss_kib(pid);
 
@@ -318,6 +305,81 @@ async fn a_thousand_subscribers_over_h2c_see_versions_only_rise_and_a_reader_tha
     // The gateway still answers lookups and new subscriptions.
     let mut again = Sse::open(&stream_client(false), &gw.url(&format!("/v1/orders/{}/events", ids[0])), None).await;
     assert_eq!(version_of(&again.expect("order", Duration::from_secs(5)).await.json()), VERSIONS + 1);
+}
+
+/// An order with a large view (150 lines, some kilobytes).
+fn big_order(id: &str, v: u64) -> order_gateway::model::Order {
+    let mut o = order(id, v);
+    o.lines = (0..150)
+        .map(|i| order_gateway::model::OrderLine {
+            line_id: format!("l{i}"),
+            sku: format!("SKU-{i:06}"),
+            name: "A line long enough to make the view weigh some kilobytes".into(),
+            quantity: 1,
+            unit_price: 100,
+            status: order_gateway::model::LineStatus::Open,
+        })
+        .collect();
+    o
+}
+
+/// A stream that lags on an h2 connection does not take the connection's
+/// other streams down with it (a mesh's proxy multiplexes many clients on
+/// one connection): the connection sends GOAWAY and closes
+/// `server.header_read_timeout` later; until then the others are served.
+#[tokio::test]
+async fn a_stream_lagging_on_h2_leaves_the_connections_other_streams_served_until_it_closes() {
+    let w = World::new();
+    let gw = w
+        .gateway(&[("ORDER_GATEWAY__SUBSCRIBE__MAX_LAG", "2s"), ("ORDER_GATEWAY__SERVER__HEADER_READ_TIMEOUT", "10s")])
+        .await;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let (slow_id, other_id) = (format!("live-h2slow-{run}"), format!("live-h2other-{run}"));
+    w.index_order(big_order(&slow_id, 1)).await;
+    w.index_order(order(&other_id, 1)).await;
+    // One h2 connection carries both streams, with a stream window of 64 KiB
+    // (reqwest's default is 2 MiB): the unread stream's window fills after a
+    // few large views, and only flow control holds its body back.
+    let mut auth = reqwest::header::HeaderMap::new();
+    auth.insert(reqwest::header::AUTHORIZATION, format!("Bearer {TEST_KEY}").parse().unwrap());
+    let c = reqwest::Client::builder()
+        .default_headers(auth)
+        .http2_prior_knowledge()
+        .http2_initial_stream_window_size(65_535)
+        .build()
+        .unwrap();
+    let _slow = Sse::open(&c, &gw.url(&format!("/v1/orders/{slow_id}/events")), None).await; // never read
+    let mut other = Sse::open(&c, &gw.url(&format!("/v1/orders/{other_id}/events")), None).await;
+    assert_eq!(version_of(&other.expect("order", Duration::from_secs(5)).await.json()), 1);
+
+    // Large versions until the unread stream has filled its window and lagged.
+    let p = producer();
+    let started = Instant::now();
+    let mut v = 2;
+    while metric(&gw, "live_lagged_total").await < 1.0 {
+        for _ in 0..50 {
+            p.send(
+                FutureRecord::to(&w.orders_topic).key(&slow_id).payload(&event(big_order(&slow_id, v))),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+            v += 1;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the unread stream was never found lagging");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Its connection is cut 5 s after it lagged; the other stream is still
+    // served after that.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    produce(&w.orders_topic, order(&other_id, 2)).await;
+    let ev = other.expect("order", Duration::from_secs(3)).await;
+    assert_eq!(version_of(&ev.json()), 2, "the other stream is served after the cut");
+    // Then the connection closes, header_read_timeout (10 s) after the cut.
+    let t = Instant::now();
+    while other.next(Duration::from_secs(25)).await.is_some() {}
+    assert!(other.ended, "the cut connection closes, the stalled stream with it");
+    assert!(t.elapsed() < Duration::from_secs(25), "{:?}", t.elapsed());
 }
 
 /// The last `"version":` of a view's JSON: the order's, for a view without

@@ -364,11 +364,30 @@ where
     // When a graceful shutdown was asked of the connection.
     let mut closing: Option<Instant> = None;
     let mut draining = false;
+    // When a cut h2 connection closes, whatever is still running on it.
+    let mut cut_at: Option<Instant> = None;
     loop {
         tokio::select! {
             biased;
             done = conn.as_mut() => return done.map(|()| Ending::Finished),
-            () = tracker.cut_now.notified() => return Ok(Ending::Cut),
+            () = tracker.cut_now.notified() => {
+                // An HTTP/1 connection carries only the stream that lagged.
+                // An h2 one may carry other clients' requests too (a mesh's
+                // proxy multiplexes them): those are not reset with it. The
+                // connection sends GOAWAY (no new streams; a client opens
+                // another connection) and closes header_read later, with
+                // whatever still runs, the stalled stream included.
+                if !tracker.h2.load(Ordering::Relaxed) || tracker.active.load(Ordering::Acquire) <= 1 {
+                    return Ok(Ending::Cut);
+                }
+                let now = Instant::now();
+                if closing.is_none() {
+                    conn.as_mut().graceful_shutdown();
+                    closing = Some(now);
+                }
+                cut_at.get_or_insert(now + deadlines.header_read);
+            }
+            () = tokio::time::sleep_until(cut_at.unwrap_or(opened)), if cut_at.is_some() => return Ok(Ending::Cut),
             _ = tracker.shed_now.notified() => {
                 if tracker.is_idle() {
                     return Ok(Ending::Shed);

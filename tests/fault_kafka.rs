@@ -138,6 +138,8 @@ async fn an_unanswered_stream_client_is_replaced_and_resumes_where_it_stood() {
     w.index_order(order(&id, 1)).await;
     let c = client();
     assert_eq!(c.get(gw.url(&format!("/v1/orders/{id}"))).send().await.unwrap().status(), 200);
+    let metrics = c.get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.lines().any(|l| l == "stream_reconnects_total 0"), "the series exists from the start");
     let order_url = gw.url(&format!("/v1/orders/{id}"));
     let at_version = |want: u64| {
         let (c, url) = (c.clone(), order_url.clone());

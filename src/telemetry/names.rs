@@ -90,6 +90,7 @@ pub fn init_serve_series() {
     metrics::gauge!(LIVE_SUBSCRIBERS).set(0.0);
     metrics::counter!(LIVE_COALESCED).absolute(0);
     metrics::counter!(LIVE_LAGGED).absolute(0);
+    metrics::counter!(STREAM_RECONNECTS).absolute(0);
     for event in LIVE_EVENT_NAMES {
         metrics::counter!(LIVE_EVENTS, "event" => *event).absolute(0);
     }

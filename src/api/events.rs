@@ -40,8 +40,8 @@ struct Feed {
     pii: bool,
     heartbeat: Duration,
     max_idle: Duration,
-    /// An order stream ends when its order is deleted; a customer's goes on.
-    ends_on_delete: bool,
+    /// When the stream ends on its own.
+    end: End,
 }
 
 /// `GET /v1/orders/{order_id}/events`.
@@ -175,13 +175,13 @@ fn respond(
         pii,
         heartbeat: cfg.heartbeat,
         max_idle: cfg.max_idle,
-        ends_on_delete: end != End::Never,
+        end,
     };
     let first = std::iter::once(sse::retry(cfg.retry.as_millis())).chain(first).collect();
     let subscriber = subscription.subscriber.clone();
-    let mut body = Body::new(feed, subscription, first, seen);
-    body.done = end == End::AfterFirst;
-    let frames = futures_util::stream::unfold(body, |mut body| async move { body.next().await.map(|b| (b, body)) });
+    let frames = futures_util::stream::unfold(Body::new(feed, subscription, first, seen), |mut body| async move {
+        body.next().await.map(|b| (b, body))
+    });
     let mut r = http::Response::new(http_body_util::Full::new(Bytes::new()));
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -238,6 +238,8 @@ impl Body {
         if !*health.borrow_and_update() {
             out.push_back(degraded());
         }
+        // A stream that only carries what it starts with is done once that is written.
+        let done = feed.end == End::AfterFirst;
         let start = tokio::time::Instant::now();
         let mut heartbeat = tokio::time::interval_at(start + feed.heartbeat, feed.heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -252,7 +254,7 @@ impl Body {
             retry_at: None,
             health,
             heartbeat,
-            done: false,
+            done,
         }
     }
 
@@ -371,7 +373,7 @@ impl Body {
             };
             self.out.push_back(frame);
             count(if deleted { "deleted" } else { "order" });
-            if deleted && self.feed.ends_on_delete {
+            if deleted && self.feed.end == End::OnDelete {
                 self.done = true;
                 return;
             }

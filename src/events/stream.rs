@@ -291,7 +291,6 @@ async fn assign(consumer: &Arc<StreamConsumer<KafkaContext>>, topics: &[String])
     let consumer = consumer.clone();
     let topics = topics.to_vec();
     tokio::task::spawn_blocking(move || {
-        let mut tpl = TopicPartitionList::new();
         let mut starts = Vec::new();
         for t in &topics {
             let md = consumer.fetch_metadata(Some(t), Duration::from_secs(3))?;
@@ -303,11 +302,10 @@ async fn assign(consumer: &Arc<StreamConsumer<KafkaContext>>, topics: &[String])
                 let (_, high) = consumer
                     .fetch_watermarks(t, p, Duration::from_secs(3))
                     .map_err(|e| anyhow::anyhow!("high watermark of {t}/{p}: {e}"))?;
-                tpl.add_partition_offset(t, p, Offset::Offset(high))?;
                 starts.push(Start { topic: t.clone(), partition: p, offset: high });
             }
         }
-        consumer.assign(&tpl)?;
+        assign_at(&consumer, &starts)?;
         Ok(starts)
     })
     .await?
@@ -330,12 +328,19 @@ fn consumer(kafka: &KafkaConfig) -> anyhow::Result<StreamConsumer<KafkaContext>>
 /// to answer for this).
 fn replace_consumer(kafka: &KafkaConfig, resume: &[Start]) -> anyhow::Result<Arc<StreamConsumer<KafkaContext>>> {
     let fresh = consumer(kafka)?;
+    assign_at(&fresh, resume)?;
+    Ok(Arc::new(fresh))
+}
+
+/// Assigns each partition of `starts` at its offset, as a concrete offset
+/// (see the module comment).
+fn assign_at(consumer: &StreamConsumer<KafkaContext>, starts: &[Start]) -> anyhow::Result<()> {
     let mut tpl = TopicPartitionList::new();
-    for s in resume {
+    for s in starts {
         tpl.add_partition_offset(&s.topic, s.partition, Offset::Offset(s.offset))?;
     }
-    fresh.assign(&tpl)?;
-    Ok(Arc::new(fresh))
+    consumer.assign(&tpl)?;
+    Ok(())
 }
 
 /// Closes a replaced consumer once the consume loop has let go of it (within

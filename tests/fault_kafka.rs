@@ -15,6 +15,28 @@ const LIVE_WAIT: Duration = Duration::from_secs(90);
 /// One test at a time stops the broker.
 static KAFKA: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// Runs `f` with the broker stopped, and starts it again even if `f` fails.
+async fn with_kafka_stopped(f: impl std::future::Future<Output = ()>) {
+    stack("stop", "kafka");
+    let outcome = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(f)).await;
+    stack("start", "kafka");
+    if let Err(p) = outcome {
+        std::panic::resume_unwind(p);
+    }
+}
+
+/// Awaits `f`; if it fails, first prints which check stayed down and where
+/// the stream stood in each partition (and why the brokers did not answer).
+async fn showing_the_stream(gw: &Gateway, f: impl std::future::Future<Output = ()>) {
+    if let Err(p) = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(f)).await {
+        let c = client();
+        let readyz = c.get(gw.url("/readyz")).send().await.unwrap().text().await.unwrap();
+        let stream = c.get(gw.url("/admin/stream")).send().await.unwrap().text().await.unwrap();
+        eprintln!("/readyz {readyz}\n/admin/stream {stream}");
+        std::panic::resume_unwind(p);
+    }
+}
+
 #[tokio::test]
 async fn reads_go_on_without_kafka_and_the_cache_catches_up_after() {
     let _kafka = KAFKA.lock().await;
@@ -31,8 +53,7 @@ async fn reads_go_on_without_kafka_and_the_cache_catches_up_after() {
     let mut live = Sse::open(&stream_client(false), &gw.url(&format!("/v1/orders/{id}/events")), None).await;
     assert_eq!(version_of(&live.expect("order", LIVE_WAIT).await.json()), 1);
 
-    stack("stop", "kafka");
-    let outcome = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async {
+    with_kafka_stopped(async {
         eventually(Duration::from_secs(20), "readyz degraded", || async {
             let v: serde_json::Value = json_of(c.get(gw.url("/readyz"))).await;
             v["status"] == "degraded" && v["checks"]["stream"]["status"] == "down"
@@ -42,12 +63,8 @@ async fn reads_go_on_without_kafka_and_the_cache_catches_up_after() {
         assert_eq!(r.status(), 200, "degraded is still ready");
         let r = c.get(gw.url(&format!("/v1/orders/{id}"))).send().await.unwrap();
         assert_eq!(r.status(), 200, "reads go on");
-    }))
+    })
     .await;
-    stack("start", "kafka");
-    if let Err(p) = outcome {
-        std::panic::resume_unwind(p);
-    }
     live.expect("degraded", LIVE_WAIT).await;
     // An event written as soon as the broker is back, before the gateway has
     // reconnected, still reaches the cache: the stream resumes where it
@@ -56,37 +73,22 @@ async fn reads_go_on_without_kafka_and_the_cache_catches_up_after() {
         .send(FutureRecord::to(&w.orders_topic).key(&id).payload(&event(order(&id, 5))), Duration::from_secs(10))
         .await
         .unwrap();
-    let ready = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(eventually(
-        Duration::from_secs(60),
-        "readyz ready again",
-        || async {
+    showing_the_stream(
+        &gw,
+        eventually(Duration::from_secs(60), "readyz ready again", || async {
             let v: serde_json::Value = json_of(c.get(gw.url("/readyz"))).await;
             v["status"] == "ready"
-        },
-    )))
+        }),
+    )
     .await;
-    if let Err(p) = ready {
-        // Which check stayed down, and where the stream stood in each partition.
-        let readyz = c.get(gw.url("/readyz")).send().await.unwrap().text().await.unwrap();
-        let stream = c.get(gw.url("/admin/stream")).send().await.unwrap().text().await.unwrap();
-        eprintln!("not ready again: /readyz {readyz}\n/admin/stream {stream}");
-        std::panic::resume_unwind(p);
-    }
-    // On failure, say where the stream stood in each partition.
-    let seen = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(eventually(
-        Duration::from_secs(20),
-        "the version written on reconnect through the stream",
-        || async {
+    showing_the_stream(
+        &gw,
+        eventually(Duration::from_secs(20), "the version written on reconnect through the stream", || async {
             let r = c.get(gw.url(&format!("/v1/orders/{id}"))).send().await.unwrap();
             r.status() == 200 && version_of(&r.json().await.unwrap()) == 5
-        },
-    )))
+        }),
+    )
     .await;
-    if let Err(p) = seen {
-        let stream = c.get(gw.url("/admin/stream")).send().await.unwrap().text().await.unwrap();
-        eprintln!("stream state when the event did not arrive: {stream}");
-        std::panic::resume_unwind(p);
-    }
     // The version written on reconnect and the all-clear, in whichever
     // order: events flow before the lag watcher sees the stream caught up.
     // While librdkafka reconnects (its backoff reaches 2 s) the stream may
@@ -157,8 +159,7 @@ async fn an_unanswered_stream_client_is_replaced_and_resumes_where_it_stood() {
         .unwrap();
     eventually(Duration::from_secs(10), "version 2 through the stream", at_version(2)).await;
 
-    stack("stop", "kafka");
-    let outcome = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async {
+    with_kafka_stopped(async {
         eventually(Duration::from_secs(30), "the stream's client replaced", || async {
             metric_sum(&gw, "stream_reconnects_total").await >= 1.0
         })
@@ -168,27 +169,14 @@ async fn an_unanswered_stream_client_is_replaced_and_resumes_where_it_stood() {
         let r: serde_json::Value = json_of(c.get(gw.url("/readyz"))).await;
         let detail = r["checks"]["stream"]["detail"].as_str().unwrap_or_default().to_string();
         assert!(detail.starts_with("brokers not answering: "), "{r}");
-    }))
+    })
     .await;
-    stack("start", "kafka");
-    if let Err(p) = outcome {
-        std::panic::resume_unwind(p);
-    }
     producer()
         .send(FutureRecord::to(&w.orders_topic).key(&id).payload(&event(order(&id, 3))), Duration::from_secs(10))
         .await
         .unwrap();
-    let seen = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(eventually(
-        Duration::from_secs(60),
-        "version 3 through the new client",
-        at_version(3),
-    )))
-    .await;
-    if let Err(p) = seen {
-        let stream = c.get(gw.url("/admin/stream")).send().await.unwrap().text().await.unwrap();
-        eprintln!("stream state when the event did not arrive: {stream}");
-        std::panic::resume_unwind(p);
-    }
+    showing_the_stream(&gw, eventually(Duration::from_secs(60), "version 3 through the new client", at_version(3)))
+        .await;
     eventually(Duration::from_secs(30), "ready again, no error kept", || async {
         let s: serde_json::Value = json_of(c.get(gw.url("/admin/stream"))).await;
         s["healthy"] == true && s["last_error"].is_null()

@@ -6,7 +6,7 @@ mod common;
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use common::sse::{stream_client, Sse};
+use common::sse::{stream_client, stream_client_builder, Sse};
 use common::world::*;
 use common::*;
 use rdkafka::producer::FutureRecord;
@@ -20,14 +20,6 @@ fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-async fn metric(gw: &Gateway, name: &str) -> f64 {
-    let text = client().get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 #[tokio::test]
@@ -236,7 +228,7 @@ async fn a_thousand_subscribers_over_h2c_see_versions_only_rise_and_a_reader_tha
         }
     }
     eventually(Duration::from_secs(60), "a thousand streams open", || async {
-        metric(&gw, "live_subscribers").await >= (ORDERS * PER_ORDER) as f64
+        metric_sum(&gw, "live_subscribers").await >= (ORDERS * PER_ORDER) as f64
     })
     .await;
     let rss_open = rss_kib(pid);
@@ -255,7 +247,7 @@ async fn a_thousand_subscribers_over_h2c_see_versions_only_rise_and_a_reader_tha
         }
     }
     let mut v = 2;
-    while started.elapsed() < Duration::from_secs(4) || metric(&gw, "live_lagged_total").await < 1.0 {
+    while started.elapsed() < Duration::from_secs(4) || metric_sum(&gw, "live_lagged_total").await < 1.0 {
         for _ in 0..50 {
             p.send(FutureRecord::to(&w.orders_topic).key(&big_id).payload(&event(big(v))), Duration::from_secs(10))
                 .await
@@ -274,7 +266,7 @@ async fn a_thousand_subscribers_over_h2c_see_versions_only_rise_and_a_reader_tha
         max_seen = max_seen.max(seen.len());
     }
     let rss_after = rss_kib(pid);
-    let coalesced = metric(&gw, "live_coalesced_total").await;
+    let coalesced = metric_sum(&gw, "live_coalesced_total").await;
     println!(
         "gateway RSS: {rss_before} KiB before, {rss_open} KiB with {} streams open ({:.1} KiB per stream), {rss_after} KiB after the updates; {coalesced} versions coalesced",
         ORDERS * PER_ORDER,
@@ -340,14 +332,7 @@ async fn a_stream_lagging_on_h2_leaves_the_connections_other_streams_served_unti
     // One h2 connection carries both streams, with a stream window of 64 KiB
     // (reqwest's default is 2 MiB): the unread stream's window fills after a
     // few large views, and only flow control holds its body back.
-    let mut auth = reqwest::header::HeaderMap::new();
-    auth.insert(reqwest::header::AUTHORIZATION, format!("Bearer {TEST_KEY}").parse().unwrap());
-    let c = reqwest::Client::builder()
-        .default_headers(auth)
-        .http2_prior_knowledge()
-        .http2_initial_stream_window_size(65_535)
-        .build()
-        .unwrap();
+    let c = stream_client_builder(true).http2_initial_stream_window_size(65_535).build().unwrap();
     let _slow = Sse::open(&c, &gw.url(&format!("/v1/orders/{slow_id}/events")), None).await; // never read
     let mut other = Sse::open(&c, &gw.url(&format!("/v1/orders/{other_id}/events")), None).await;
     assert_eq!(version_of(&other.expect("order", Duration::from_secs(5)).await.json()), 1);
@@ -356,7 +341,7 @@ async fn a_stream_lagging_on_h2_leaves_the_connections_other_streams_served_unti
     let p = producer();
     let started = Instant::now();
     let mut v = 2;
-    while metric(&gw, "live_lagged_total").await < 1.0 {
+    while metric_sum(&gw, "live_lagged_total").await < 1.0 {
         for _ in 0..50 {
             p.send(
                 FutureRecord::to(&w.orders_topic).key(&slow_id).payload(&event(big_order(&slow_id, v))),
@@ -457,7 +442,7 @@ async fn live_push_benchmark() {
     }
     drop(tx);
     eventually(Duration::from_secs(60), "a thousand streams open", || async {
-        metric(&gw, "live_subscribers").await >= 1000.0
+        metric_sum(&gw, "live_subscribers").await >= 1000.0
     })
     .await;
     let rss_open = rss_kib(pid);
@@ -486,7 +471,7 @@ async fn live_push_benchmark() {
         percentile(&lat, 0.5),
         percentile(&lat, 0.99),
         lat.last().unwrap(),
-        metric(&gw, "live_coalesced_total").await
+        metric_sum(&gw, "live_coalesced_total").await
     );
     println!(
         "gateway RSS {rss_before} KiB -> {rss_open} KiB with 1,000 streams open: {:.1} KiB per stream",

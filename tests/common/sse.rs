@@ -87,8 +87,17 @@ impl Sse {
 
 /// A client for streams: no overall deadline (a stream lasts), the test key.
 pub fn stream_client(h2: bool) -> reqwest::Client {
+    stream_client_builder(h2).build().unwrap()
+}
+
+/// [`stream_client`]'s builder, for a test that needs one more setting.
+pub fn stream_client_builder(h2: bool) -> reqwest::ClientBuilder {
     let mut h = reqwest::header::HeaderMap::new();
     h.insert(reqwest::header::AUTHORIZATION, format!("Bearer {TEST_KEY}").parse().unwrap());
     let b = reqwest::Client::builder().tls_built_in_root_certs(false).default_headers(h);
-    if h2 { b.http2_prior_knowledge() } else { b }.build().unwrap()
+    if h2 {
+        b.http2_prior_knowledge()
+    } else {
+        b
+    }
 }
